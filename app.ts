@@ -1,0 +1,39 @@
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import AutoLoad from '@fastify/autoload'
+import type { FastifyPluginAsync } from 'fastify'
+import { resolveConfig } from './config/resolve.js'
+import type { CredConfig, SettingsInput } from './schemas/config.js'
+
+export { ConfigError, resolveConfig } from './config/resolve.js'
+export { loadConfig } from './config/load.js'
+export type { CredConfig, SettingsInput } from './schemas/config.js'
+
+export interface CredOptions {
+  /**
+   * Settings, as in credrc (nested layout): anything left out takes its default.
+   * An already resolved config (from `loadConfig`) is used as it is.
+   */
+  config?: SettingsInput | CredConfig
+}
+
+const here = dirname(fileURLToPath(import.meta.url))
+
+function isResolved (config: CredOptions['config']): config is CredConfig {
+  return config?.database !== undefined && Object.hasOwn(config.database, 'kind')
+}
+
+/**
+ * The whole cred service as one Fastify plugin. The standalone server registers it with
+ * `prefix: approot`; a host application registers it under any prefix it likes.
+ * It is encapsulated: its error handler, parsers and decorators stay inside.
+ */
+const cred: FastifyPluginAsync<CredOptions> = async function cred (fastify, opts) {
+  const config = isResolved(opts.config) ? opts.config : resolveConfig(opts.config, 'plugin options')
+  const options = { config }
+  await fastify.register(AutoLoad, { dir: join(here, 'plugins', 'external'), options })
+  await fastify.register(AutoLoad, { dir: join(here, 'plugins', 'app'), options })
+  await fastify.register(AutoLoad, { dir: join(here, 'routes'), options })
+}
+
+export default cred

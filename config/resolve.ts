@@ -1,0 +1,118 @@
+import { TypeCompiler } from '@sinclair/typebox/compiler'
+import {
+  Settings, DatabaseSettings, defaultSettings,
+  type CredConfig, type DatabaseKind, type SettingsInput
+} from '../schemas/config.js'
+
+/** A configuration problem, reported to the operator as one line. */
+export class ConfigError extends Error {
+  constructor (readonly source: string, readonly key: string | null, detail: string) {
+    super(`Invalid configuration in ${source}${key === null ? '' : ` at key '${key}'`}: ${detail}`)
+    this.name = 'ConfigError'
+  }
+}
+
+const checkSettings = TypeCompiler.Compile(Settings)
+const settingsKeys = new Set(Object.keys(Settings.properties))
+const databaseKeys = new Set(Object.keys(DatabaseSettings.properties))
+
+/** SQLAlchemy-style names of the original ('postgresql+psycopg2', 'sqlite3', ...) to our two kinds. */
+export function databaseKind (type: string): DatabaseKind | null {
+  const base = type.trim().toLowerCase().split('+')[0]
+  if (base === 'sqlite' || base === 'sqlite3') return 'sqlite'
+  if (base === 'postgresql' || base === 'postgres') return 'postgresql'
+  return null
+}
+
+function normaliseApproot (approot: string): string {
+  const trimmed = approot.trim().replace(/\/+$/, '')
+  if (trimmed === '') return ''
+  return trimmed.startsWith('/') ? trimmed : `/${trimmed}`
+}
+
+function describeType (value: unknown): string {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'a list'
+  return typeof value === 'object' ? 'a mapping' : `${typeof value} ${JSON.stringify(value)}`
+}
+
+function isPlainObject (value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+/** Reads `DATABASE_URL=postgres://user:pass@host:port/db` (or sqlite:path) into database settings. */
+export function databaseFromUrl (url: string, source: string): Partial<DatabaseSettings> & { url: string } {
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    throw new ConfigError(source, 'DATABASE_URL', 'not a valid URL')
+  }
+  const type = parsed.protocol.replace(/:$/, '')
+  if (databaseKind(type) === 'sqlite') {
+    return { type, database: decodeURIComponent(parsed.pathname), url }
+  }
+  return {
+    type,
+    user: decodeURIComponent(parsed.username),
+    password: decodeURIComponent(parsed.password),
+    host: parsed.hostname,
+    port: parsed.port,
+    database: decodeURIComponent(parsed.pathname.replace(/^\//, '')),
+    url
+  }
+}
+
+/**
+ * Merges `input` over the defaults and validates the result.
+ * `source` names where the settings came from, for error messages.
+ */
+export function resolveConfig (input: SettingsInput | undefined, source: string, databaseUrl?: string): CredConfig {
+  const given: Record<string, unknown> = isPlainObject(input) ? input : {}
+  for (const key of Object.keys(given)) {
+    if (!settingsKeys.has(key)) throw new ConfigError(source, key, 'unknown setting')
+  }
+  const givenDatabase = given.database ?? {}
+  if (!isPlainObject(givenDatabase)) {
+    throw new ConfigError(source, 'database', `expected a mapping, got ${describeType(givenDatabase)}`)
+  }
+  for (const key of Object.keys(givenDatabase)) {
+    if (!databaseKeys.has(key)) throw new ConfigError(source, `database.${key}`, 'unknown setting')
+  }
+  let url: string | undefined
+  let fromUrl: Partial<DatabaseSettings> = {}
+  if (databaseUrl !== undefined && databaseUrl !== '') {
+    const { url: fullUrl, ...rest } = databaseFromUrl(databaseUrl, 'environment')
+    url = fullUrl
+    fromUrl = rest
+  }
+  const merged = {
+    ...defaultSettings,
+    ...given,
+    database: { ...defaultSettings.database, ...givenDatabase, ...fromUrl }
+  }
+  // a port written as a quoted number is still a port
+  if (typeof merged.port === 'string' && /^\d+$/.test(merged.port)) merged.port = Number(merged.port)
+
+  const error = checkSettings.Errors(merged).First()
+  if (error !== undefined) {
+    const key = error.path.replace(/^\//, '').replaceAll('/', '.')
+    const value = key.split('.').reduce<unknown>((obj, part) => isPlainObject(obj) ? obj[part] : undefined, merged)
+    throw new ConfigError(source, key || null, `${error.message}, got ${describeType(value)}`)
+  }
+  const settings = merged as Settings
+  const kind = databaseKind(settings.database.type)
+  if (kind === null) {
+    throw new ConfigError(source, 'database.type',
+      `unknown database type '${settings.database.type}' (use 'sqlite3' or 'postgresql')`)
+  }
+  if (settings.SSL) {
+    if (settings.sslcert === '') throw new ConfigError(source, 'sslcert', 'SSL is True but no certificate file is set')
+    if (settings.sslkey === '') throw new ConfigError(source, 'sslkey', 'SSL is True but no key file is set')
+  }
+  return {
+    ...settings,
+    approot: normaliseApproot(settings.approot),
+    database: { ...settings.database, kind, ...(url === undefined ? {} : { url }) }
+  }
+}

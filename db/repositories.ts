@@ -1,0 +1,108 @@
+import type { Permission } from '../schemas/apikeys.js'
+
+/** List filters of every list route: ids below `before`, above `after`, then offset, then limit. */
+export interface ListFilter {
+  before?: number | undefined
+  after?: number | undefined
+  limit?: number | undefined
+  offset?: number | undefined
+}
+
+export interface ApiKeyRecord {
+  id: number
+  permission: Permission
+  /** epoch ms */
+  created: number
+  revoked: number | null
+}
+
+export interface ClientRecord {
+  id: number
+  device: string | null
+  location: string | null
+  lastActive: number
+}
+
+/** A client found by its session key, with what its API key allows. */
+export interface SessionRecord extends ClientRecord {
+  apikeyId: number
+  permission: Permission
+}
+
+export interface EventRecord {
+  id: number
+  clientId: number
+  device: string | null
+  name: string
+  location: string | null
+  action: string | null
+  value: string | null
+  /** epoch ms */
+  time: number
+}
+
+export interface NewClient {
+  device: string | null
+  location: string | null
+  apikeyId: number
+  /** event name → location filter (null = any location) */
+  subscriptions: Array<{ eventName: string, location: string | null }>
+}
+
+export interface NewEventRecord {
+  clientId: number
+  device: string | null
+  name: string
+  location: string | null
+  action: string | null
+  value: string | null
+}
+
+export interface ApiKeyRepository {
+  /** Creates a key; the returned `apikey` is the only copy of the secret. */
+  create (permission: Permission): Promise<ApiKeyRecord & { apikey: string }>
+  /** The unrevoked key with this secret, if any. */
+  findByKey (apikey: string): Promise<ApiKeyRecord | undefined>
+  get (id: number): Promise<ApiKeyRecord | undefined>
+  list (filter: ListFilter): Promise<ApiKeyRecord[]>
+  count (): Promise<number>
+}
+
+export interface ClientRepository {
+  /** Creates a client with its subscriptions and a new session; returns the plain session key. */
+  create (client: NewClient): Promise<{ id: number, sessionKey: string }>
+  findBySession (sessionKey: string): Promise<SessionRecord | undefined>
+  /** Marks the client active at `now` (epoch ms). */
+  touch (id: number, now: number): Promise<void>
+  get (id: number): Promise<ClientRecord | undefined>
+  /** Clients active at or after `since` (epoch ms). */
+  listActive (since: number, filter: ListFilter): Promise<ClientRecord[]>
+}
+
+export interface EventRepository {
+  create (event: NewEventRecord): Promise<EventRecord>
+  get (id: number): Promise<EventRecord | undefined>
+  list (filter: ListFilter): Promise<EventRecord[]>
+  listByClient (clientId: number, filter: ListFilter): Promise<EventRecord[]>
+  /** Events matching any of the client's subscriptions, in one indexed query. */
+  listSubscribed (clientId: number, filter: ListFilter): Promise<EventRecord[]>
+}
+
+/** The data layer the service sees, whatever the database. */
+export interface Repositories {
+  readonly kind: 'sqlite' | 'postgresql'
+  /** where the data lives, for logs (file path, or host:port/database) */
+  readonly location: string
+  apikeys: ApiKeyRepository
+  clients: ClientRepository
+  events: EventRepository
+  close (): Promise<void>
+}
+
+/** The database could not be opened or reached. */
+export class DatabaseUnavailableError extends Error {
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'DatabaseUnavailableError'
+  }
+}

@@ -1,0 +1,47 @@
+import { bigint, index, integer, pgTable, text, uniqueIndex } from 'drizzle-orm/pg-core'
+
+// Keep in step with ./sqlite.ts: same tables, columns, indexes and meaning.
+// Times are epoch milliseconds (bigint read as a JS number).
+
+export const apikeys = pgTable('apikeys', {
+  id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+  keyHash: text('key_hash').notNull().unique(),
+  permission: text('permission', { enum: ['read', 'write', 'admin'] }).notNull(),
+  created: bigint('created', { mode: 'number' }).notNull(),
+  revoked: bigint('revoked', { mode: 'number' })
+})
+
+export const clients = pgTable('clients', {
+  id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+  device: text('device'),
+  location: text('location'),
+  sessionHash: text('session_hash').notNull().unique(),
+  apikeyId: integer('apikey_id').notNull().references(() => apikeys.id),
+  created: bigint('created', { mode: 'number' }).notNull(),
+  lastActive: bigint('last_active', { mode: 'number' }).notNull()
+}, (table) => [
+  index('clients_last_active_idx').on(table.lastActive)
+])
+
+export const subscriptions = pgTable('subscriptions', {
+  id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+  clientId: integer('client_id').notNull().references(() => clients.id, { onDelete: 'cascade' }),
+  eventName: text('event_name').notNull(),
+  location: text('location')
+}, (table) => [
+  uniqueIndex('subscriptions_client_event_idx').on(table.clientId, table.eventName)
+])
+
+export const events = pgTable('events', {
+  id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+  clientId: integer('client_id').notNull().references(() => clients.id),
+  device: text('device'),
+  name: text('name').notNull(),
+  location: text('location'),
+  action: text('action'),
+  value: text('value'),
+  time: bigint('time', { mode: 'number' }).notNull()
+}, (table) => [
+  index('events_name_id_idx').on(table.name, table.id),
+  index('events_client_id_idx').on(table.clientId, table.id)
+])

@@ -1,0 +1,47 @@
+import { index, integer, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core'
+
+// Times are epoch milliseconds in both dialects; the API turns them into ISO 8601 strings.
+// Keep in step with ./pg.ts.
+
+export const apikeys = sqliteTable('apikeys', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
+  keyHash: text('key_hash').notNull().unique(),
+  permission: text('permission', { enum: ['read', 'write', 'admin'] }).notNull(),
+  created: integer('created').notNull(),
+  revoked: integer('revoked')
+})
+
+export const clients = sqliteTable('clients', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
+  device: text('device'),
+  location: text('location'),
+  sessionHash: text('session_hash').notNull().unique(),
+  apikeyId: integer('apikey_id').notNull().references(() => apikeys.id),
+  created: integer('created').notNull(),
+  lastActive: integer('last_active').notNull()
+}, (table) => [
+  index('clients_last_active_idx').on(table.lastActive)
+])
+
+export const subscriptions = sqliteTable('subscriptions', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
+  clientId: integer('client_id').notNull().references(() => clients.id, { onDelete: 'cascade' }),
+  eventName: text('event_name').notNull(),
+  location: text('location')
+}, (table) => [
+  uniqueIndex('subscriptions_client_event_idx').on(table.clientId, table.eventName)
+])
+
+export const events = sqliteTable('events', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
+  clientId: integer('client_id').notNull().references(() => clients.id),
+  device: text('device'),
+  name: text('name').notNull(),
+  location: text('location'),
+  action: text('action'),
+  value: text('value'),
+  time: integer('time').notNull()
+}, (table) => [
+  index('events_name_id_idx').on(table.name, table.id),
+  index('events_client_id_idx').on(table.clientId, table.id)
+])

@@ -1,0 +1,21 @@
+import fp from 'fastify-plugin'
+import { openDatabase, type Repositories } from '../../db/index.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** the data layer: apikeys, clients and events repositories */
+    repos: Repositories
+  }
+}
+
+export default fp(async function repositories (fastify) {
+  const repos = await openDatabase(fastify.config.database)
+  fastify.decorate('repos', repos)
+  fastify.addHook('onClose', async () => {
+    await repos.close()
+  })
+  fastify.log.info({ database: repos.kind, location: repos.location }, `database ready: ${repos.kind} at ${repos.location}`)
+  if (await repos.apikeys.count() === 0) {
+    fastify.log.warn('no API keys exist yet: create the first one with `npx cred-gen --admin` (same config as the server)')
+  }
+}, { name: 'cred-repositories', dependencies: ['cred-config'] })

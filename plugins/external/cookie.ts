@@ -1,0 +1,2 @@
+// Parses the sessionKey cookie and lets /auth set it.
+export { default } from '@fastify/cookie'

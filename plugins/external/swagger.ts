@@ -1,0 +1,35 @@
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import fp from 'fastify-plugin'
+
+/** OpenAPI 3.1 document at /documentation/json, generated from the route schemas; Swagger UI at /documentation. */
+export default fp(async function openApi (fastify) {
+  await fastify.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'cred',
+        description: 'Connected Reactive Electronic Devices: devices post events and receive the events they subscribed to. ' +
+          'Authenticate with POST /auth, then send the session key as a Bearer token, the sessionKey cookie, or a sessionKey JSON field.',
+        version: '0.1.0'
+      },
+      tags: [
+        { name: 'auth', description: 'Sessions from API keys' },
+        { name: 'events', description: 'Posting and reading events' },
+        { name: 'clients', description: 'Connected clients and their events' },
+        { name: 'apikeys', description: 'API keys (admin)' }
+      ],
+      components: {
+        securitySchemes: {
+          bearerSession: { type: 'http', scheme: 'bearer', description: 'Authorization: Bearer <sessionKey>' },
+          cookieSession: { type: 'apiKey', in: 'cookie', name: 'sessionKey', description: 'the cookie set by /auth' }
+        }
+      }
+    },
+    refResolver: {
+      // shared schemas are named after their $id in the document's components
+      buildLocalReference: (json, _baseUri, _fragment, i) => typeof json.$id === 'string' ? json.$id : `def-${i}`
+    }
+  })
+  await fastify.register(swaggerUi, { routePrefix: '/documentation' })
+}, { name: 'cred-swagger' })

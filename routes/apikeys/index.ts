@@ -1,0 +1,60 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { IdParams, ListQuery, authErrors, errors } from '../../schemas/common.js'
+import { ApiKeyCreated, ApiKeyFound, ApiKeyList, NewApiKeyBody, PERMISSIONS, type Permission } from '../../schemas/apikeys.js'
+
+const isPermission = (value: string): value is Permission => (PERMISSIONS as readonly string[]).includes(value)
+
+const apikeys: FastifyPluginAsyncTypebox = async function (fastify) {
+  const { repos, items } = fastify
+
+  fastify.get('/', {
+    schema: {
+      tags: ['apikeys'],
+      summary: 'List API keys, newest first (admin)',
+      querystring: ListQuery,
+      response: { 200: ApiKeyList, 400: errors[400], ...authErrors }
+    },
+    preValidation: fastify.authorize('admin')
+  }, async function (request) {
+    const { full = false, ...filter } = request.query
+    const rows = await repos.apikeys.list(filter)
+    return { status: 200, message: 'OK', apikeys: rows.map((row) => items.apikey(request, row, full)) }
+  })
+
+  fastify.post('/', {
+    schema: {
+      tags: ['apikeys'],
+      summary: 'Create an API key (admin)',
+      description: 'The response is the only place the new key\'s secret ever appears.',
+      body: NewApiKeyBody,
+      response: { 201: ApiKeyCreated, 400: errors[400], ...authErrors, 413: errors[413], 415: errors[415] }
+    },
+    preValidation: fastify.authorize('admin')
+  }, async function (request, reply) {
+    const { permission } = request.body
+    if (!isPermission(permission)) throw fastify.httpErrors.badRequest('Invalid Permissions')
+    const created = await repos.apikeys.create(permission)
+    request.log.info({ apikeyId: created.id, permission }, 'API key created')
+    return reply.code(201).send({
+      status: 201,
+      message: 'Created API Key',
+      apikey: { ...items.apikey(request, created, true), apikey: created.apikey }
+    })
+  })
+
+  fastify.get('/:id', {
+    schema: {
+      tags: ['apikeys'],
+      summary: 'One API key, full form (admin)',
+      params: IdParams,
+      response: { 200: ApiKeyFound, 400: errors[400], ...authErrors, 404: errors[404] }
+    },
+    preValidation: fastify.authorize('admin')
+  }, async function (request) {
+    const apikey = await repos.apikeys.get(request.params.id)
+    if (apikey === undefined) throw fastify.httpErrors.notFound('API Key Not Found')
+    return { status: 200, message: 'OK', apikey: items.apikey(request, apikey, true) }
+  })
+}
+
+export default apikeys

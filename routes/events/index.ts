@@ -1,0 +1,60 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { IdParams, ListQuery, authErrors, errors } from '../../schemas/common.js'
+import { EventCreated, EventFound, EventList, PostEventBody } from '../../schemas/events.js'
+
+const events: FastifyPluginAsyncTypebox = async function (fastify) {
+  const { repos, items } = fastify
+
+  fastify.get('/', {
+    schema: {
+      tags: ['events'],
+      summary: 'List events, newest first',
+      querystring: ListQuery,
+      response: { 200: EventList, 400: errors[400], ...authErrors }
+    },
+    preValidation: fastify.authorize('read')
+  }, async function (request) {
+    const { full = false, ...filter } = request.query
+    const rows = await repos.events.list(filter)
+    return { status: 200, message: 'OK', events: rows.map((row) => items.event(request, row, full)) }
+  })
+
+  fastify.post('/', {
+    schema: {
+      tags: ['events'],
+      summary: 'Post an event as the calling client',
+      description: 'Needs write permission. `value` may be a string, number or boolean and is stored as text.',
+      body: PostEventBody,
+      response: { 201: EventCreated, 400: errors[400], ...authErrors, 413: errors[413], 415: errors[415] }
+    },
+    preValidation: fastify.authorize('write')
+  }, async function (request, reply) {
+    const client = request.client!
+    const { name, location = null, action = null, value = null } = request.body.event
+    const event = await repos.events.create({
+      clientId: client.id,
+      device: client.device,
+      name,
+      location,
+      action,
+      value: value === null ? null : String(value)
+    })
+    return reply.code(201).send({ status: 201, message: 'Created Event', event: items.event(request, event, false) })
+  })
+
+  fastify.get('/:id', {
+    schema: {
+      tags: ['events'],
+      summary: 'One event, full form',
+      params: IdParams,
+      response: { 200: EventFound, 400: errors[400], ...authErrors, 404: errors[404] }
+    },
+    preValidation: fastify.authorize('read')
+  }, async function (request) {
+    const event = await repos.events.get(request.params.id)
+    if (event === undefined) throw fastify.httpErrors.notFound('Event Not Found')
+    return { status: 200, message: 'OK', event: items.event(request, event, true) }
+  })
+}
+
+export default events

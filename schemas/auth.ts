@@ -1,0 +1,34 @@
+import { Type, type Static } from '@sinclair/typebox'
+import { NAME_MAX } from './events.js'
+import { Nullable } from './common.js'
+
+const Subscription = Type.Union([
+  Type.Object({
+    location: Type.Optional(Nullable(Type.String({ maxLength: NAME_MAX, description: 'only events from this location' })))
+  }),
+  Type.Literal('', { description: 'form encoding of an empty filter' })
+])
+
+export const AuthInput = Type.Object({
+  apikey: Type.Optional(Type.String({ description: 'the API key (required; 401 Invalid API Key when missing or unknown)' })),
+  device: Type.Optional(Nullable(Type.String({ maxLength: NAME_MAX, examples: ['Thermostat'] }))),
+  location: Type.Optional(Nullable(Type.String({ maxLength: NAME_MAX, examples: ['Living Room'] }))),
+  subscribe: Type.Optional(Type.Record(Type.String({ minLength: 1, maxLength: NAME_MAX }), Subscription, {
+    description: 'event name → optional location filter; `{}` means that event from any location',
+    examples: [{ Light: { location: 'Living Room' }, Alarm: {} }]
+  }))
+})
+export type AuthInput = Static<typeof AuthInput>
+
+export const AuthResponse = Type.Object({
+  status: Type.Integer(),
+  message: Type.String(),
+  id: Type.Integer({ description: 'the new client id' }),
+  sessionKey: Type.String({ description: '64 hex characters; also set as the sessionKey cookie' }),
+  scheduled: Type.Object({
+    assigned: Type.Boolean(),
+    slot: Nullable(Type.Integer({ description: 'polling slot, 1..period' })),
+    period: Nullable(Type.Integer({ description: 'schedulerPeriod' }))
+  }),
+  PINGTimeout: Type.Integer({ description: 'seconds of silence after which the client is no longer active' })
+}, { description: 'A new client and session' })

@@ -1,0 +1,63 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
+
+/** A value that may also be null (JSON Schema type array, as OpenAPI 3.1 writes it). */
+export const Nullable = <T extends TSchema>(schema: T) =>
+  Type.Unsafe<Static<T> | null>({ ...schema, type: [schema.type as string, 'null'] })
+
+/** `{status, message}`: every error, and the start of every success body. */
+export const Envelope = Type.Object({
+  status: Type.Integer({ description: 'the HTTP status code', examples: [404] }),
+  message: Type.String({ description: 'a short human-readable message', examples: ['Event Not Found'] })
+}, { $id: 'Envelope', title: 'Envelope' })
+
+const errorRef = (description: string) => Type.Ref('Envelope', { description })
+
+/** Error responses a route can send, by status, for its schema. */
+export const errors = {
+  400: errorRef('Malformed input: the message names the field or parameter'),
+  401: errorRef('No valid session (`Not Authenticated`)'),
+  403: errorRef('The session\'s API key lacks the permission (`Insufficient Permissions`)'),
+  404: errorRef('Unknown id'),
+  413: errorRef('Request body over the configured limit'),
+  415: errorRef('Unsupported content type')
+} as const
+
+export const authErrors = { 401: errors[401], 403: errors[403] } as const
+
+export const IdParams = Type.Object({
+  id: Type.Integer({ minimum: 1, description: 'the item id' })
+})
+
+const Count = (description: string) => Type.Integer({ minimum: 0, description })
+
+/** Query parameters accepted by every list route. */
+export const ListQuery = Type.Object({
+  full: Type.Optional(Type.Boolean({ description: 'full items instead of `{id, uri}` (true/1, false/0)' })),
+  before: Type.Optional(Count('only ids lower than this')),
+  after: Type.Optional(Count('only ids higher than this')),
+  limit: Type.Optional(Count('at most this many items')),
+  offset: Type.Optional(Count('skip this many items first'))
+})
+export type ListQuery = Static<typeof ListQuery>
+
+/** `{status, message, <key>: [...] }` */
+export const listResponse = <T extends TSchema>(key: string, item: T, description: string) =>
+  Type.Object({
+    status: Type.Integer(),
+    message: Type.String(),
+    [key]: Type.Array(item)
+  }, { description })
+
+/** `{status, message, <key>: {...} }` */
+export const itemResponse = <T extends TSchema>(key: string, item: T, description: string) =>
+  Type.Object({
+    status: Type.Integer(),
+    message: Type.String(),
+    [key]: item
+  }, { description })
+
+export const Uri = Type.String({ description: 'absolute URL of the item', examples: ['http://localhost:5000/events/17'] })
+export const IsoTime = Type.String({ description: 'ISO 8601 UTC time', examples: ['2026-01-01T12:00:00.000Z'] })
+
+/** An optional session key in a JSON body (the third place a session is looked for). */
+export const BodySessionKey = Type.Optional(Type.String({ description: 'session key, when not sent as a header or cookie' }))

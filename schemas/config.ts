@@ -1,0 +1,68 @@
+import { Type, type Static } from '@sinclair/typebox'
+
+/** Settings of the `database:` section (or the flat layout's keys after `type:`). */
+export const DatabaseSettings = Type.Object({
+  type: Type.String({ description: "'sqlite3' (default) or 'postgresql' (also 'postgres', 'postgresql+psycopg2', ...)" }),
+  user: Type.String(),
+  password: Type.String(),
+  host: Type.String(),
+  port: Type.Union([Type.String(), Type.Integer({ minimum: 0, maximum: 65535 })]),
+  database: Type.String({ description: 'SQLite file path, or PostgreSQL database name' }),
+  poolSize: Type.Integer({ minimum: 1, maximum: 1000, description: 'PostgreSQL connection pool size' })
+}, { additionalProperties: false })
+
+export const Settings = Type.Object({
+  SSL: Type.Boolean(),
+  sslcert: Type.String({ description: 'PEM certificate file, required when SSL is True' }),
+  sslkey: Type.String({ description: 'PEM private key file, required when SSL is True' }),
+  approot: Type.String(),
+  host: Type.String({ description: "interface to listen on; '*' = all interfaces" }),
+  port: Type.Integer({ minimum: 0, maximum: 65535 }),
+  scheduler: Type.Boolean(),
+  schedulerPeriod: Type.Integer({ minimum: 1 }),
+  pingtimeout: Type.Integer({ minimum: 1 }),
+  bodyLimit: Type.Integer({ minimum: 1024, description: 'largest accepted request body, in bytes' }),
+  logLevel: Type.Union([
+    Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'),
+    Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')
+  ]),
+  database: DatabaseSettings
+}, { additionalProperties: false })
+
+export type DatabaseSettings = Static<typeof DatabaseSettings>
+export type Settings = Static<typeof Settings>
+
+/** What a caller may pass: any subset of the settings, database section included. */
+export type SettingsInput = Partial<Omit<Settings, 'database'>> & { database?: Partial<DatabaseSettings> }
+
+export type DatabaseKind = 'sqlite' | 'postgresql'
+
+/** Settings after validation, with the derived values the service uses. */
+export interface CredConfig extends Settings {
+  /** approot normalised to '' or '/path' without a trailing slash */
+  approot: string
+  database: DatabaseSettings & { kind: DatabaseKind, url?: string }
+}
+
+export const defaultSettings: Settings = {
+  SSL: false,
+  sslcert: '',
+  sslkey: '',
+  approot: '',
+  host: '*',
+  port: 5000,
+  scheduler: false,
+  schedulerPeriod: 30,
+  pingtimeout: 240,
+  bodyLimit: 1048576,
+  logLevel: 'info',
+  database: {
+    type: 'sqlite3',
+    user: '',
+    password: '',
+    host: '',
+    port: '',
+    database: 'cred-server.db',
+    poolSize: 10
+  }
+}

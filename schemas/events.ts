@@ -1,0 +1,43 @@
+import { Type, type Static } from '@sinclair/typebox'
+import { BodySessionKey, IsoTime, Nullable, Uri, itemResponse, listResponse } from './common.js'
+
+export const NAME_MAX = 240
+export const VALUE_MAX = 4096
+
+const ShortText = (description: string) => Type.String({ maxLength: NAME_MAX, description })
+
+/**
+ * An event. The short form (lists without `full=true`) has only `id` and `uri`;
+ * the full form has every field.
+ */
+export const EventItem = Type.Object({
+  id: Type.Integer(),
+  device: Type.Optional(Nullable(Type.String({ description: 'device name of the client that posted it' }))),
+  name: Type.Optional(Type.String()),
+  location: Type.Optional(Nullable(Type.String())),
+  action: Type.Optional(Nullable(Type.String())),
+  value: Type.Optional(Nullable(Type.String({ description: 'always text: a posted number 21.5 reads back "21.5"' }))),
+  time: Type.Optional(IsoTime),
+  uri: Uri
+}, { title: 'Event', description: 'Short form `{id, uri}`; full form adds device, name, location, action, value and time' })
+
+export const NewEvent = Type.Object({
+  name: Type.String({ minLength: 1, maxLength: NAME_MAX, description: 'event name, e.g. Light' }),
+  location: Type.Optional(Nullable(ShortText('where it happened, e.g. Living Room'))),
+  action: Type.Optional(Nullable(ShortText('what happened, e.g. Toggled'))),
+  value: Type.Optional(Type.Unsafe<string | number | boolean | null>({
+    type: ['string', 'number', 'boolean', 'null'],
+    maxLength: VALUE_MAX,
+    description: 'stored and returned as text'
+  }))
+}, { examples: [{ name: 'Light', location: 'Living Room', action: 'Toggled', value: 'On' }] })
+export type NewEvent = Static<typeof NewEvent>
+
+export const PostEventBody = Type.Object({
+  event: NewEvent,
+  sessionKey: BodySessionKey
+})
+
+export const EventList = listResponse('events', EventItem, 'Events, newest first')
+export const EventCreated = itemResponse('event', Type.Object({ id: Type.Integer(), uri: Uri }), 'The new event')
+export const EventFound = itemResponse('event', EventItem, 'The event, full form')

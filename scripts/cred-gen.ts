@@ -1,0 +1,89 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util'
+import { loadConfig } from '../config/load.js'
+import { openDatabase, type Repositories } from '../db/index.js'
+import { PERMISSIONS, type Permission } from '../schemas/apikeys.js'
+import { failAndExit, parseCommandLine } from './cli.js'
+
+const usage = `Usage: cred-gen (--admin | --write | --read) [--json] [--config PATH]
+       cred-gen --list [--json] [--config PATH]
+
+Creates an API key for the cred server, or lists the existing keys.
+It finds its configuration exactly like cred-server, so use the same credrc.
+
+  --admin            create a key with admin permission (everything)
+  --write            create a key with write permission (GET and POST, no API keys)
+  --read             create a key with read permission (GET, no API keys)
+  --list             list the keys: id, permission, created (never the secret)
+  --json             print JSON instead of text, for scripts
+  -c, --config PATH  read settings from PATH instead of searching for credrc
+  -h, --help         show this help
+`
+
+async function main () {
+  const args = parseCommandLine('cred-gen', usage, () => parseArgs({ strict: true, options: {
+    admin: { type: 'boolean' },
+    write: { type: 'boolean' },
+    read: { type: 'boolean' },
+    list: { type: 'boolean' },
+    json: { type: 'boolean' },
+    config: { type: 'string', short: 'c' },
+    help: { type: 'boolean', short: 'h' }
+  } }).values)
+  if (args.help === true) {
+    process.stdout.write(usage)
+    return
+  }
+  const chosen = PERMISSIONS.filter((permission) => args[permission] === true)
+  const list = args.list === true
+  if ((list && chosen.length > 0) || (!list && chosen.length !== 1)) {
+    const problem = list
+      ? '--list does not take a permission'
+      : chosen.length === 0 ? 'choose a permission: --admin, --write or --read' : 'choose only one permission'
+    process.stderr.write(`cred-gen: ${problem}\n${usage}`)
+    process.exit(2)
+  }
+
+  let repos: Repositories
+  try {
+    const { config } = loadConfig(args.config)
+    repos = await openDatabase(config.database)
+  } catch (err) {
+    failAndExit('cred-gen', err)
+  }
+  try {
+    if (list) await listKeys(repos, args.json === true)
+    else await createKey(repos, chosen[0] as Permission, args.json === true)
+  } catch (err) {
+    failAndExit('cred-gen', err)
+  } finally {
+    await repos.close()
+  }
+}
+
+async function createKey (repos: Repositories, permission: Permission, json: boolean) {
+  const key = await repos.apikeys.create(permission)
+  process.stdout.write(json
+    ? `${JSON.stringify({ id: key.id, apikey: key.apikey, permission: key.permission })}\n`
+    : `Generated API key with ${permission} permission: ${key.apikey}\n`)
+}
+
+async function listKeys (repos: Repositories, json: boolean) {
+  const keys = await repos.apikeys.list({})
+  const rows = keys.map((key) => ({ id: key.id, permission: key.permission, created: new Date(key.created).toISOString() }))
+  if (json) {
+    process.stdout.write(`${JSON.stringify(rows)}\n`)
+    return
+  }
+  if (rows.length === 0) {
+    process.stdout.write('No API keys yet. Create one with: cred-gen --admin\n')
+    return
+  }
+  const lines = [['ID', 'PERMISSION', 'CREATED'], ...rows.map((row) => [String(row.id), row.permission, row.created])]
+  const widths = [0, 1].map((col) => Math.max(...lines.map((line) => line[col]!.length)))
+  for (const line of lines) {
+    process.stdout.write(`${line[0]!.padEnd(widths[0]!)}  ${line[1]!.padEnd(widths[1]!)}  ${line[2]}\n`)
+  }
+}
+
+await main()
