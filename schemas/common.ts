@@ -24,6 +24,9 @@ export const errors = {
 
 export const authErrors = { 401: errors[401], 403: errors[403] } as const
 
+/** OpenAPI: the routes that need a session accept it as a bearer token or as the cookie. */
+export const sessionSecurity: Array<Record<string, string[]>> = [{ bearerSession: [] }, { cookieSession: [] }]
+
 export const IdParams = Type.Object({
   id: Type.Integer({ minimum: 1, description: 'the item id' })
 })
@@ -32,13 +35,18 @@ const Count = (description: string) => Type.Integer({ minimum: 0, description })
 
 /** Query parameters accepted by every list route. */
 export const ListQuery = Type.Object({
-  full: Type.Optional(Type.Boolean({ description: 'full items instead of `{id, uri}` (true/1, false/0)' })),
+  full: Type.Optional(Type.Union([Type.Boolean(), Type.Integer({ minimum: 0, maximum: 1 })], {
+    description: 'full items instead of `{id, uri}`: true or 1, false or 0'
+  })),
   before: Type.Optional(Count('only ids lower than this')),
   after: Type.Optional(Count('only ids higher than this')),
   limit: Type.Optional(Count('at most this many items')),
   offset: Type.Optional(Count('skip this many items first'))
 })
 export type ListQuery = Static<typeof ListQuery>
+
+/** `full=true` and `full=1` both ask for full items. */
+export const wantsFull = (full: ListQuery['full']): boolean => full === true || full === 1
 
 /** `{status, message, <key>: [...] }` */
 export const listResponse = <T extends TSchema>(key: string, item: T, description: string) =>

@@ -7,7 +7,7 @@ import cred from '../app.js'
 import { resolveConfig } from '../config/resolve.js'
 import { openDatabase, type Repositories } from '../db/index.js'
 import type { Permission } from '../schemas/apikeys.js'
-import type { SettingsInput } from '../schemas/config.js'
+import type { CredConfig, SettingsInput } from '../schemas/config.js'
 
 /** A temporary directory removed when the test ends. */
 export function tempDir (t: Test, prefix = 'cred-test-'): string {
@@ -18,6 +18,7 @@ export function tempDir (t: Test, prefix = 'cred-test-'): string {
 
 export interface TestApp {
   app: FastifyInstance
+  config: CredConfig
   /** a second handle on the same database, for arranging data and checking what was stored */
   repos: Repositories
   /** creates an API key and returns its secret */
@@ -66,6 +67,7 @@ export async function build (t: Test, settings: SettingsInput = {}, { backend = 
   const root = prefix ?? ''
   return {
     app,
+    config,
     repos,
     key,
     async session (permission, body = {}) {

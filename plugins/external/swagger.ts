@@ -26,6 +26,8 @@ export default fp(async function openApi (fastify) {
         }
       }
     },
+    // '/events/' and '/events' are the same route: document it without the trailing slash
+    transform: ({ schema, url }) => ({ schema, url: url.length > 1 ? url.replace(/\/$/, '') : url }),
     refResolver: {
       // shared schemas are named after their $id in the document's components
       buildLocalReference: (json, _baseUri, _fragment, i) => typeof json.$id === 'string' ? json.$id : `def-${i}`

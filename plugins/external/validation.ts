@@ -1,18 +1,18 @@
-import { Ajv } from 'ajv'
+import { Ajv, type Options } from 'ajv'
 import fp from 'fastify-plugin'
 
+const common: Options = { useDefaults: true, removeAdditional: true, allErrors: false, allowUnionTypes: true }
+
 /**
- * Fastify's own Ajv settings (coercion of query strings, defaults, removal of extra fields)
- * plus `allowUnionTypes`, so an event's `value` may be a string, number, boolean or null
- * without being coerced from one to another. Set here, inside cred, so a host app keeps its own.
+ * Query strings and path parameters are text, so they are coerced to the schema's types
+ * (`limit=10` → 10), as Fastify does by default. JSON bodies are not coerced: a number where
+ * a string belongs is a 400, and an event's `value` keeps the type it was sent with
+ * (`allowUnionTypes` lets it be a string, number, boolean or null). Set inside cred, so a
+ * host app keeps its own validator.
  */
 export default fp(async function validation (fastify) {
-  const ajv = new Ajv({
-    coerceTypes: 'array',
-    useDefaults: true,
-    removeAdditional: true,
-    allErrors: false,
-    allowUnionTypes: true
-  })
-  fastify.setValidatorCompiler(({ schema }) => ajv.compile(schema))
+  const coercing = new Ajv({ ...common, coerceTypes: 'array' })
+  const strict = new Ajv({ ...common, coerceTypes: false })
+  fastify.setValidatorCompiler(({ schema, httpPart }) =>
+    (httpPart === 'body' ? strict : coercing).compile(schema))
 }, { name: 'cred-validation' })

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { IdParams, ListQuery, authErrors, errors } from '../../schemas/common.js'
+import { IdParams, ListQuery, authErrors, errors, sessionSecurity, wantsFull } from '../../schemas/common.js'
 import { ApiKeyCreated, ApiKeyFound, ApiKeyList, NewApiKeyBody, PERMISSIONS, type Permission } from '../../schemas/apikeys.js'
 
 const isPermission = (value: string): value is Permission => (PERMISSIONS as readonly string[]).includes(value)
@@ -10,20 +10,22 @@ const apikeys: FastifyPluginAsyncTypebox = async function (fastify) {
   fastify.get('/', {
     schema: {
       tags: ['apikeys'],
+      security: sessionSecurity,
       summary: 'List API keys, newest first (admin)',
       querystring: ListQuery,
       response: { 200: ApiKeyList, 400: errors[400], ...authErrors }
     },
     preValidation: fastify.authorize('admin')
   }, async function (request) {
-    const { full = false, ...filter } = request.query
+    const { full, ...filter } = request.query
     const rows = await repos.apikeys.list(filter)
-    return { status: 200, message: 'OK', apikeys: rows.map((row) => items.apikey(request, row, full)) }
+    return { status: 200, message: 'OK', apikeys: rows.map((row) => items.apikey(request, row, wantsFull(full))) }
   })
 
   fastify.post('/', {
     schema: {
       tags: ['apikeys'],
+      security: sessionSecurity,
       summary: 'Create an API key (admin)',
       description: 'The response is the only place the new key\'s secret ever appears.',
       body: NewApiKeyBody,
@@ -45,6 +47,7 @@ const apikeys: FastifyPluginAsyncTypebox = async function (fastify) {
   fastify.get('/:id', {
     schema: {
       tags: ['apikeys'],
+      security: sessionSecurity,
       summary: 'One API key, full form (admin)',
       params: IdParams,
       response: { 200: ApiKeyFound, 400: errors[400], ...authErrors, 404: errors[404] }

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { IdParams, ListQuery, authErrors, errors } from '../../schemas/common.js'
+import { IdParams, ListQuery, authErrors, errors, sessionSecurity, wantsFull } from '../../schemas/common.js'
 import { EventCreated, EventFound, EventList, PostEventBody } from '../../schemas/events.js'
 
 const events: FastifyPluginAsyncTypebox = async function (fastify) {
@@ -8,20 +8,22 @@ const events: FastifyPluginAsyncTypebox = async function (fastify) {
   fastify.get('/', {
     schema: {
       tags: ['events'],
+      security: sessionSecurity,
       summary: 'List events, newest first',
       querystring: ListQuery,
       response: { 200: EventList, 400: errors[400], ...authErrors }
     },
     preValidation: fastify.authorize('read')
   }, async function (request) {
-    const { full = false, ...filter } = request.query
+    const { full, ...filter } = request.query
     const rows = await repos.events.list(filter)
-    return { status: 200, message: 'OK', events: rows.map((row) => items.event(request, row, full)) }
+    return { status: 200, message: 'OK', events: rows.map((row) => items.event(request, row, wantsFull(full))) }
   })
 
   fastify.post('/', {
     schema: {
       tags: ['events'],
+      security: sessionSecurity,
       summary: 'Post an event as the calling client',
       description: 'Needs write permission. `value` may be a string, number or boolean and is stored as text.',
       body: PostEventBody,
@@ -45,6 +47,7 @@ const events: FastifyPluginAsyncTypebox = async function (fastify) {
   fastify.get('/:id', {
     schema: {
       tags: ['events'],
+      security: sessionSecurity,
       summary: 'One event, full form',
       params: IdParams,
       response: { 200: EventFound, 400: errors[400], ...authErrors, 404: errors[404] }

@@ -1,0 +1,121 @@
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import Database from 'better-sqlite3'
+import Fastify from 'fastify'
+import t from 'tap'
+import cred from '../app.js'
+import { bearer, build, tempDir } from './helper.js'
+
+t.test('unknown routes are 404 Not Found in the envelope', async (t) => {
+  const { app, session } = await build(t)
+  const { sessionKey } = await session('admin')
+  for (const [method, url] of [['GET', '/nope'], ['GET', '/events/1/extra'], ['DELETE', '/events'], ['PUT', '/auth']] as const) {
+    const res = await app.inject({ method, url, headers: bearer(sessionKey) })
+    t.equal(res.statusCode, 404, `${method} ${url}`)
+    t.same(res.json(), { status: 404, message: 'Not Found' })
+  }
+})
+
+t.test('malformed bodies get a 4xx envelope naming the problem', async (t) => {
+  const { app, session } = await build(t, { bodyLimit: 2048 })
+  const { sessionKey } = await session('write')
+  const post = (payload: string, contentType = 'application/json') =>
+    app.inject({ method: 'POST', url: '/events', headers: { ...bearer(sessionKey), 'content-type': contentType }, payload })
+
+  const broken = await post('{"event": {"name": "Light"')
+  t.equal(broken.statusCode, 400)
+  t.match(broken.json(), { status: 400, message: /JSON/ })
+
+  const empty = await post('')
+  t.equal(empty.statusCode, 400)
+  t.equal(empty.json().status, 400)
+
+  const text = await post('hello', 'text/plain')
+  t.equal(text.statusCode, 415)
+  t.match(text.json(), { status: 415, message: /content type/i })
+
+  const big = await post(JSON.stringify({ event: { name: 'Light', value: 'x'.repeat(3000) } }))
+  t.equal(big.statusCode, 413)
+  t.same(big.json(), { status: 413, message: 'Request body is too large (limit 2048 bytes)' })
+
+  for (const res of [broken, empty, text, big]) {
+    t.notMatch(res.body, /at .*\.(ts|js):\d+/, 'no stack trace')
+    t.match(res.headers['content-type'], /application\/json/)
+  }
+})
+
+t.test('bodies up to 1 MiB are accepted by default, larger are 413', async (t) => {
+  const { app, key } = await build(t)
+  const apikey = await key('read')
+  const padding = 'x'.repeat(1024 * 1024)
+  const res = await app.inject({ method: 'POST', url: '/auth', payload: { apikey, padding } })
+  t.equal(res.statusCode, 413)
+  t.match(res.json().message, /too large/)
+  const ok = await app.inject({ method: 'POST', url: '/auth', payload: { apikey, padding: padding.slice(0, 1000) } })
+  t.equal(ok.statusCode, 201)
+})
+
+t.test('a database fault is a 500 envelope without details; the server keeps serving', async (t) => {
+  const { app, session, config } = await build(t)
+  const { sessionKey } = await session('read')
+  const raw = new Database(config.database.database)
+  raw.exec('DROP TABLE events')
+  raw.close()
+  const res = await app.inject({ url: '/events', headers: bearer(sessionKey) })
+  t.equal(res.statusCode, 500)
+  t.same(res.json(), { status: 500, message: 'Internal Server Error' })
+  const still = await app.inject({ url: '/clients/me', headers: bearer(sessionKey) })
+  t.equal(still.statusCode, 200)
+})
+
+t.test('approot: every route lives under it and uris include it', async (t) => {
+  const { app, session } = await build(t, {}, { prefix: '/cred' })
+  const res = await app.inject({ method: 'POST', url: '/cred/auth', payload: { apikey: 'nope' } })
+  t.equal(res.statusCode, 401)
+  const { sessionKey } = await session('write')
+  const posted = await app.inject({ method: 'POST', url: '/cred/events', headers: { ...bearer(sessionKey), host: 'devices.example:8080' }, payload: { event: { name: 'Light' } } })
+  t.equal(posted.json().event.uri, `http://devices.example:8080/cred/events/${posted.json().event.id}`)
+  const outside = await app.inject({ url: '/events', headers: bearer(sessionKey) })
+  t.equal(outside.statusCode, 404)
+  const docs = await app.inject({ url: '/cred/documentation/json' })
+  t.equal(docs.statusCode, 200)
+})
+
+t.test('embedded in a host app: the host keeps its routes, error handler and decorators', async (t) => {
+  const dir = tempDir(t)
+  const file = join(dir, 'embedded.db')
+  const host = Fastify({ logger: false })
+  host.decorate('hostThing', 'mine')
+  host.setErrorHandler((_err, _req, reply) => reply.code(418).send('host error handler'))
+  host.setNotFoundHandler((_req, reply) => reply.code(404).send('host not found'))
+  host.get('/', async () => ({ host: 'home' }))
+  host.post('/echo', async (request) => request.body)
+  host.get('/boom', async () => { throw new Error('host failure') })
+  await host.register(cred, { prefix: '/cred', config: { database: { database: file } } })
+  await host.ready()
+
+  t.same((await host.inject({ url: '/' })).json(), { host: 'home' })
+  t.equal((await host.inject({ url: '/boom' })).body, 'host error handler')
+  t.equal((await host.inject({ url: '/nowhere' })).body, 'host not found')
+  t.equal(host.hasDecorator('repos'), false, 'cred\'s decorators stay inside')
+  t.equal(host.hasDecorator('hostThing'), true)
+
+  t.same((await host.inject({ url: '/cred/nowhere' })).json(), { status: 404, message: 'Not Found' })
+  t.same((await host.inject({ url: '/cred/events' })).json(), { status: 401, message: 'Not Authenticated' })
+  const form = await host.inject({ method: 'POST', url: '/echo', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'a=1' })
+  t.equal(form.statusCode, 418, 'cred\'s form parser is not the host\'s')
+
+  const spec = (await host.inject({ url: '/cred/documentation/json' })).json()
+  t.ok(spec.paths['/cred/events'], 'cred documents its own routes')
+  t.notOk(spec.paths['/'], 'and not the host\'s')
+
+  t.ok(existsSync(`${file}-wal`), 'database open in WAL mode')
+  await host.close()
+  t.notOk(existsSync(`${file}-wal`), 'the database was closed with the host')
+})
+
+t.test('plugin options are validated like credrc', async (t) => {
+  const host = Fastify({ logger: false })
+  host.register(cred, { config: { port: 'many' } as never })
+  await t.rejects(host.ready(), /Invalid configuration in plugin options at key 'port'/)
+})

@@ -1,0 +1,62 @@
+import { Validator } from '@seriousme/openapi-schema-validator'
+import t from 'tap'
+import { build } from './helper.js'
+
+const routes: Array<[string, string, string[]]> = [
+  ['post', '/auth', ['201', '400', '401', '413', '415']],
+  ['get', '/auth', ['201', '400', '401']],
+  ['get', '/events', ['200', '400', '401', '403']],
+  ['post', '/events', ['201', '400', '401', '403', '413', '415']],
+  ['get', '/events/{id}', ['200', '400', '401', '403', '404']],
+  ['get', '/clients', ['200', '400', '401', '403']],
+  ['get', '/clients/me', ['200', '401', '403']],
+  ['get', '/clients/{id}', ['200', '400', '401', '403', '404']],
+  ['get', '/clients/{id}/events', ['200', '400', '401', '403', '404']],
+  ['get', '/clients/{id}/subscribedevents', ['200', '400', '401', '403', '404']],
+  ['get', '/apikeys', ['200', '400', '401', '403']],
+  ['post', '/apikeys', ['201', '400', '401', '403', '413', '415']],
+  ['get', '/apikeys/{id}', ['200', '400', '401', '403', '404']]
+]
+
+t.test('GET /documentation/json is a valid OpenAPI 3.1 document of every route', async (t) => {
+  const { app } = await build(t)
+  const res = await app.inject({ url: '/documentation/json' })
+  t.equal(res.statusCode, 200)
+  const spec = res.json()
+  t.match(spec.openapi, /^3\.1\./)
+
+  const result = await new Validator().validate(spec)
+  t.same(result.errors, undefined, 'no validation errors')
+  t.equal(result.valid, true)
+
+  t.same(Object.keys(spec.components.securitySchemes).sort(), ['bearerSession', 'cookieSession'])
+  const documented = Object.entries(spec.paths as Record<string, Record<string, unknown>>)
+    .flatMap(([path, methods]) => Object.keys(methods).map((method) => `${method} ${path}`)).sort()
+  t.same(documented, routes.map(([method, path]) => `${method} ${path}`).sort(), 'exactly the API\'s routes')
+
+  for (const [method, path, statuses] of routes) {
+    const op = spec.paths[path][method]
+    t.ok(op.summary, `${method} ${path} has a summary`)
+    t.equal(op.tags?.length, 1, `${method} ${path} has a tag`)
+    t.same(Object.keys(op.responses).sort(), statuses.sort(), `${method} ${path} documents its statuses`)
+    for (const status of statuses) {
+      t.ok(op.responses[status].content['application/json'].schema, `${method} ${path} ${status} has a schema`)
+    }
+    if (path === '/auth') t.notOk(op.security, 'auth needs no session')
+    else t.same(op.security, [{ bearerSession: [] }, { cookieSession: [] }], `${method} ${path} names the session schemes`)
+    if (path.includes('{id}')) {
+      t.ok(op.parameters.some((p: { in: string, name: string, required: boolean }) => p.in === 'path' && p.name === 'id' && p.required), `${method} ${path} documents its id`)
+    }
+  }
+  t.ok(spec.paths['/events'].post.requestBody.content['application/json'].schema.properties.event, 'request body documented')
+  t.same(spec.paths['/events'].get.parameters.map((p: { name: string }) => p.name), ['full', 'before', 'after', 'limit', 'offset'])
+})
+
+t.test('GET /documentation serves Swagger UI', async (t) => {
+  const { app } = await build(t)
+  const res = await app.inject({ url: '/documentation' })
+  const page = res.statusCode === 302 ? await app.inject({ url: res.headers.location as string }) : res
+  t.equal(page.statusCode, 200)
+  t.match(page.headers['content-type'], /text\/html/)
+  t.match(page.body, /swagger/i)
+})

@@ -1,0 +1,84 @@
+import { createHash } from 'node:crypto'
+import { existsSync, readFileSync } from 'node:fs'
+import t from 'tap'
+import { bearer, build, forEachBackend } from '../helper.js'
+
+forEachBackend(t, async (t, backend) => {
+  t.test('admin creates keys; the secret appears only in the POST response and works at /auth', async (t) => {
+    const { app, session } = await build(t, {}, { backend })
+    const admin = await session('admin')
+    for (const permission of ['read', 'write', 'admin']) {
+      const res = await app.inject({ method: 'POST', url: '/apikeys', headers: bearer(admin.sessionKey), payload: { permission } })
+      t.equal(res.statusCode, 201)
+      const body = res.json()
+      t.equal(body.status, 201)
+      t.equal(body.message, 'Created API Key')
+      t.match(body.apikey, { id: Number, permission, created: /^\d{4}-\d\d-\d\dT/, apikey: /^[A-Za-z0-9_-]{43}$/, uri: `http://localhost:80/apikeys/${body.apikey.id}` })
+      const auth = await app.inject({ method: 'POST', url: '/auth', payload: { apikey: body.apikey.apikey } })
+      t.equal(auth.statusCode, 201, 'the new key authenticates')
+      const got = await app.inject({ url: `/apikeys/${body.apikey.id}`, headers: bearer(admin.sessionKey) })
+      t.same(got.json(), {
+        status: 200,
+        message: 'OK',
+        apikey: { id: body.apikey.id, permission, created: body.apikey.created, uri: body.apikey.uri }
+      }, 'GET never shows the secret')
+    }
+    const list = await app.inject({ url: '/apikeys?full=true', headers: bearer(admin.sessionKey) })
+    t.equal(list.json().apikeys.length, 4)
+    t.notOk(list.body.includes('"apikey":"'), 'no secret in the list')
+    t.same(list.json().apikeys.map((k: { permission: string }) => k.permission), ['admin', 'write', 'read', 'admin'])
+    const short = await app.inject({ url: '/apikeys?limit=1', headers: bearer(admin.sessionKey) })
+    t.same(Object.keys(short.json().apikeys[0]).sort(), ['id', 'uri'])
+  })
+
+  t.test('a bad permission is 400 Invalid Permissions', async (t) => {
+    const { app, session } = await build(t, {}, { backend })
+    const admin = await session('admin')
+    for (const permission of ['root', '', 'READ']) {
+      const res = await app.inject({ method: 'POST', url: '/apikeys', headers: bearer(admin.sessionKey), payload: { permission } })
+      t.equal(res.statusCode, 400)
+      t.same(res.json(), { status: 400, message: 'Invalid Permissions' })
+    }
+    const missing = await app.inject({ method: 'POST', url: '/apikeys', headers: bearer(admin.sessionKey), payload: {} })
+    t.equal(missing.statusCode, 400)
+    t.match(missing.json().message, /permission/)
+  })
+
+  t.test('only admin may use /apikeys; unknown id is 404 API Key Not Found', async (t) => {
+    const { app, session } = await build(t, {}, { backend })
+    for (const permission of ['read', 'write'] as const) {
+      const { sessionKey } = await session(permission)
+      for (const req of [{ url: '/apikeys' }, { url: '/apikeys/1' }, { method: 'POST' as const, url: '/apikeys', payload: { permission: 'read' } }]) {
+        const res = await app.inject({ ...req, headers: bearer(sessionKey) })
+        t.equal(res.statusCode, 403, `${permission} ${req.url}`)
+        t.same(res.json(), { status: 403, message: 'Insufficient Permissions' })
+      }
+    }
+    const admin = await session('admin')
+    const missing = await app.inject({ url: '/apikeys/424242', headers: bearer(admin.sessionKey) })
+    t.equal(missing.statusCode, 404)
+    t.same(missing.json(), { status: 404, message: 'API Key Not Found' })
+  })
+
+  t.test('a key that is almost right is refused', async (t) => {
+    const { app, key } = await build(t, {}, { backend })
+    const apikey = await key('admin')
+    for (const wrong of [apikey.slice(1), apikey.toUpperCase(), `${apikey} `]) {
+      const res = await app.inject({ method: 'POST', url: '/auth', payload: { apikey: wrong } })
+      t.equal(res.statusCode, 401)
+    }
+  })
+})
+
+t.test('keys and sessions are stored only as SHA-256 hashes', async (t) => {
+  const { app, session, config } = await build(t)
+  const admin = await session('admin')
+  const created = (await app.inject({ method: 'POST', url: '/apikeys', headers: bearer(admin.sessionKey), payload: { permission: 'read' } })).json().apikey
+  await app.close()
+  const file = config.database.database
+  const stored = [file, `${file}-wal`].filter(existsSync).map((f) => readFileSync(f).toString('latin1')).join('')
+  t.ok(stored.includes(createHash('sha256').update(created.apikey).digest('hex')), 'the key\'s hash is stored')
+  t.notOk(stored.includes(created.apikey), 'the key itself is not')
+  t.ok(stored.includes(createHash('sha256').update(admin.sessionKey).digest('hex')), 'the session\'s hash is stored')
+  t.notOk(stored.includes(admin.sessionKey), 'the session key itself is not')
+})

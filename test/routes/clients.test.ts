@@ -1,0 +1,111 @@
+import t from 'tap'
+import { bearer, build, forEachBackend } from '../helper.js'
+
+forEachBackend(t, async (t, backend) => {
+  t.test('GET /clients lists only clients active within pingtimeout, newest first', async (t) => {
+    const { app, session, repos } = await build(t, { pingtimeout: 60 }, { backend })
+    const idle = await session('read', { device: 'Idle', location: 'Attic' })
+    const busy = await session('read', { device: 'Busy', location: 'Hall' })
+    const me = await session('read', { device: 'Me' })
+    await repos.clients.touch(idle.id, Date.now() - 61_000)
+    const res = await app.inject({ url: '/clients', headers: bearer(me.sessionKey) })
+    t.equal(res.statusCode, 200)
+    t.same(res.json(), {
+      status: 200,
+      message: 'OK',
+      clients: [me.id, busy.id].map((id) => ({ id, uri: `http://localhost:80/clients/${id}` }))
+    })
+    const full = await app.inject({ url: '/clients?full=true', headers: bearer(me.sessionKey) })
+    t.same(full.json().clients[1], { id: busy.id, device: 'Busy', location: 'Hall', uri: `http://localhost:80/clients/${busy.id}` })
+    const limited = await app.inject({ url: `/clients?before=${me.id}`, headers: bearer(me.sessionKey) })
+    t.same(limited.json().clients.map((c: { id: number }) => c.id), [busy.id])
+
+    // any authenticated request makes a client active again
+    await app.inject({ url: '/clients/me', headers: bearer(idle.sessionKey) })
+    const again = await app.inject({ url: '/clients', headers: bearer(me.sessionKey) })
+    t.same(again.json().clients.map((c: { id: number }) => c.id), [me.id, busy.id, idle.id])
+  })
+
+  t.test('last_active is written at most once a second per client', async (t) => {
+    const { app, session, repos } = await build(t, {}, { backend })
+    const me = await session('read')
+    const stamp = Date.now() - 500
+    await repos.clients.touch(me.id, stamp)
+    await app.inject({ url: '/clients/me', headers: bearer(me.sessionKey) })
+    t.equal((await repos.clients.get(me.id))?.lastActive, stamp, 'a read within a second is not a write')
+    await repos.clients.touch(me.id, stamp - 1000)
+    await app.inject({ url: '/clients/me', headers: bearer(me.sessionKey) })
+    t.ok((await repos.clients.get(me.id))!.lastActive >= stamp + 400, 'an older stamp is refreshed')
+  })
+
+  t.test('GET /clients/me and /clients/:id give the full client', async (t) => {
+    const { app, session } = await build(t, {}, { backend })
+    const me = await session('read', { device: 'Thermostat', location: 'Living Room' })
+    const other = await session('read', { device: 'Lamp' })
+    const mine = await app.inject({ url: '/clients/me', headers: bearer(me.sessionKey) })
+    t.same(mine.json(), { status: 200, message: 'OK', client: { id: me.id, device: 'Thermostat', location: 'Living Room', uri: `http://localhost:80/clients/${me.id}` } })
+    const theirs = await app.inject({ url: `/clients/${other.id}`, headers: bearer(me.sessionKey) })
+    t.same(theirs.json().client, { id: other.id, device: 'Lamp', location: null, uri: `http://localhost:80/clients/${other.id}` })
+    const missing = await app.inject({ url: '/clients/9999', headers: bearer(me.sessionKey) })
+    t.equal(missing.statusCode, 404)
+    t.same(missing.json(), { status: 404, message: 'Client Not Found' })
+    for (const url of ['/clients/9999/events', '/clients/9999/subscribedevents']) {
+      const res = await app.inject({ url, headers: bearer(me.sessionKey) })
+      t.same(res.json(), { status: 404, message: 'Client Not Found' }, url)
+    }
+    const bad = await app.inject({ url: '/clients/abc', headers: bearer(me.sessionKey) })
+    t.equal(bad.statusCode, 400)
+    const anonymous = await app.inject({ url: '/clients/me' })
+    t.same(anonymous.json(), { status: 401, message: 'Not Authenticated' })
+  })
+
+  t.test('GET /clients/:id/events lists the events that client posted', async (t) => {
+    const { app, session } = await build(t, {}, { backend })
+    const a = await session('write', { device: 'A' })
+    const b = await session('write', { device: 'B' })
+    const post = async (s: { sessionKey: string }, name: string) =>
+      (await app.inject({ method: 'POST', url: '/events', headers: bearer(s.sessionKey), payload: { event: { name } } })).json().event.id as number
+    const a1 = await post(a, 'One')
+    await post(b, 'Two')
+    const a2 = await post(a, 'Three')
+    const res = await app.inject({ url: `/clients/${a.id}/events?full=true`, headers: bearer(b.sessionKey) })
+    t.same(res.json().events.map((e: { id: number, device: string }) => [e.id, e.device]), [[a2, 'A'], [a1, 'A']])
+    const page = await app.inject({ url: `/clients/${a.id}/events?limit=1&offset=1`, headers: bearer(b.sessionKey) })
+    t.same(page.json().events, [{ id: a1, uri: `http://localhost:80/events/${a1}` }])
+  })
+
+  t.test('GET /clients/:id/subscribedevents merges all subscriptions into one list', async (t) => {
+    const { app, session } = await build(t, {}, { backend })
+    const thermostat = await session('read', {
+      device: 'Thermostat',
+      subscribe: { Light: { location: 'Living Room' }, Alarm: {}, Window: { location: null } }
+    })
+    const sensor = await session('write', { device: 'Sensor' })
+    const post = async (name: string, location?: string) =>
+      (await app.inject({ method: 'POST', url: '/events', headers: bearer(sensor.sessionKey), payload: { event: { name, location } } })).json().event.id as number
+    const light = await post('Light', 'Living Room')
+    await post('Light', 'Kitchen')
+    const alarm1 = await post('Alarm', 'Garage')
+    await post('Door', 'Living Room')
+    const alarm2 = await post('Alarm')
+    const window = await post('Window', 'Bedroom')
+    const url = `/clients/${thermostat.id}/subscribedevents`
+    const ids = async (query = '') =>
+      (await app.inject({ url: url + query, headers: bearer(thermostat.sessionKey) })).json().events.map((e: { id: number }) => e.id)
+    t.same(await ids(), [window, alarm2, alarm1, light], 'newest first over every subscription')
+    t.same(await ids(`?after=${alarm1}`), [window, alarm2])
+    t.same(await ids(`?before=${alarm2}`), [alarm1, light])
+    t.same(await ids('?limit=2&offset=1'), [alarm2, alarm1])
+    t.same(await ids(`?after=${window}`), [], 'nothing new')
+
+    // the polling pattern of API.md: first limit=1, then after=<highest seen>
+    const first = (await app.inject({ url: `${url}?full=true&limit=1`, headers: bearer(thermostat.sessionKey) })).json()
+    t.match(first.events, [{ id: window, name: 'Window', location: 'Bedroom', device: 'Sensor' }])
+    const newer = await post('Alarm', 'Hall')
+    const next = (await app.inject({ url: `${url}?full=true&after=${first.events[0].id}`, headers: bearer(thermostat.sessionKey) })).json()
+    t.same(next.events.map((e: { id: number }) => e.id), [newer])
+
+    const unsubscribed = await session('read')
+    t.same((await app.inject({ url: `/clients/${unsubscribed.id}/subscribedevents`, headers: bearer(thermostat.sessionKey) })).json().events, [])
+  })
+})
