@@ -117,5 +117,5 @@ t.test('embedded in a host app: the host keeps its routes, error handler and dec
 t.test('plugin options are validated like credrc', async (t) => {
   const host = Fastify({ logger: false })
   host.register(cred, { config: { port: 'many' } as never })
-  await t.rejects(host.ready(), /Invalid configuration in plugin options at key 'port'/)
+  await t.rejects(async () => { await host.ready() }, /Invalid configuration in plugin options at key 'port'/)
 })

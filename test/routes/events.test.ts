@@ -145,7 +145,7 @@ forEachBackend(t, async (t, backend) => {
   t.test('bad list parameters are 400 naming the parameter', async (t) => {
     const { app, session } = await build(t, {}, { backend })
     const { sessionKey } = await session('read')
-    for (const [query, name] of [['limit=-1', 'limit'], ['offset=1.5', 'offset'], ['after=abc', 'after'], ['before=-5', 'before'], ['full=maybe', 'full'], ['limit=', 'limit']]) {
+    for (const [query, name] of <Array<[string, string]>>[['limit=-1', 'limit'], ['offset=1.5', 'offset'], ['after=abc', 'after'], ['before=-5', 'before'], ['full=maybe', 'full'], ['limit=', 'limit']]) {
       const res = await app.inject({ url: `/events?${query}`, headers: bearer(sessionKey) })
       t.equal(res.statusCode, 400, query)
       t.equal(res.json().status, 400)
