@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { cosmiconfigSync, type LoaderSync } from 'cosmiconfig'
-import { isMap, isScalar, parseDocument } from 'yaml'
+import { isMap, isNode, isScalar, LineCounter, parseDocument, type Document } from 'yaml'
 import type { CredConfig, SettingsInput } from '../schemas/config.js'
 import { ConfigError, resolveConfig } from './resolve.js'
 
@@ -15,12 +15,13 @@ const flatDatabaseKeys = new Set(['type', 'user', 'password', 'host', 'port', 'd
  * then, after `type:`, the database's. Pairs are read in order with duplicate keys allowed.
  */
 export function parseCredrc (text: string, source: string): SettingsInput {
-  const doc = parseDocument(text, { uniqueKeys: false, prettyErrors: false })
+  const lineCounter = new LineCounter()
+  const doc = parseDocument(text, { uniqueKeys: false, prettyErrors: false, lineCounter })
   const problem = doc.errors[0]
   if (problem !== undefined) {
-    const line = problem.linePos?.[0]
-    const where = line === undefined ? '' : ` (line ${line.line}, column ${line.col})`
-    throw new ConfigError(source, null, `unreadable YAML${where}: ${problem.message.split('\n')[0]}`)
+    const { line, col } = lineCounter.linePos(problem.pos[0])
+    throw new ConfigError(source, keyAt(doc, problem.pos[0]),
+      `unreadable YAML at line ${line}, column ${col}: ${problem.message.split('\n')[0]}`)
   }
   if (doc.contents === null) return {}
   if (!isMap(doc.contents)) throw new ConfigError(source, null, 'expected a mapping of settings at the top level')
@@ -31,7 +32,9 @@ export function parseCredrc (text: string, source: string): SettingsInput {
   for (const pair of doc.contents.items) {
     const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key)
     const value: unknown = pair.value === null ? null : (pair.value as { toJSON: () => unknown }).toJSON()
-    if (key === 'database' && typeof value === 'object' && value !== null) {
+    if (key === 'database' && typeof value === 'object') {
+      // `database:` with nothing after it is neither a section nor a database name
+      if (value === null) throw new ConfigError(source, 'database', 'expected a mapping of database settings (or a database name), got nothing')
       assign(top, key, value, source)
       continue
     }
@@ -47,6 +50,18 @@ export function parseCredrc (text: string, source: string): SettingsInput {
     top.database = database
   }
   return top as SettingsInput
+}
+
+/** The top-level key whose entry holds `offset` (the last one starting before it), so a YAML error can name it. */
+function keyAt (doc: Document.Parsed, offset: number): string | null {
+  if (!isMap(doc.contents)) return null
+  let key: string | null = null
+  for (const pair of doc.contents.items) {
+    const start = isNode(pair.key) ? pair.key.range?.[0] : undefined
+    if (start === undefined || start >= offset) break
+    key = isScalar(pair.key) ? String(pair.key.value) : null
+  }
+  return key
 }
 
 function assign (target: Record<string, unknown>, key: string, value: unknown, source: string, prefix = ''): void {
@@ -104,6 +119,8 @@ export function loadConfig (configPath?: string, searchEnv: ConfigSearchEnv = {}
       searchPlaces: place.names,
       searchStrategy: 'none',
       loaders,
+      // an empty credrc is still the file found first: it means "all defaults"
+      ignoreEmptySearchPlaces: false,
       cache: false
     })
     const found = explorer.search(place.dir)

@@ -1,3 +1,4 @@
+import type { TSchema } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import {
   Settings, DatabaseSettings, defaultSettings,
@@ -25,7 +26,7 @@ export function databaseKind (type: string): DatabaseKind | null {
 }
 
 function normaliseApproot (approot: string): string {
-  const trimmed = approot.trim().replace(/\/+$/, '')
+  const trimmed = approot.trim().replace(/\/{2,}/g, '/').replace(/\/+$/, '')
   if (trimmed === '') return ''
   return trimmed.startsWith('/') ? trimmed : `/${trimmed}`
 }
@@ -34,6 +35,16 @@ function describeType (value: unknown): string {
   if (value === null) return 'null'
   if (Array.isArray(value)) return 'a list'
   return typeof value === 'object' ? 'a mapping' : `${typeof value} ${JSON.stringify(value)}`
+}
+
+/** The validation message; a union names its choices instead of TypeBox's "Expected union value". */
+function expectation (error: { message: string, schema: TSchema }): string {
+  const choices = (error.schema as { anyOf?: TSchema[] }).anyOf
+  if (choices === undefined) return error.message
+  if (choices.every((choice) => 'const' in choice)) {
+    return `Expected one of ${choices.map((choice) => String(choice.const)).join(', ')}`
+  }
+  return `Expected ${choices.map((choice) => String(choice.type)).join(' or ')}`
 }
 
 function isPlainObject (value: unknown): value is Record<string, unknown> {
@@ -49,7 +60,11 @@ export function databaseFromUrl (url: string, source: string): Partial<DatabaseS
     throw new ConfigError(source, 'DATABASE_URL', 'not a valid URL')
   }
   const type = parsed.protocol.replace(/:$/, '')
-  if (databaseKind(type) === 'sqlite') {
+  const kind = databaseKind(type)
+  if (kind === null) {
+    throw new ConfigError(source, 'DATABASE_URL', `unknown database type '${type}' (use sqlite: or postgres://)`)
+  }
+  if (kind === 'sqlite') {
     return { type, database: decodeURIComponent(parsed.pathname), url }
   }
   return {
@@ -98,7 +113,7 @@ export function resolveConfig (input: SettingsInput | undefined, source: string,
   if (error !== undefined) {
     const key = error.path.replace(/^\//, '').replaceAll('/', '.')
     const value = key.split('.').reduce<unknown>((obj, part) => isPlainObject(obj) ? obj[part] : undefined, merged)
-    throw new ConfigError(source, key || null, `${error.message}, got ${describeType(value)}`)
+    throw new ConfigError(source, key || null, `${expectation(error)}, got ${describeType(value)}`)
   }
   const settings = merged as Settings
   const kind = databaseKind(settings.database.type)

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util'
 import { readFileSync } from 'node:fs'
-import Fastify from 'fastify'
+import { createSecureContext, type SecureContextOptions } from 'node:tls'
+import Fastify, { type FastifyError } from 'fastify'
 import cred from '../app.js'
 import { loadConfig } from '../config/load.js'
 import { ConfigError } from '../config/resolve.js'
@@ -31,7 +32,18 @@ function readTls (config: CredConfig, source: string) {
       throw new ConfigError(source, key, `cannot read ${config[key]} (${(err as NodeJS.ErrnoException).code ?? String(err)})`)
     }
   }
-  return { cert: read('sslcert'), key: read('sslkey') }
+  const tls = { cert: read('sslcert'), key: read('sslkey') }
+  // Check the PEM contents here, so a bad file is one config line and not an OpenSSL stack trace.
+  const check = (key: 'sslcert' | 'sslkey', options: SecureContextOptions, what: string) => {
+    try {
+      createSecureContext(options)
+    } catch (err) {
+      throw new ConfigError(source, key, `${config[key]} ${what} (${(err as Error).message})`)
+    }
+  }
+  check('sslcert', { cert: tls.cert }, 'is not a PEM certificate')
+  check('sslkey', tls, 'is not a PEM private key matching the certificate')
+  return tls
 }
 
 async function main () {
@@ -61,6 +73,16 @@ async function main () {
     ? 'no credrc found: using the built-in defaults'
     : `using config file ${file}`)
   app.register(cred, { prefix: config.approot, config })
+  if (config.approot !== '') {
+    // Outside the approot prefix, answer in the same {status, message} envelope as inside it
+    // (with no approot, cred's own handlers already cover every URL).
+    app.setNotFoundHandler((_request, reply) => reply.code(404).send({ status: 404, message: 'Not Found' }))
+    app.setErrorHandler((err: FastifyError, request, reply) => {
+      const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500
+      if (status === 500) request.log.error({ err }, 'request failed')
+      return reply.code(status).send({ status, message: status === 500 ? 'Internal Server Error' : err.message })
+    })
+  }
   try {
     await app.ready()
   } catch (err) {
@@ -87,7 +109,10 @@ async function main () {
     await app.close().catch(() => {})
     failAndExit('cred-server', new Error(`cannot listen on ${host}:${config.port}: ${(err as Error).message}`))
   }
-  app.log.info(`cred is serving ${config.SSL ? 'https' : 'http'}://${host}:${config.port}${config.approot}/ (API docs at ${config.approot}/documentation)`)
+  // the port actually bound: `port: 0` asks the system for a free one
+  const address = app.server.address()
+  const port = typeof address === 'object' && address !== null ? address.port : config.port
+  app.log.info(`cred is serving ${config.SSL ? 'https' : 'http'}://${host}:${port}${config.approot}/ (API docs at ${config.approot}/documentation)`)
 }
 
 await main()

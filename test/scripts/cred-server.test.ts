@@ -1,0 +1,182 @@
+// cred-server as a real process (dist/scripts/cred-server.js): run `npm run build` first.
+import { execFileSync } from 'node:child_process'
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import t from 'tap'
+import { oneLine, portIsFree, request, run, sandbox, startServer } from '../process-helper.js'
+
+// every test has its own sandbox: they may run side by side
+t.jobs = 4
+
+function write (file: string, text: string): string {
+  mkdirSync(dirname(file), { recursive: true })
+  writeFileSync(file, text)
+  return file
+}
+
+/** A credrc in the working directory: listen on a free port of the loopback interface. */
+const local = (extra = '') => `host: '127.0.0.1'\nport: 0\n${extra}`
+
+t.test('no config file: the built-in defaults, port 5000, and the first-key hint', async (t) => {
+  const box = sandbox(t)
+  const free = await portIsFree(5000)
+  if (!free) {
+    // Everything but the port can still be checked: the server says what it uses, then
+    // cannot listen, and ends with one line.
+    const res = await run(t, 'cred-server', [], box)
+    const messages = res.stdout.split('\n').filter((line) => line !== '').map((line) => (JSON.parse(line) as { msg: string }).msg)
+    t.ok(messages.includes('no credrc found: using the built-in defaults'), 'logs that it uses the defaults')
+    t.ok(messages.some((msg) => msg.includes('npx cred-gen --admin')), 'logs the first-key hint')
+    t.equal(res.code, 1)
+    oneLine(t, res.stderr, 'cannot listen on 0.0.0.0:5000')
+    t.pass('listens on the default port 5000', { skip: 'port 5000 is taken on this machine: the default port could not be proven' })
+    return
+  }
+  const server = await startServer(t, box)
+  t.equal(server.port, 5000, 'the default port')
+  t.equal(server.protocol, 'http')
+  const logs = server.logs()
+  const messages = logs.map((line) => line.msg)
+  t.ok(messages.includes('no credrc found: using the built-in defaults'), 'logs that it uses the defaults')
+  t.ok(messages.includes('cred is serving http://0.0.0.0:5000/ (API docs at /documentation)'), 'logs where it listens: all interfaces')
+  const hint = logs.find((line) => line.msg.includes('npx cred-gen --admin'))
+  t.ok(hint, 'an empty database: logs how to create the first key')
+  t.equal(hint?.level, 40, 'as a warning')
+  const database = logs.find((line) => typeof line.location === 'string')
+  t.equal(database?.location, join(box.cwd, 'cred-server.db'), 'the SQLite file in the working directory')
+  t.ok(existsSync(join(box.cwd, 'cred-server.db')))
+  const res = await request(`${server.origin}/events`)
+  t.equal(res.status, 401)
+  t.same(res.json(), { status: 401, message: 'Not Authenticated' }, 'it is cred answering')
+})
+
+t.test('logs the config file it used, and the address it really listens on', async (t) => {
+  const box = sandbox(t)
+  const file = write(join(box.home, '.credrc'), local())
+  const server = await startServer(t, box)
+  const messages = server.logs().map((line) => line.msg)
+  t.ok(messages.includes(`using config file ${file}`), 'the file it used')
+  t.not(server.port, 0, 'port 0 asks for a free port: the log names the one bound')
+  t.ok(messages.includes(`cred is serving http://127.0.0.1:${server.port}/ (API docs at /documentation)`))
+  t.equal((await request(`${server.origin}/clients`)).status, 401)
+})
+
+t.test('--config PATH', async (t) => {
+  const box = sandbox(t)
+  write(join(box.cwd, 'credrc'), "port: 'not used'\n")
+  const file = write(join(box.root, 'server.yaml'), local())
+  const server = await startServer(t, box, ['--config', file])
+  t.ok(server.logs().some((line) => line.msg === `using config file ${file}`))
+
+  const missing = await run(t, 'cred-server', ['--config', 'missing.yaml'], box)
+  t.equal(missing.code, 1)
+  t.equal(missing.stdout, '')
+  oneLine(t, missing.stderr, 'cred-server: ', join(box.cwd, 'missing.yaml'), 'file not found')
+})
+
+t.test('--help, and usage errors', async (t) => {
+  const box = sandbox(t)
+  const help = await run(t, 'cred-server', ['--help'], box)
+  t.equal(help.code, 0)
+  t.equal(help.stderr, '')
+  t.match(help.stdout, /^Usage: cred-server \[--config PATH\]/)
+  t.match(help.stdout, /cred-gen --admin/)
+  const unknown = await run(t, 'cred-server', ['--port', '80'], box)
+  t.equal(unknown.code, 2)
+  t.equal(unknown.stdout, '')
+  t.match(unknown.stderr, /^cred-server: Unknown option '--port'/)
+  t.match(unknown.stderr, /Usage: cred-server/)
+  t.notOk(existsSync(join(box.cwd, 'cred-server.db')), 'no database created')
+})
+
+t.test('a bad config exits 1 with one line naming the file and the key', async (t) => {
+  const cases: Array<[string, string, string, string]> = [
+    ['unknown key', 'SSL: False\nsll: True\n', "'sll'", 'unknown setting'],
+    ['wrong type', local('scheduler: yes please\n'), "'scheduler'", 'boolean'],
+    ['broken YAML', "approot: '/cred\nport: 5000\n", "'approot'", 'unreadable YAML'],
+    ['unknown database type', local("type: 'mongodb'\n"), "'database.type'", "unknown database type 'mongodb'"],
+    ['SSL True without files', local('SSL: True\n'), "'sslcert'", 'SSL is True'],
+    ['SSL certificate file missing', local('SSL: True\nsslcert: nocert.pem\nsslkey: nokey.pem\n'), "'sslcert'", 'nocert.pem']
+  ]
+  t.jobs = 4
+  for (const [name, text, key, detail] of cases) {
+    t.test(name, async (t) => {
+      const box = sandbox(t)
+      const file = write(join(box.cwd, 'credrc'), text)
+      const res = await run(t, 'cred-server', [], box)
+      t.equal(res.code, 1)
+      t.equal(res.stdout, '', 'nothing logged: it stops before starting')
+      oneLine(t, res.stderr, `cred-server: Invalid configuration in ${file} at key ${key}`, detail)
+      t.notOk(existsSync(join(box.cwd, 'cred-server.db')), 'no database created')
+    })
+  }
+})
+
+/** A self-signed certificate and its key, cert.pem and key.pem in `dir`. */
+function selfSigned (dir: string): void {
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '2',
+    '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')
+  ], { stdio: 'ignore' })
+}
+
+t.test('SSL: True serves HTTPS with the certificate and key files', async (t) => {
+  const box = sandbox(t)
+  selfSigned(box.cwd)
+  write(join(box.cwd, 'credrc'), local("SSL: True\nsslcert: 'cert.pem'\nsslkey: 'key.pem'\n"))
+  const server = await startServer(t, box)
+  t.equal(server.protocol, 'https')
+  t.ok(server.logs().some((line) => line.msg === `cred is serving https://127.0.0.1:${server.port}/ (API docs at /documentation)`))
+  const res = await request(`https://127.0.0.1:${server.port}/events`)
+  t.equal(res.peerCommonName, 'localhost', 'the certificate generated for the test')
+  t.equal(res.status, 401)
+  t.same(res.json(), { status: 401, message: 'Not Authenticated' })
+  await t.rejects(request(`http://127.0.0.1:${server.port}/events`), 'plain HTTP is not served')
+})
+
+t.test('SSL files that are no PEM certificate and key: exit 1, one line, no OpenSSL stack trace', async (t) => {
+  const box = sandbox(t)
+  selfSigned(box.cwd)
+  write(join(box.cwd, 'junk.pem'), 'not a certificate\n')
+  const cases: Array<[string, string, string]> = [
+    ['junk.pem', 'key.pem', "'sslcert'"],
+    ['cert.pem', 'junk.pem', "'sslkey'"],
+    ['cert.pem', 'cert.pem', "'sslkey'"]
+  ]
+  for (const [cert, key, blamed] of cases) {
+    const file = write(join(box.cwd, 'credrc'), local(`SSL: True\nsslcert: '${cert}'\nsslkey: '${key}'\n`))
+    const res = await run(t, 'cred-server', [], box)
+    t.equal(res.code, 1, `sslcert ${cert}, sslkey ${key}`)
+    oneLine(t, res.stderr, `Invalid configuration in ${file} at key ${blamed}`)
+  }
+})
+
+t.test("approot 'cred' serves the API under /cred, with envelopes outside it too", async (t) => {
+  const box = sandbox(t)
+  write(join(box.cwd, 'credrc'), local("approot: 'cred/'\n"))
+  const server = await startServer(t, box)
+  t.ok(server.logs().some((line) => line.msg === `cred is serving http://127.0.0.1:${server.port}/cred/ (API docs at /cred/documentation)`))
+  const inside = await request(`${server.origin}/cred/events`)
+  t.equal(inside.status, 401)
+  t.same(inside.json(), { status: 401, message: 'Not Authenticated' })
+  const outside = await request(`${server.origin}/events`)
+  t.equal(outside.status, 404)
+  t.same(outside.json(), { status: 404, message: 'Not Found' })
+  const docs = await request(`${server.origin}/cred/documentation/json`)
+  t.equal(docs.status, 200, 'the OpenAPI document under the approot')
+  const post = await request(`${server.origin}/auth`, { method: 'POST', body: { apikey: 'x' } })
+  t.same([post.status, post.json()], [404, { status: 404, message: 'Not Found' }], 'POST outside the approot')
+})
+
+t.test('SIGTERM closes the server and exits 0', async (t) => {
+  const box = sandbox(t)
+  write(join(box.cwd, 'credrc'), local())
+  const server = await startServer(t, box)
+  t.equal((await request(`${server.origin}/events`)).status, 401)
+  server.child.kill('SIGTERM')
+  const { code, signal } = await server.exited
+  t.equal(code, 0)
+  t.equal(signal, null)
+  t.ok(server.logs().some((line) => line.msg === 'SIGTERM received: closing'))
+  t.equal(server.stderr(), '')
+})
