@@ -2,40 +2,63 @@ import { mkdirSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import Database from 'better-sqlite3'
-import { and, count, desc, eq, gt, gte, isNull, lt, or, sql } from 'drizzle-orm'
+import { and, count, desc, eq, gte, isNull, sql } from 'drizzle-orm'
 import { drizzle } from 'drizzle-orm/better-sqlite3'
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator'
+import type { BaseSQLiteDatabase } from 'drizzle-orm/sqlite-core'
 import type { Permission } from '../schemas/apikeys.js'
 import { apikeys, clients, events, subscriptions } from './schema/sqlite.js'
 import {
   DatabaseUnavailableError,
   type ApiKeyRecord, type ListFilter, type Repositories, type SessionRecord
 } from './repositories.js'
+import {
+  apikeyColumns, clientColumns, eventColumns, idWindow, limit, offset, pageValues, subscriptionMatches
+} from './queries.js'
 import { hashSecret, newApiKey, newSessionKey } from './secrets.js'
 
 const migrationsFolder = fileURLToPath(new URL('./migrations/sqlite', import.meta.url))
 
-const after = sql.placeholder('after')
-const before = sql.placeholder('before')
-const limit = sql.placeholder('limit')
-const offset = sql.placeholder('offset')
+type SqliteDb = BaseSQLiteDatabase<'sync', unknown>
 
-/** Placeholder values for a list filter; SQLite reads LIMIT -1 as "no limit". */
-function page (filter: ListFilter) {
+/**
+ * Every statement of the SQLite repositories, unprepared (scripts/explain-plans.ts reads
+ * their SQL). The PostgreSQL twin is `postgresQueries` in ./postgres.ts.
+ */
+export function sqliteQueries (db: SqliteDb) {
+  const window = (id: Parameters<typeof idWindow>[1]) => idWindow('sqlite', id)
   return {
-    after: filter.after ?? -1,
-    before: filter.before ?? Number.MAX_SAFE_INTEGER,
-    limit: filter.limit ?? -1,
-    offset: filter.offset ?? 0
+    apikeyByHash: db.select(apikeyColumns(apikeys)).from(apikeys)
+      .where(and(eq(apikeys.keyHash, sql.placeholder('hash')), isNull(apikeys.revoked))),
+    apikeyById: db.select(apikeyColumns(apikeys)).from(apikeys).where(eq(apikeys.id, sql.placeholder('id'))),
+    apikeyList: db.select(apikeyColumns(apikeys)).from(apikeys).where(window(apikeys.id))
+      .orderBy(desc(apikeys.id)).limit(limit).offset(offset),
+    apikeyCount: db.select({ n: count() }).from(apikeys),
+    sessionByHash: db.select({ ...clientColumns(clients), apikeyId: clients.apikeyId, permission: apikeys.permission })
+      .from(clients).innerJoin(apikeys, eq(apikeys.id, clients.apikeyId))
+      .where(and(eq(clients.sessionHash, sql.placeholder('hash')), isNull(apikeys.revoked))),
+    clientTouch: db.update(clients).set({ lastActive: sql`${sql.placeholder('now')}` })
+      .where(eq(clients.id, sql.placeholder('id'))),
+    clientById: db.select(clientColumns(clients)).from(clients).where(eq(clients.id, sql.placeholder('id'))),
+    clientsActive: db.select(clientColumns(clients)).from(clients)
+      .where(and(gte(clients.lastActive, sql.placeholder('since')), window(clients.id)))
+      .orderBy(desc(clients.id)).limit(limit).offset(offset),
+    eventById: db.select(eventColumns(events)).from(events).where(eq(events.id, sql.placeholder('id'))),
+    eventList: db.select(eventColumns(events)).from(events).where(window(events.id))
+      .orderBy(desc(events.id)).limit(limit).offset(offset),
+    eventsByClient: db.select(eventColumns(events)).from(events)
+      .where(and(eq(events.clientId, sql.placeholder('clientId')), window(events.id)))
+      .orderBy(desc(events.id)).limit(limit).offset(offset),
+    // One query over all of the client's subscriptions: each subscription reaches its events
+    // through events_name_id_idx (name, id), so `after=` is a range read on that index.
+    eventsSubscribed: db.select(eventColumns(events)).from(subscriptions)
+      .innerJoin(events, subscriptionMatches(events, subscriptions))
+      .where(and(eq(subscriptions.clientId, sql.placeholder('clientId')), window(events.id)))
+      .orderBy(desc(events.id)).limit(limit).offset(offset)
   }
 }
 
-const apikeyColumns = {
-  id: apikeys.id, permission: apikeys.permission, created: apikeys.created, revoked: apikeys.revoked
-}
-const clientColumns = {
-  id: clients.id, device: clients.device, location: clients.location, lastActive: clients.lastActive
-}
+const page = (filter: ListFilter) => pageValues('sqlite', filter)
 
 /**
  * Opens (creating if needed) the SQLite file, applies migrations and returns the repositories.
@@ -61,42 +84,20 @@ export function openSqlite (file: string): Repositories {
     throw new DatabaseUnavailableError(`cannot apply migrations to SQLite database ${path}: ${(err as Error).message}`, { cause: err })
   }
 
-  const listWhere = (...conditions: Parameters<typeof and>) => and(gt(events.id, after), lt(events.id, before), ...conditions)
-
+  const queries = sqliteQueries(db)
   const statements = {
-    apikeyByHash: db.select(apikeyColumns).from(apikeys)
-      .where(and(eq(apikeys.keyHash, sql.placeholder('hash')), isNull(apikeys.revoked))).prepare(),
-    apikeyById: db.select(apikeyColumns).from(apikeys).where(eq(apikeys.id, sql.placeholder('id'))).prepare(),
-    apikeyList: db.select(apikeyColumns).from(apikeys)
-      .where(and(gt(apikeys.id, after), lt(apikeys.id, before)))
-      .orderBy(desc(apikeys.id)).limit(limit).offset(offset).prepare(),
-    apikeyCount: db.select({ n: count() }).from(apikeys).prepare(),
-    sessionByHash: db.select({ ...clientColumns, apikeyId: clients.apikeyId, permission: apikeys.permission })
-      .from(clients).innerJoin(apikeys, eq(apikeys.id, clients.apikeyId))
-      .where(and(eq(clients.sessionHash, sql.placeholder('hash')), isNull(apikeys.revoked))).prepare(),
-    clientTouch: db.update(clients).set({ lastActive: sql`${sql.placeholder('now')}` })
-      .where(eq(clients.id, sql.placeholder('id'))).prepare(),
-    clientById: db.select(clientColumns).from(clients).where(eq(clients.id, sql.placeholder('id'))).prepare(),
-    clientsActive: db.select(clientColumns).from(clients)
-      .where(and(gte(clients.lastActive, sql.placeholder('since')), gt(clients.id, after), lt(clients.id, before)))
-      .orderBy(desc(clients.id)).limit(limit).offset(offset).prepare(),
-    eventById: db.select().from(events).where(eq(events.id, sql.placeholder('id'))).prepare(),
-    eventList: db.select().from(events).where(listWhere())
-      .orderBy(desc(events.id)).limit(limit).offset(offset).prepare(),
-    eventsByClient: db.select().from(events).where(listWhere(eq(events.clientId, sql.placeholder('clientId'))))
-      .orderBy(desc(events.id)).limit(limit).offset(offset).prepare(),
-    // One query over all of the client's subscriptions: each subscription reaches its events
-    // through events_name_id_idx (name, id), so `after=` is a range read on that index.
-    eventsSubscribed: db.select({
-      id: events.id, clientId: events.clientId, device: events.device, name: events.name,
-      location: events.location, action: events.action, value: events.value, time: events.time
-    }).from(subscriptions)
-      .innerJoin(events, and(
-        eq(events.name, subscriptions.eventName),
-        or(isNull(subscriptions.location), eq(events.location, subscriptions.location))
-      ))
-      .where(listWhere(eq(subscriptions.clientId, sql.placeholder('clientId'))))
-      .orderBy(desc(events.id)).limit(limit).offset(offset).prepare()
+    apikeyByHash: queries.apikeyByHash.prepare(),
+    apikeyById: queries.apikeyById.prepare(),
+    apikeyList: queries.apikeyList.prepare(),
+    apikeyCount: queries.apikeyCount.prepare(),
+    sessionByHash: queries.sessionByHash.prepare(),
+    clientTouch: queries.clientTouch.prepare(),
+    clientById: queries.clientById.prepare(),
+    clientsActive: queries.clientsActive.prepare(),
+    eventById: queries.eventById.prepare(),
+    eventList: queries.eventList.prepare(),
+    eventsByClient: queries.eventsByClient.prepare(),
+    eventsSubscribed: queries.eventsSubscribed.prepare()
   }
 
   const insertClient = sqlite.transaction((client: Parameters<Repositories['clients']['create']>[0], sessionHash: string, now: number) => {
@@ -116,7 +117,7 @@ export function openSqlite (file: string): Repositories {
       async create (permission: Permission) {
         const apikey = newApiKey()
         const row = db.insert(apikeys).values({ keyHash: hashSecret(apikey), permission, created: Date.now() })
-          .returning(apikeyColumns).get()
+          .returning(apikeyColumns(apikeys)).get()
         return { ...row, apikey }
       },
       async findByKey (apikey: string): Promise<ApiKeyRecord | undefined> {
@@ -153,7 +154,7 @@ export function openSqlite (file: string): Repositories {
     },
     events: {
       async create (event) {
-        return db.insert(events).values({ ...event, time: Date.now() }).returning().get()
+        return db.insert(events).values({ ...event, time: Date.now() }).returning(eventColumns(events)).get()
       },
       async get (id: number) {
         return statements.eventById.get({ id })

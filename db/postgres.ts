@@ -1,0 +1,372 @@
+import { fileURLToPath } from 'node:url'
+import { and, count, desc, eq, gte, isNull, sql } from 'drizzle-orm'
+import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js'
+import { migrate } from 'drizzle-orm/postgres-js/migrator'
+import postgres from 'postgres'
+import type { Permission } from '../schemas/apikeys.js'
+import type { CredConfig } from '../schemas/config.js'
+import { apikeys, clients, events, subscriptions } from './schema/pg.js'
+import {
+  apikeyColumns, clientColumns, depth, eventColumns, idWindow, limit, offset, pageValues, subscriptionMatches
+} from './queries.js'
+import {
+  DatabaseUnavailableError,
+  type ApiKeyRecord, type ListFilter, type NewClient, type NewEventRecord, type Repositories, type SessionRecord
+} from './repositories.js'
+import { hashSecret, newApiKey, newSessionKey } from './secrets.js'
+
+const migrationsFolder = fileURLToPath(new URL('./migrations/pg', import.meta.url))
+
+/**
+ * Names of the advisory locks cred takes (as `hashtextextended(name, 0)`), so that an
+ * operator looking at pg_locks can tell them apart. Exported for the tests.
+ */
+export const lockNames = {
+  /** held on a dedicated connection while one instance applies the migrations */
+  migrations: 'cred-server:migrations',
+  /** held by each event insert until it commits, so event ids commit in order */
+  eventOrder: 'cred-server:event-order'
+} as const
+
+/** How long PostgreSQL work may take before the caller gets DatabaseUnavailableError. */
+export interface PostgresTimeouts {
+  /** seconds to open a connection: TCP, TLS, start-up and authentication */
+  connectSeconds: number
+  /** the server's statement_timeout, in ms (migrations run without one) */
+  statementMs: number
+  /**
+   * ms one repository call may take in all, connecting included. A call still unanswered
+   * then fails and the pool is replaced: a peer that vanished without a reset, or a proxy
+   * that accepts connections and closes them unanswered (the driver then retries forever),
+   * never holds a request longer than this.
+   */
+  callMs: number
+}
+
+export const defaultTimeouts: PostgresTimeouts = { connectSeconds: 5, statementMs: 10_000, callMs: 12_000 }
+
+export interface PostgresOptions {
+  timeouts?: PostgresTimeouts
+}
+
+type PostgresSettings = CredConfig['database']
+type PgDb = PostgresJsDatabase<Record<string, never>>
+
+/**
+ * Every statement of the PostgreSQL repositories, unprepared (scripts/explain-plans.ts reads
+ * their SQL). The SQLite twin is `sqliteQueries` in ./sqlite.ts; they differ only where the
+ * dialects do (the bigint id bounds of `idWindow`).
+ */
+export function postgresQueries (db: PgDb) {
+  const window = (id: Parameters<typeof idWindow>[1]) => idWindow('postgresql', id)
+  // The subscriptions query differs from SQLite's join: for each of the client's subscriptions
+  // (LATERAL), its newest `limit + offset` events in the id window, read backwards on
+  // events_name_id_idx (name, id); then those few are merged. PostgreSQL's planner would
+  // otherwise walk the primary key newest-first, hoping for an early match, through the whole
+  // table when the subscribed names are rare (docs/query-plans.md).
+  const matched = db.select(eventColumns(events)).from(events)
+    .where(and(subscriptionMatches(events, subscriptions), window(events.id)))
+    .orderBy(desc(events.id)).limit(depth)
+    .as('matched')
+  return {
+    apikeyByHash: db.select(apikeyColumns(apikeys)).from(apikeys)
+      .where(and(eq(apikeys.keyHash, sql.placeholder('hash')), isNull(apikeys.revoked))),
+    apikeyById: db.select(apikeyColumns(apikeys)).from(apikeys).where(eq(apikeys.id, sql.placeholder('id'))),
+    apikeyList: db.select(apikeyColumns(apikeys)).from(apikeys).where(window(apikeys.id))
+      .orderBy(desc(apikeys.id)).limit(limit).offset(offset),
+    apikeyCount: db.select({ n: count() }).from(apikeys),
+    sessionByHash: db.select({ ...clientColumns(clients), apikeyId: clients.apikeyId, permission: apikeys.permission })
+      .from(clients).innerJoin(apikeys, eq(apikeys.id, clients.apikeyId))
+      .where(and(eq(clients.sessionHash, sql.placeholder('hash')), isNull(apikeys.revoked))),
+    clientTouch: db.update(clients).set({ lastActive: sql`${sql.placeholder('now')}` })
+      .where(eq(clients.id, sql.placeholder('id'))),
+    clientById: db.select(clientColumns(clients)).from(clients).where(eq(clients.id, sql.placeholder('id'))),
+    clientsActive: db.select(clientColumns(clients)).from(clients)
+      .where(and(gte(clients.lastActive, sql.placeholder('since')), window(clients.id)))
+      .orderBy(desc(clients.id)).limit(limit).offset(offset),
+    eventById: db.select(eventColumns(events)).from(events).where(eq(events.id, sql.placeholder('id'))),
+    eventList: db.select(eventColumns(events)).from(events).where(window(events.id))
+      .orderBy(desc(events.id)).limit(limit).offset(offset),
+    eventsByClient: db.select(eventColumns(events)).from(events)
+      .where(and(eq(events.clientId, sql.placeholder('clientId')), window(events.id)))
+      .orderBy(desc(events.id)).limit(limit).offset(offset),
+    eventsSubscribed: db.select(eventColumns(matched)).from(subscriptions)
+      .crossJoinLateral(matched)
+      .where(eq(subscriptions.clientId, sql.placeholder('clientId')))
+      .orderBy(desc(matched.id)).limit(limit).offset(offset)
+  }
+}
+
+const page = (filter: ListFilter) => pageValues('postgresql', filter)
+
+/** Ids are `integer` columns: a larger (or fractional) id names no row, and must not reach the server as one. */
+const isRowId = (id: number): boolean => Number.isInteger(id) && id >= 1 && id <= 2_147_483_647
+
+/** host, port and database as the driver will use them (after its PG* environment defaults). */
+interface Target { host: string, port: number, database: string }
+
+const describe = (target: Target): string => `${target.host}:${target.port}/${target.database}`
+
+/** Errors of the network or the driver's connection handling, not of the statement. */
+const connectionCodes = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
+  'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED'
+])
+
+/**
+ * SQLSTATEs that mean "the database cannot serve us right now": connection exceptions (08),
+ * insufficient resources (53: too many connections, disk full), operator intervention (57:
+ * shutdown, starting up, statement timeout), a dropped database (3D000), rejected
+ * credentials (28) and a read-only server after a failover (25006).
+ */
+const unavailableStates = /^(08|53|57|28|3D000$|25006$)/
+
+/** The driver's error under drizzle's "Failed query" wrapper. */
+function rootCause (err: unknown): unknown {
+  let current = err
+  for (let depth = 0; depth < 5 && current instanceof Error && current.cause !== undefined; depth++) current = current.cause
+  return current
+}
+
+function errorCode (err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' ? code : undefined
+}
+
+function isUnavailable (err: unknown): boolean {
+  const cause = rootCause(err)
+  const code = errorCode(cause)
+  if (code === undefined) return false
+  if (cause instanceof Error && cause.name === 'PostgresError') return unavailableStates.test(code)
+  return connectionCodes.has(code)
+}
+
+/** Why a connection failed, in words, on one line. */
+function reason (err: unknown, timeouts: PostgresTimeouts): string {
+  const cause = rootCause(err)
+  const code = errorCode(cause)
+  switch (code) {
+    case 'ECONNREFUSED': return 'connection refused (ECONNREFUSED)'
+    case 'CONNECT_TIMEOUT': return `no answer within ${timeouts.connectSeconds} s (CONNECT_TIMEOUT)`
+    case 'ENOTFOUND': case 'EAI_AGAIN': return `host name not found (${code})`
+    case 'CONNECTION_CLOSED': return 'the server closed the connection (CONNECTION_CLOSED)'
+    default: {
+      const message = (cause instanceof Error ? cause.message : String(cause)).split('\n')[0]!.trim()
+      return code === undefined || message.includes(code) ? message : `${message} (${code})`
+    }
+  }
+}
+
+/** The one line cred-server and cred-gen print when PostgreSQL cannot be reached at start. */
+function cannotConnect (target: Target, err: unknown, timeouts: PostgresTimeouts): DatabaseUnavailableError {
+  return new DatabaseUnavailableError(
+    `cannot connect to PostgreSQL at ${target.host}:${target.port} (database '${target.database}'): ${reason(err, timeouts)}`,
+    { cause: err })
+}
+
+function connectionOptions (settings: PostgresSettings, timeouts: PostgresTimeouts, statementTimeoutMs: number) {
+  const port = String(settings.port).trim()
+  if (port !== '' && !(/^\d+$/.test(port) && Number(port) <= 65535)) {
+    throw new DatabaseUnavailableError(`invalid PostgreSQL port '${port}' in the database settings`)
+  }
+  return {
+    host: settings.host === '' ? undefined : settings.host,
+    port: port === '' ? undefined : Number(port),
+    user: settings.user === '' ? undefined : settings.user,
+    password: settings.password === '' ? undefined : settings.password,
+    database: settings.database === '' ? undefined : settings.database,
+    connect_timeout: timeouts.connectSeconds,
+    // A request during an outage tries to connect at once and fails at once; the driver's
+    // default backoff would make later requests wait up to 20 s before even trying.
+    backoff: () => 0,
+    // cred uses no array types: skip the type lookup on every new connection
+    fetch_types: false,
+    // "schema already exists, skipping" and the like are not worth a line on stdout
+    onnotice: () => {},
+    connection: {
+      application_name: 'cred-server',
+      statement_timeout: statementTimeoutMs,
+      // Plan each execution with its values: a generic plan of the prepared list statements
+      // cannot tell `after=<a minute ago>` from `after=0` and may walk the whole table for it.
+      plan_cache_mode: 'force_custom_plan'
+    }
+  }
+}
+
+function connect (settings: PostgresSettings, options: ReturnType<typeof connectionOptions>, max: number) {
+  const url = settings.url
+  return url === undefined ? postgres({ ...options, max }) : postgres(url, { ...options, max })
+}
+
+function targetOf (client: postgres.Sql): Target {
+  return { host: client.options.host[0] ?? 'localhost', port: client.options.port[0] ?? 5432, database: client.options.database }
+}
+
+/** `work`, or a rejection with `expired()` once `ms` have passed without an answer. */
+function deadline<T> (work: Promise<T>, ms: number, expired: () => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(expired()), ms)
+    work.then(resolve, reject).finally(() => clearTimeout(timer))
+  })
+}
+
+const noAnswer = (timeouts: PostgresTimeouts) =>
+  Object.assign(new Error(`no answer within ${timeouts.connectSeconds} s`), { code: 'CONNECT_TIMEOUT' })
+
+/**
+ * Applies the migrations on a dedicated connection holding a session advisory lock, so that
+ * instances starting together take turns: the first applies them, the others then find them
+ * applied. (drizzle's migrator alone would race on CREATE SCHEMA / CREATE TABLE.)
+ */
+async function migrateOnce (settings: PostgresSettings, timeouts: PostgresTimeouts): Promise<Target> {
+  // no statement_timeout here: a long migration must finish, and waiting for the lock is waiting for one
+  const client = connect(settings, connectionOptions(settings, timeouts, 0), 1)
+  const target = targetOf(client)
+  let answered = false
+  try {
+    try {
+      // the driver's connect_timeout does not cover a server that closes connections unanswered
+      await deadline(client`select 1`, timeouts.connectSeconds * 1000, () => noAnswer(timeouts))
+      answered = true
+      await client`select pg_advisory_lock(hashtextextended(${lockNames.migrations}, 0))`
+    } catch (err) {
+      throw cannotConnect(target, err, timeouts)
+    }
+    try {
+      await migrate(drizzle({ client }), { migrationsFolder })
+      await client`select pg_advisory_unlock(hashtextextended(${lockNames.migrations}, 0))`
+    } catch (err) {
+      if (isUnavailable(err)) throw cannotConnect(target, err, timeouts)
+      throw new DatabaseUnavailableError(
+        `cannot apply migrations to PostgreSQL database ${describe(target)}: ${reason(err, timeouts)}`, { cause: err })
+    }
+  } finally {
+    // ending the session also releases the lock if the unlock was never reached
+    await client.end({ timeout: answered ? 1 : 0 })
+  }
+  return target
+}
+
+/** A connection pool with the repositories' prepared statements on it. */
+function openPool (settings: PostgresSettings, timeouts: PostgresTimeouts) {
+  const client = connect(settings, connectionOptions(settings, timeouts, timeouts.statementMs), settings.poolSize)
+  const db: PgDb = drizzle({ client })
+  const queries = postgresQueries(db)
+  const statements = {
+    apikeyByHash: queries.apikeyByHash.prepare('cred_apikey_by_hash'),
+    apikeyById: queries.apikeyById.prepare('cred_apikey_by_id'),
+    apikeyList: queries.apikeyList.prepare('cred_apikey_list'),
+    apikeyCount: queries.apikeyCount.prepare('cred_apikey_count'),
+    sessionByHash: queries.sessionByHash.prepare('cred_session_by_hash'),
+    clientTouch: queries.clientTouch.prepare('cred_client_touch'),
+    clientById: queries.clientById.prepare('cred_client_by_id'),
+    clientsActive: queries.clientsActive.prepare('cred_clients_active'),
+    eventById: queries.eventById.prepare('cred_event_by_id'),
+    eventList: queries.eventList.prepare('cred_event_list'),
+    eventsByClient: queries.eventsByClient.prepare('cred_events_by_client'),
+    eventsSubscribed: queries.eventsSubscribed.prepare('cred_events_subscribed')
+  }
+  return { client, db, statements }
+}
+
+type Pool = ReturnType<typeof openPool>
+
+/**
+ * Connects to PostgreSQL, applies migrations and returns the repositories over a pool of
+ * `poolSize` connections. Connection failures, at start and later, are DatabaseUnavailableError
+ * (a 503 for requests); the pool reconnects by itself on the next call once the server is back.
+ */
+export async function openPostgres (settings: PostgresSettings, { timeouts = defaultTimeouts }: PostgresOptions = {}): Promise<Repositories> {
+  const target = await migrateOnce(settings, timeouts)
+  const where = describe(target)
+  let pool = openPool(settings, timeouts)
+  let closed = false
+
+  /**
+   * Runs one repository call on the current pool. Connection trouble becomes
+   * DatabaseUnavailableError; so does a call unanswered after `callMs`, and then the pool it
+   * ran on is replaced and ended, its connections with it, so the next call starts afresh.
+   */
+  function call<T> (work: (pool: Pool) => Promise<T>): Promise<T> {
+    const used = pool
+    return deadline(work(used), timeouts.callMs, () => {
+      if (pool === used && !closed) {
+        pool = openPool(settings, timeouts)
+        void used.client.end({ timeout: 0 }).catch(() => {})
+      }
+      return new DatabaseUnavailableError(`PostgreSQL at ${where} did not answer within ${timeouts.callMs} ms`)
+    }).catch((err: unknown) => {
+      throw isUnavailable(err)
+        ? new DatabaseUnavailableError(`PostgreSQL at ${where} is unavailable: ${reason(err, timeouts)}`, { cause: err })
+        : err
+    })
+  }
+
+  async function insertClient ({ db }: Pool, client: NewClient, sessionHash: string, now: number): Promise<number> {
+    return db.transaction(async (tx) => {
+      const [row] = await tx.insert(clients).values({
+        device: client.device, location: client.location, sessionHash, apikeyId: client.apikeyId, created: now, lastActive: now
+      }).returning({ id: clients.id })
+      if (client.subscriptions.length > 0) {
+        await tx.insert(subscriptions).values(client.subscriptions.map((s) => ({ clientId: row!.id, eventName: s.eventName, location: s.location })))
+      }
+      return row!.id
+    })
+  }
+
+  return {
+    kind: 'postgresql',
+    location: where,
+    apikeys: {
+      create: (permission: Permission) => call(async ({ db }) => {
+        const apikey = newApiKey()
+        const [row] = await db.insert(apikeys).values({ keyHash: hashSecret(apikey), permission, created: Date.now() })
+          .returning(apikeyColumns(apikeys))
+        return { ...row!, apikey }
+      }),
+      findByKey: (apikey: string): Promise<ApiKeyRecord | undefined> =>
+        call(async ({ statements }) => (await statements.apikeyByHash.execute({ hash: hashSecret(apikey) }))[0]),
+      get: (id: number) => call(async ({ statements }) => isRowId(id) ? (await statements.apikeyById.execute({ id }))[0] : undefined),
+      list: (filter: ListFilter) => call(({ statements }) => statements.apikeyList.execute(page(filter))),
+      count: () => call(async ({ statements }) => (await statements.apikeyCount.execute())[0]?.n ?? 0)
+    },
+    clients: {
+      create: (client: NewClient) => call(async (pool) => {
+        const sessionKey = newSessionKey()
+        const id = await insertClient(pool, client, hashSecret(sessionKey), Date.now())
+        return { id, sessionKey }
+      }),
+      findBySession: (sessionKey: string): Promise<SessionRecord | undefined> =>
+        call(async ({ statements }) => (await statements.sessionByHash.execute({ hash: hashSecret(sessionKey) }))[0]),
+      touch: (id: number, now: number) => call(async ({ statements }) => {
+        if (isRowId(id)) await statements.clientTouch.execute({ id, now })
+      }),
+      get: (id: number) => call(async ({ statements }) => isRowId(id) ? (await statements.clientById.execute({ id }))[0] : undefined),
+      listActive: (since: number, filter: ListFilter) => call(({ statements }) => statements.clientsActive.execute({ since, ...page(filter) }))
+    },
+    events: {
+      // Ids come from a sequence, so two instances' inserts could commit out of id order and a
+      // client polling `after=<highest id seen>` would skip the one that committed late. The
+      // transaction lock makes each insert take its id and commit before the next one starts,
+      // as SQLite's single writer does.
+      create: (event: NewEventRecord) => call(({ db }) => db.transaction(async (tx) => {
+        await tx.execute(sql`select pg_advisory_xact_lock(hashtextextended(${lockNames.eventOrder}, 0))`)
+        const [row] = await tx.insert(events).values({ ...event, time: Date.now() }).returning(eventColumns(events))
+        return row!
+      })),
+      get: (id: number) => call(async ({ statements }) => isRowId(id) ? (await statements.eventById.execute({ id }))[0] : undefined),
+      list: (filter: ListFilter) => call(({ statements }) => statements.eventList.execute(page(filter))),
+      listByClient: (clientId: number, filter: ListFilter) =>
+        call(async ({ statements }) => isRowId(clientId) ? statements.eventsByClient.execute({ clientId, ...page(filter) }) : []),
+      listSubscribed: (clientId: number, filter: ListFilter) =>
+        call(async ({ statements }) => isRowId(clientId) ? statements.eventsSubscribed.execute({ clientId, ...page(filter) }) : [])
+    },
+    async close () {
+      closed = true
+      // Queries still running get a second to finish (the server has answered its requests by
+      // now). The bound matters: postgres.js keeps a query that failed because its socket
+      // closed as that connection's current one, and an unbounded end() waits for it forever.
+      await pool.client.end({ timeout: 1 })
+    }
+  }
+}

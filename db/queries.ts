@@ -1,0 +1,79 @@
+// The parts of every query that do not depend on the dialect: which columns a record has,
+// how a list filter becomes a WHERE/LIMIT/OFFSET, how a subscription matches an event.
+// ./sqlite.ts and ./postgres.ts build their statements from these, side by side.
+import { and, eq, gt, isNull, lt, or, sql, type AnyColumn, type Placeholder, type SQL } from 'drizzle-orm'
+import type { DatabaseKind } from '../schemas/config.js'
+import type { ListFilter } from './repositories.js'
+
+const afterId = sql.placeholder('after')
+const beforeId = sql.placeholder('before')
+
+/** LIMIT and OFFSET of every list statement: fill them with `pageValues`. */
+export const limit = sql.placeholder('limit')
+export const offset = sql.placeholder('offset')
+/** limit + offset: how many rows one part of a merged list may contribute (PostgreSQL's subscriptions query). */
+export const depth = sql.placeholder('depth')
+
+/**
+ * `before < id < after` on `id`. PostgreSQL ids are `integer` and a parameter compared with
+ * one is read as an integer too, so there the bounds are cast to bigint: `before=3000000000`
+ * is then a bound like any other instead of an out-of-range error. Either way the
+ * comparison is a range on the id index.
+ */
+export function idWindow (dialect: DatabaseKind, id: AnyColumn): SQL | undefined {
+  const bound = (value: Placeholder): SQL | Placeholder => dialect === 'postgresql' ? sql`${value}::bigint` : value
+  return and(gt(id, bound(afterId)), lt(id, bound(beforeId)))
+}
+
+/** Larger values mean "no bound" anyway; clamping keeps every bound a safe 64-bit integer. */
+const clamp = (value: number): number => Math.min(value, Number.MAX_SAFE_INTEGER)
+
+/**
+ * Placeholder values of a list filter. No limit is LIMIT -1 in SQLite and LIMIT NULL
+ * (= LIMIT ALL) in PostgreSQL, which refuses a negative limit.
+ */
+export function pageValues (dialect: DatabaseKind, filter: ListFilter) {
+  const noLimit = dialect === 'postgresql' ? null : -1
+  const offsetValue = filter.offset === undefined ? 0 : clamp(filter.offset)
+  return {
+    after: filter.after === undefined ? -1 : clamp(filter.after),
+    before: filter.before === undefined ? Number.MAX_SAFE_INTEGER : clamp(filter.before),
+    limit: filter.limit === undefined ? noLimit : clamp(filter.limit),
+    offset: offsetValue,
+    depth: filter.limit === undefined ? noLimit : clamp(filter.limit + offsetValue)
+  }
+}
+
+export interface ApiKeyColumns { id: AnyColumn, permission: AnyColumn, created: AnyColumn, revoked: AnyColumn }
+export interface ClientColumns { id: AnyColumn, device: AnyColumn, location: AnyColumn, lastActive: AnyColumn }
+export interface EventColumns {
+  id: AnyColumn, clientId: AnyColumn, device: AnyColumn, name: AnyColumn,
+  location: AnyColumn, action: AnyColumn, value: AnyColumn, time: AnyColumn
+}
+
+/** The columns of an `ApiKeyRecord` (never the hash). */
+export const apikeyColumns = <T extends ApiKeyColumns>(apikeys: T): Pick<T, keyof ApiKeyColumns> => ({
+  id: apikeys.id, permission: apikeys.permission, created: apikeys.created, revoked: apikeys.revoked
+})
+
+/** The columns of a `ClientRecord` (never the session hash). */
+export const clientColumns = <T extends ClientColumns>(clients: T): Pick<T, keyof ClientColumns> => ({
+  id: clients.id, device: clients.device, location: clients.location, lastActive: clients.lastActive
+})
+
+/** The columns of an `EventRecord`, named explicitly for the subscriptions join. */
+export const eventColumns = <T extends EventColumns>(events: T): Pick<T, keyof EventColumns> => ({
+  id: events.id, clientId: events.clientId, device: events.device, name: events.name,
+  location: events.location, action: events.action, value: events.value, time: events.time
+})
+
+/** An event matches a subscription with its name, from the subscribed location or (null) any. */
+export function subscriptionMatches (
+  events: { name: AnyColumn, location: AnyColumn },
+  subscriptions: { eventName: AnyColumn, location: AnyColumn }
+): SQL | undefined {
+  return and(
+    eq(events.name, subscriptions.eventName),
+    or(isNull(subscriptions.location), eq(events.location, subscriptions.location))
+  )
+}

@@ -1,0 +1,140 @@
+// The repositories behave the same on every backend: the same tests, run against each.
+import { createHash } from 'node:crypto'
+import Database from 'better-sqlite3'
+import postgres from 'postgres'
+import t from 'tap'
+import type { Test } from 'tap'
+import { resolveConfig } from '../../config/resolve.js'
+import { openDatabase, type EventRecord, type ListFilter, type Repositories } from '../../db/index.js'
+import { forEachBackend, testDatabase, type Backend } from '../helper.js'
+
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex')
+
+interface Opened {
+  repos: Repositories
+  /** runs one SQL statement on the database directly, bypassing the repositories */
+  raw: (statement: string) => Promise<Array<Record<string, unknown>>>
+}
+
+async function open (t: Test, backend: Backend): Promise<Opened> {
+  const settings = resolveConfig({ database: await testDatabase(t, backend) }, 'test').database
+  const repos = await openDatabase(settings)
+  t.teardown(() => repos.close())
+  if (settings.kind === 'sqlite') {
+    const db = new Database(settings.database)
+    t.teardown(() => { db.close() })
+    return {
+      repos,
+      raw: async (statement) => {
+        const prepared = db.prepare(statement)
+        if (prepared.reader) return prepared.all() as Array<Record<string, unknown>>
+        prepared.run()
+        return []
+      }
+    }
+  }
+  const sql = postgres({ host: settings.host, port: Number(settings.port), user: settings.user, database: settings.database, max: 1 })
+  t.teardown(() => sql.end())
+  return { repos, raw: async (statement) => [...await sql.unsafe(statement)] }
+}
+
+/** What a list filter must return from `ids` (any order): newest first, filters, then offset, then limit. */
+function expected (ids: number[], { before, after, offset = 0, limit }: ListFilter): number[] {
+  const kept = ids.filter((id) => (after === undefined || id > after) && (before === undefined || id < before)).sort((a, b) => b - a)
+  return kept.slice(offset, limit === undefined ? undefined : offset + limit)
+}
+
+const filters: ListFilter[] = [
+  {}, { limit: 3 }, { offset: 2 }, { offset: 2, limit: 3 }, { after: 4 }, { before: 7 }, { after: 2, before: 9, offset: 1, limit: 2 },
+  { limit: 0 }, { offset: 100 }, { after: 100 }, { before: 1 },
+  // bounds far beyond any id: no error, and they bound nothing
+  { before: 3_000_000_000 }, { after: 3_000_000_000 }, { limit: 1e20 }, { before: 1e20, offset: 1 }
+]
+
+forEachBackend(t, async (t, backend) => {
+  t.test('API keys: the secret is shown once and stored only as its SHA-256; revoked keys are not found', async (t) => {
+    const { repos, raw } = await open(t, backend)
+    const before = Date.now()
+    const created = await repos.apikeys.create('write')
+    t.match(created, { id: Number, permission: 'write', revoked: null, apikey: /^[A-Za-z0-9_-]{43}$/ })
+    t.ok(created.created >= before && created.created <= Date.now(), 'created is epoch ms')
+    const rows = await raw(`select key_hash from apikeys where id = ${created.id}`)
+    t.same(rows.map((row) => row.key_hash), [sha256(created.apikey)])
+    t.same(await repos.apikeys.findByKey(created.apikey), { id: created.id, permission: 'write', created: created.created, revoked: null })
+    t.equal(await repos.apikeys.findByKey('not a key'), undefined)
+
+    const client = await repos.clients.create({ device: 'd', location: null, apikeyId: created.id, subscriptions: [] })
+    t.ok(await repos.clients.findBySession(client.sessionKey), 'the session works while the key is valid')
+    await raw(`update apikeys set revoked = ${Date.now()} where id = ${created.id}`)
+    t.equal(await repos.apikeys.findByKey(created.apikey), undefined, 'revoked key')
+    t.equal(await repos.clients.findBySession(client.sessionKey), undefined, 'session of a revoked key')
+    t.equal(await repos.apikeys.count(), 1)
+  })
+
+  t.test('API keys and clients: lists and lookups by id', async (t) => {
+    const { repos } = await open(t, backend)
+    const ids: number[] = []
+    for (let i = 0; i < 10; i++) ids.push((await repos.apikeys.create('read')).id)
+    for (const filter of filters) {
+      t.same((await repos.apikeys.list(filter)).map((key) => key.id), expected(ids, filter), `apikeys ${JSON.stringify(filter)}`)
+    }
+    t.equal(await repos.apikeys.count(), 10)
+    t.equal(await repos.apikeys.get(3_000_000_000), undefined, 'an id beyond any row')
+    t.equal(await repos.apikeys.get(1e20), undefined)
+
+    const clientIds: number[] = []
+    for (let i = 0; i < 10; i++) {
+      clientIds.push((await repos.clients.create({ device: `d${i}`, location: `l${i}`, apikeyId: ids[0]!, subscriptions: [] })).id)
+    }
+    t.equal(new Set(clientIds).size, 10)
+    await repos.clients.touch(clientIds[2]!, 10)
+    await repos.clients.touch(clientIds[5]!, 10)
+    const active = clientIds.filter((id) => id !== clientIds[2] && id !== clientIds[5])
+    for (const filter of filters) {
+      t.same((await repos.clients.listActive(1000, filter)).map((client) => client.id), expected(active, filter), `active clients ${JSON.stringify(filter)}`)
+    }
+    t.same(await repos.clients.get(clientIds[2]!), { id: clientIds[2], device: 'd2', location: 'l2', lastActive: 10 })
+    t.equal(await repos.clients.get(3_000_000_000), undefined)
+    await repos.clients.touch(3_000_000_000, 10)
+  })
+
+  t.test('events: lists, by client, and the subscriptions join', async (t) => {
+    const { repos } = await open(t, backend)
+    const key = await repos.apikeys.create('write')
+    const subscriber = await repos.clients.create({
+      device: 'Panel',
+      location: 'Hall',
+      apikeyId: key.id,
+      subscriptions: [{ eventName: 'Light', location: null }, { eventName: 'Door', location: 'Hall' }]
+    })
+    const other = await repos.clients.create({ device: 'Switch', location: null, apikeyId: key.id, subscriptions: [] })
+    const posted: EventRecord[] = []
+    const kinds = [['Light', 'Hall'], ['Door', 'Hall'], ['Door', 'Kitchen'], ['Light', null], ['Alarm', 'Hall'], ['Door', null]] as const
+    for (let i = 0; i < 12; i++) {
+      const [name, location] = kinds[i % kinds.length]!
+      const clientId = i % 3 === 0 ? subscriber.id : other.id
+      const before = Date.now()
+      const event = await repos.events.create({ clientId, device: 'dev', name, location, action: i % 2 === 0 ? 'Set' : null, value: i % 4 === 0 ? null : `${i}.5` })
+      t.ok(event.time >= before && event.time <= Date.now(), 'time is epoch ms')
+      posted.push(event)
+    }
+    const ids = posted.map((event) => event.id)
+    t.same([...ids].sort((a, b) => a - b), ids, 'ids grow')
+    t.same(await repos.events.get(ids[4]!), posted[4], 'get returns what create returned')
+    t.equal(await repos.events.get(3_000_000_000), undefined)
+
+    const mine = posted.filter((event) => event.clientId === other.id).map((event) => event.id)
+    const matching = posted.filter((event) => event.name === 'Light' || (event.name === 'Door' && event.location === 'Hall')).map((event) => event.id)
+    t.equal(matching.length, 6, 'Light anywhere, Door only in the Hall')
+    for (const filter of [...filters, { after: ids[5]! }, { after: ids[5]!, limit: 1 }]) {
+      const label = JSON.stringify(filter)
+      t.same((await repos.events.list(filter)).map((event) => event.id), expected(ids, filter), `events ${label}`)
+      t.same((await repos.events.listByClient(other.id, filter)).map((event) => event.id), expected(mine, filter), `by client ${label}`)
+      t.same((await repos.events.listSubscribed(subscriber.id, filter)).map((event) => event.id), expected(matching, filter), `subscribed ${label}`)
+    }
+    t.same(await repos.events.listSubscribed(subscriber.id, { limit: 1 }), [posted.find((event) => event.id === Math.max(...matching))], 'full records')
+    t.same(await repos.events.listSubscribed(other.id, {}), [], 'no subscriptions, no events')
+    t.same(await repos.events.listByClient(3_000_000_000, {}), [])
+    t.same(await repos.events.listSubscribed(3_000_000_000, {}), [])
+  })
+})
