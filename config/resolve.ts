@@ -121,6 +121,10 @@ export function resolveConfig (input: SettingsInput | undefined, source: string,
     throw new ConfigError(source, 'database.type',
       `unknown database type '${settings.database.type}' (use 'sqlite3' or 'postgresql')`)
   }
+  if (kind === 'postgresql' && !Object.hasOwn(givenDatabase, 'database') && !Object.hasOwn(fromUrl, 'database')) {
+    // the default name is SQLite's file name, never a PostgreSQL database worth connecting to
+    throw new ConfigError(source, 'database.database', 'name the PostgreSQL database to use')
+  }
   if (settings.SSL) {
     if (settings.sslcert === '') throw new ConfigError(source, 'sslcert', 'SSL is True but no certificate file is set')
     if (settings.sslkey === '') throw new ConfigError(source, 'sslkey', 'SSL is True but no key file is set')

@@ -1,19 +1,20 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { NAME_MAX } from './events.js'
-import { Nullable } from './common.js'
+import { Nullable, StoredText } from './common.js'
 
 const Subscription = Type.Union([
   Type.Object({
-    location: Type.Optional(Nullable(Type.String({ maxLength: NAME_MAX, description: 'only events from this location' })))
+    location: Type.Optional(Nullable(StoredText(NAME_MAX, { description: 'only events from this location' })))
   }),
   Type.Literal('', { description: 'form encoding of an empty filter' })
 ])
 
 export const AuthInput = Type.Object({
   apikey: Type.Optional(Type.String({ description: 'the API key (required; 401 Invalid API Key when missing or unknown)' })),
-  device: Type.Optional(Nullable(Type.String({ maxLength: NAME_MAX, examples: ['Thermostat'] }))),
-  location: Type.Optional(Nullable(Type.String({ maxLength: NAME_MAX, examples: ['Living Room'] }))),
-  subscribe: Type.Optional(Type.Record(Type.String({ minLength: 1, maxLength: NAME_MAX }), Subscription, {
+  device: Type.Optional(Nullable(StoredText(NAME_MAX, { examples: ['Thermostat'] }))),
+  location: Type.Optional(Nullable(StoredText(NAME_MAX, { examples: ['Living Room'] }))),
+  subscribe: Type.Optional(Type.Record(Type.String(), Subscription, {
+    propertyNames: StoredText(NAME_MAX, { minLength: 1 }),
     description: 'event name → optional location filter; `{}` means that event from any location',
     examples: [{ Light: { location: 'Living Room' }, Alarm: {} }]
   }))

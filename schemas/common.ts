@@ -4,6 +4,13 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox'
 export const Nullable = <T extends TSchema>(schema: T) =>
   Type.Unsafe<Static<T> | null>({ ...schema, type: [schema.type as string, 'null'] })
 
+/**
+ * Text a device sends and cred stores: at most `maxLength` characters and no NUL character
+ * (PostgreSQL cannot store one, so neither database accepts it).
+ */
+export const StoredText = (maxLength: number, options: { minLength?: number, description?: string, examples?: string[] } = {}) =>
+  Type.String({ ...options, maxLength, pattern: '^[^\\u0000]*$' })
+
 /** `{status, message}`: every error, and the start of every success body. */
 export const Envelope = Type.Object({
   status: Type.Integer({ description: 'the HTTP status code', examples: [404] }),

@@ -1,10 +1,10 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { BodySessionKey, IsoTime, Nullable, Uri, itemResponse, listResponse } from './common.js'
+import { BodySessionKey, IsoTime, Nullable, StoredText, Uri, itemResponse, listResponse } from './common.js'
 
 export const NAME_MAX = 240
 export const VALUE_MAX = 4096
 
-const ShortText = (description: string) => Type.String({ maxLength: NAME_MAX, description })
+const ShortText = (description: string) => StoredText(NAME_MAX, { description })
 
 /**
  * An event. The short form (lists without `full=true`) has only `id` and `uri`;
@@ -22,12 +22,13 @@ export const EventItem = Type.Object({
 }, { title: 'Event', description: 'Short form `{id, uri}`; full form adds device, name, location, action, value and time' })
 
 export const NewEvent = Type.Object({
-  name: Type.String({ minLength: 1, maxLength: NAME_MAX, description: 'event name, e.g. Light' }),
+  name: StoredText(NAME_MAX, { minLength: 1, description: 'event name, e.g. Light' }),
   location: Type.Optional(Nullable(ShortText('where it happened, e.g. Living Room'))),
   action: Type.Optional(Nullable(ShortText('what happened, e.g. Toggled'))),
   value: Type.Optional(Type.Unsafe<string | number | boolean | null>({
     type: ['string', 'number', 'boolean', 'null'],
     maxLength: VALUE_MAX,
+    pattern: StoredText(VALUE_MAX).pattern,
     description: 'stored and returned as text'
   }))
 }, { examples: [{ name: 'Light', location: 'Living Room', action: 'Toggled', value: 'On' }] })

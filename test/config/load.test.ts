@@ -285,6 +285,7 @@ t.test('a bad config is a ConfigError: one line naming the file and the key', as
     ['empty database section', 'port: 5000\ndatabase:\n', 'database', /mapping/],
     ['unknown database type', "database:\n  type: 'mysql'\n", 'database.type', /unknown database type 'mysql'/],
     ['unknown database type, flat', "type: 'oracle'\nuser: ''\n", 'database.type', /unknown database type 'oracle'/],
+    ['PostgreSQL without a database name', 'database:\n  type: postgresql\n  host: localhost\n', 'database.database', /name the PostgreSQL database/],
     ['broken YAML', "port: 5000\nhost: '*\n", 'host', /unreadable YAML at line \d+/],
     ['broken YAML, flow', 'port: [1,\n', 'port', /unreadable YAML at line \d+/],
     ['not a mapping', '- port\n- 5000\n', null, /mapping/],

@@ -104,7 +104,10 @@ forEachBackend(t, async (t, backend) => {
       [{ apikey, device: 'x'.repeat(241) }, /device/],
       [{ apikey, subscribe: 'Light' }, /subscribe/],
       [{ apikey, subscribe: { Light: { location: 'x'.repeat(300) } } }, /subscribe/],
-      [{ apikey, device: { nested: true } }, /device/]
+      [{ apikey, device: { nested: true } }, /device/],
+      [{ apikey, device: 'Lamp\u0000' }, /device/],
+      [{ apikey, subscribe: { 'Li\u0000ght': {} } }, /subscribe/],
+      [{ apikey, subscribe: { ['x'.repeat(241)]: {} } }, /subscribe/]
     ]
     for (const [payload, field] of cases) {
       const res = await app.inject({ method: 'POST', url: '/auth', payload })

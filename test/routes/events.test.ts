@@ -64,7 +64,10 @@ forEachBackend(t, async (t, backend) => {
       [{ event: { name: 'Light', action: 'x'.repeat(241) } }, /action/],
       [{ event: { name: 'Light', value: 'x'.repeat(4097) } }, /value/],
       [{ event: { name: 'Light', value: { on: true } } }, /value/],
-      [{ event: { name: 'Light', value: [1] } }, /value/]
+      [{ event: { name: 'Light', value: [1] } }, /value/],
+      [{ event: { name: 'Li\u0000ght' } }, /name/],
+      [{ event: { name: 'Light', location: '\u0000' } }, /location/],
+      [{ event: { name: 'Light', value: 'a\u0000b' } }, /value/]
     ]
     for (const [payload, field] of cases) {
       const res = await app.inject({ method: 'POST', url: '/events', headers: bearer(sessionKey), payload: payload as object })
