@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url'
-import { and, count, desc, eq, gte, isNull, sql } from 'drizzle-orm'
+import { and, asc, count, desc, eq, gt, gte, isNull, max, sql } from 'drizzle-orm'
 import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js'
 import { migrate } from 'drizzle-orm/postgres-js/migrator'
 import postgres from 'postgres'
@@ -27,6 +27,9 @@ export const lockNames = {
   /** held by each event insert until it commits, so event ids commit in order */
   eventOrder: 'cred-server:event-order'
 } as const
+
+/** The LISTEN/NOTIFY channel that tells every instance new events were committed. */
+export const eventsChannel = 'cred_events'
 
 /** How long PostgreSQL work may take before the caller gets DatabaseUnavailableError. */
 export interface PostgresTimeouts {
@@ -68,6 +71,12 @@ export function postgresQueries (db: PgDb) {
     .where(and(subscriptionMatches(events, subscriptions), window(events.id)))
     .orderBy(desc(events.id)).limit(depth)
     .as('matched')
+  const afterId = sql`${sql.placeholder('after')}::bigint`
+  // stream catch-up, oldest first: per subscription its oldest `limit` events after the id
+  const matchedAfter = db.select(eventColumns(events)).from(events)
+    .where(and(subscriptionMatches(events, subscriptions), gt(events.id, afterId)))
+    .orderBy(asc(events.id)).limit(limit)
+    .as('matched_after')
   return {
     apikeyByHash: db.select(apikeyColumns(apikeys)).from(apikeys)
       .where(and(eq(apikeys.keyHash, sql.placeholder('hash')), isNull(apikeys.revoked))),
@@ -93,7 +102,17 @@ export function postgresQueries (db: PgDb) {
     eventsSubscribed: db.select(eventColumns(matched)).from(subscriptions)
       .crossJoinLateral(matched)
       .where(eq(subscriptions.clientId, sql.placeholder('clientId')))
-      .orderBy(desc(matched.id)).limit(limit).offset(offset)
+      .orderBy(desc(matched.id)).limit(limit).offset(offset),
+    subscriptionsOf: db.select({ eventName: subscriptions.eventName, location: subscriptions.location })
+      .from(subscriptions).where(eq(subscriptions.clientId, sql.placeholder('clientId'))),
+    latestEventId: db.select({ id: max(events.id) }).from(events),
+    eventsAfter: db.select(eventColumns(events)).from(events)
+      .where(gt(events.id, afterId))
+      .orderBy(asc(events.id)).limit(limit),
+    eventsSubscribedAfter: db.select(eventColumns(matchedAfter)).from(subscriptions)
+      .crossJoinLateral(matchedAfter)
+      .where(eq(subscriptions.clientId, sql.placeholder('clientId')))
+      .orderBy(asc(matchedAfter.id)).limit(limit)
   }
 }
 
@@ -193,7 +212,7 @@ function connectionOptions (settings: PostgresSettings, timeouts: PostgresTimeou
   }
 }
 
-function connect (settings: PostgresSettings, options: ReturnType<typeof connectionOptions>, max: number) {
+function connect (settings: PostgresSettings, options: postgres.Options<Record<string, postgres.PostgresType>>, max: number) {
   const url = settings.url
   return url === undefined ? postgres({ ...options, max }) : postgres(url, { ...options, max })
 }
@@ -247,6 +266,52 @@ async function migrateOnce (settings: PostgresSettings, timeouts: PostgresTimeou
   return target
 }
 
+/**
+ * LISTEN on a connection of its own (the pool's connections come and go). When that
+ * connection drops, it listens again — retrying, a little slower each time up to every 2 s,
+ * while the server is away — and calls `onConnected` once it is back, so the caller can
+ * read what was committed meanwhile.
+ */
+async function listenForEvents (settings: PostgresSettings, timeouts: PostgresTimeouts, onEvents: () => void, onConnected: () => void) {
+  let closed = false
+  let attempt = 0
+  let retry: NodeJS.Timeout | undefined
+  // onnotify and onclose are options postgres.js's own listen() uses; its types leave them out
+  const options = {
+    ...connectionOptions(settings, timeouts, 0),
+    idle_timeout: null,
+    max_lifetime: null,
+    onnotify: (channel: string) => { if (channel === eventsChannel) onEvents() },
+    onclose: () => { if (!closed) scheduleListen() }
+  } as unknown as postgres.Options<Record<string, postgres.PostgresType>>
+  const client = connect(settings, options, 1)
+  const listen = async () => {
+    await client.unsafe(`listen ${eventsChannel}`)
+    attempt = 0
+    onConnected()
+  }
+  function scheduleListen () {
+    clearTimeout(retry)
+    retry = setTimeout(() => {
+      listen().catch(() => {
+        attempt++
+        if (!closed) scheduleListen()
+      })
+    }, Math.min(50 * 2 ** attempt, 2000))
+  }
+  await deadline(listen(), timeouts.callMs, () => noAnswer(timeouts)).catch(async (err: unknown) => {
+    await client.end({ timeout: 0 })
+    throw new DatabaseUnavailableError(`cannot listen for events on PostgreSQL: ${reason(err, timeouts)}`, { cause: err })
+  })
+  return {
+    async close () {
+      closed = true
+      clearTimeout(retry)
+      await client.end({ timeout: 1 })
+    }
+  }
+}
+
 /** A connection pool with the repositories' prepared statements on it. */
 function openPool (settings: PostgresSettings, timeouts: PostgresTimeouts) {
   const client = connect(settings, connectionOptions(settings, timeouts, timeouts.statementMs), settings.poolSize)
@@ -264,7 +329,11 @@ function openPool (settings: PostgresSettings, timeouts: PostgresTimeouts) {
     eventById: queries.eventById.prepare('cred_event_by_id'),
     eventList: queries.eventList.prepare('cred_event_list'),
     eventsByClient: queries.eventsByClient.prepare('cred_events_by_client'),
-    eventsSubscribed: queries.eventsSubscribed.prepare('cred_events_subscribed')
+    eventsSubscribed: queries.eventsSubscribed.prepare('cred_events_subscribed'),
+    subscriptionsOf: queries.subscriptionsOf.prepare('cred_subscriptions_of'),
+    latestEventId: queries.latestEventId.prepare('cred_latest_event_id'),
+    eventsAfter: queries.eventsAfter.prepare('cred_events_after'),
+    eventsSubscribedAfter: queries.eventsSubscribedAfter.prepare('cred_events_subscribed_after')
   }
   return { client, db, statements }
 }
@@ -342,7 +411,8 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
         if (isRowId(id)) await statements.clientTouch.execute({ id, now })
       }),
       get: (id: number) => call(async ({ statements }) => isRowId(id) ? (await statements.clientById.execute({ id }))[0] : undefined),
-      listActive: (since: number, filter: ListFilter) => call(({ statements }) => statements.clientsActive.execute({ since, ...page(filter) }))
+      listActive: (since: number, filter: ListFilter) => call(({ statements }) => statements.clientsActive.execute({ since, ...page(filter) })),
+      subscriptions: (id: number) => call(async ({ statements }) => isRowId(id) ? statements.subscriptionsOf.execute({ clientId: id }) : [])
     },
     events: {
       // Ids come from a sequence, so two instances' inserts could commit out of id order and a
@@ -352,6 +422,8 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
       create: (event: NewEventRecord) => call(({ db }) => db.transaction(async (tx) => {
         await tx.execute(sql`select pg_advisory_xact_lock(hashtextextended(${lockNames.eventOrder}, 0))`)
         const [row] = await tx.insert(events).values({ ...event, time: Date.now() }).returning(eventColumns(events))
+        // delivered to every listening instance when (and only if) the transaction commits
+        await tx.execute(sql`select pg_notify(${eventsChannel}, ${String(row!.id)})`)
         return row!
       })),
       get: (id: number) => call(async ({ statements }) => isRowId(id) ? (await statements.eventById.execute({ id }))[0] : undefined),
@@ -359,7 +431,16 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
       listByClient: (clientId: number, filter: ListFilter) =>
         call(async ({ statements }) => isRowId(clientId) ? statements.eventsByClient.execute({ clientId, ...page(filter) }) : []),
       listSubscribed: (clientId: number, filter: ListFilter) =>
-        call(async ({ statements }) => isRowId(clientId) ? statements.eventsSubscribed.execute({ clientId, ...page(filter) }) : [])
+        call(async ({ statements }) => isRowId(clientId) ? statements.eventsSubscribed.execute({ clientId, ...page(filter) }) : []),
+      latestId: () => call(async ({ statements }) => (await statements.latestEventId.execute())[0]?.id ?? 0),
+      listAfter: (after: number, count: number, subscribedBy?: number) => call(async ({ statements }) => {
+        const values = { after: Math.min(after, Number.MAX_SAFE_INTEGER), limit: count }
+        if (subscribedBy === undefined) return statements.eventsAfter.execute(values)
+        return isRowId(subscribedBy) ? statements.eventsSubscribedAfter.execute({ ...values, clientId: subscribedBy }) : []
+      })
+    },
+    notifications: {
+      listen: (onEvents, onConnected) => listenForEvents(settings, timeouts, onEvents, onConnected)
     },
     async close () {
       closed = true

@@ -41,12 +41,17 @@ export interface EventRecord {
   time: number
 }
 
+/** A client's interest in one event name, from one location or (null) any. */
+export interface Subscription {
+  eventName: string
+  location: string | null
+}
+
 export interface NewClient {
   device: string | null
   location: string | null
   apikeyId: number
-  /** event name → location filter (null = any location) */
-  subscriptions: Array<{ eventName: string, location: string | null }>
+  subscriptions: Subscription[]
 }
 
 export interface NewEventRecord {
@@ -77,6 +82,7 @@ export interface ClientRepository {
   get (id: number): Promise<ClientRecord | undefined>
   /** Clients active at or after `since` (epoch ms). */
   listActive (since: number, filter: ListFilter): Promise<ClientRecord[]>
+  subscriptions (id: number): Promise<Subscription[]>
 }
 
 export interface EventRepository {
@@ -86,6 +92,22 @@ export interface EventRepository {
   listByClient (clientId: number, filter: ListFilter): Promise<EventRecord[]>
   /** Events matching any of the client's subscriptions, in one indexed query. */
   listSubscribed (clientId: number, filter: ListFilter): Promise<EventRecord[]>
+  /** The highest event id (0 when there are none). */
+  latestId (): Promise<number>
+  /**
+   * Events with id > `after` in ascending order, at most `limit` — all of them, or those
+   * matching the subscriptions of client `subscribedBy`. Streams catch up with this.
+   */
+  listAfter (after: number, limit: number, subscribedBy?: number): Promise<EventRecord[]>
+}
+
+/** Tells every instance sharing the database that events were committed. */
+export interface EventNotifications {
+  /**
+   * Calls `onEvents` after events are committed, by any instance, and `onConnected` each
+   * time the listening connection is (re)established (events may have been missed before).
+   */
+  listen (onEvents: () => void, onConnected: () => void): Promise<{ close: () => Promise<void> }>
 }
 
 /** The data layer the service sees, whatever the database. */
@@ -96,6 +118,8 @@ export interface Repositories {
   apikeys: ApiKeyRepository
   clients: ClientRepository
   events: EventRepository
+  /** present when several processes may share the database (PostgreSQL) */
+  notifications?: EventNotifications
   close (): Promise<void>
 }
 

@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import Database from 'better-sqlite3'
-import { and, count, desc, eq, gte, isNull, sql } from 'drizzle-orm'
+import { and, asc, count, desc, eq, gt, gte, isNull, max, sql } from 'drizzle-orm'
 import { drizzle } from 'drizzle-orm/better-sqlite3'
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator'
 import type { BaseSQLiteDatabase } from 'drizzle-orm/sqlite-core'
@@ -54,7 +54,19 @@ export function sqliteQueries (db: SqliteDb) {
     eventsSubscribed: db.select(eventColumns(events)).from(subscriptions)
       .innerJoin(events, subscriptionMatches(events, subscriptions))
       .where(and(eq(subscriptions.clientId, sql.placeholder('clientId')), window(events.id)))
-      .orderBy(desc(events.id)).limit(limit).offset(offset)
+      .orderBy(desc(events.id)).limit(limit).offset(offset),
+    subscriptionsOf: db.select({ eventName: subscriptions.eventName, location: subscriptions.location })
+      .from(subscriptions).where(eq(subscriptions.clientId, sql.placeholder('clientId'))),
+    latestEventId: db.select({ id: max(events.id) }).from(events),
+    // Catch-up of streams, oldest first: a range read on the primary key...
+    eventsAfter: db.select(eventColumns(events)).from(events)
+      .where(gt(events.id, sql.placeholder('after')))
+      .orderBy(asc(events.id)).limit(limit),
+    // ...or, for a client's subscriptions, on events_name_id_idx per subscription.
+    eventsSubscribedAfter: db.select(eventColumns(events)).from(subscriptions)
+      .innerJoin(events, subscriptionMatches(events, subscriptions))
+      .where(and(eq(subscriptions.clientId, sql.placeholder('clientId')), gt(events.id, sql.placeholder('after'))))
+      .orderBy(asc(events.id)).limit(limit)
   }
 }
 
@@ -97,7 +109,11 @@ export function openSqlite (file: string): Repositories {
     eventById: queries.eventById.prepare(),
     eventList: queries.eventList.prepare(),
     eventsByClient: queries.eventsByClient.prepare(),
-    eventsSubscribed: queries.eventsSubscribed.prepare()
+    eventsSubscribed: queries.eventsSubscribed.prepare(),
+    subscriptionsOf: queries.subscriptionsOf.prepare(),
+    latestEventId: queries.latestEventId.prepare(),
+    eventsAfter: queries.eventsAfter.prepare(),
+    eventsSubscribedAfter: queries.eventsSubscribedAfter.prepare()
   }
 
   const insertClient = sqlite.transaction((client: Parameters<Repositories['clients']['create']>[0], sessionHash: string, now: number) => {
@@ -150,6 +166,9 @@ export function openSqlite (file: string): Repositories {
       },
       async listActive (since: number, filter: ListFilter) {
         return statements.clientsActive.all({ since, ...page(filter) })
+      },
+      async subscriptions (id: number) {
+        return statements.subscriptionsOf.all({ clientId: id })
       }
     },
     events: {
@@ -167,6 +186,14 @@ export function openSqlite (file: string): Repositories {
       },
       async listSubscribed (clientId: number, filter: ListFilter) {
         return statements.eventsSubscribed.all({ clientId, ...page(filter) })
+      },
+      async latestId () {
+        return statements.latestEventId.get()?.id ?? 0
+      },
+      async listAfter (after: number, count: number, subscribedBy?: number) {
+        return subscribedBy === undefined
+          ? statements.eventsAfter.all({ after, limit: count })
+          : statements.eventsSubscribedAfter.all({ clientId: subscribedBy, after, limit: count })
       }
     },
     async close () {

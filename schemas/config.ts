@@ -22,6 +22,8 @@ export const Settings = Type.Object({
   schedulerPeriod: Type.Integer({ minimum: 1 }),
   pingtimeout: Type.Integer({ minimum: 1 }),
   bodyLimit: Type.Integer({ minimum: 1024, description: 'largest accepted request body, in bytes' }),
+  streamHeartbeat: Type.Integer({ minimum: 1, description: 'seconds between heartbeat comments on idle event streams' }),
+  streamBufferLimit: Type.Integer({ minimum: 1, description: 'events a stream may fall behind before it is closed' }),
   logLevel: Type.Union([
     Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'),
     Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')
@@ -55,6 +57,8 @@ export const defaultSettings: Settings = {
   schedulerPeriod: 30,
   pingtimeout: 240,
   bodyLimit: 1048576,
+  streamHeartbeat: 15,
+  streamBufferLimit: 1000,
   logLevel: 'info',
   database: {
     type: 'sqlite3',

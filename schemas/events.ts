@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { BodySessionKey, IsoTime, Nullable, StoredText, Uri, itemResponse, listResponse } from './common.js'
+import { BodySessionKey, IsoTime, ListQuery, Nullable, StoredText, Uri, itemResponse, listResponse } from './common.js'
 
 export const NAME_MAX = 240
 export const VALUE_MAX = 4096
@@ -42,3 +42,34 @@ export const PostEventBody = Type.Object({
 export const EventList = listResponse('events', EventItem, 'Events, newest first')
 export const EventCreated = itemResponse('event', Type.Object({ id: Type.Integer(), uri: Uri }), 'The new event')
 export const EventFound = itemResponse('event', EventItem, 'The event, full form')
+
+export const MAX_WAIT_SECONDS = 60
+
+/** The event lists also take `wait`: long polling. */
+export const EventListQuery = Type.Composite([ListQuery, Type.Object({
+  wait: Type.Optional(Type.Number({
+    minimum: 0,
+    maximum: MAX_WAIT_SECONDS,
+    description: 'long polling: when nothing matches yet, hold the request up to this many seconds ' +
+      'until a matching event arrives (then answer with it) or the time runs out (then an empty list)'
+  }))
+})])
+
+export const StreamQuery = Type.Object({
+  after: Type.Optional(Type.Integer({ minimum: 0, description: 'first send every matching event with a higher id (as Last-Event-ID)' }))
+})
+
+export const StreamHeaders = Type.Object({
+  'last-event-id': Type.Optional(Type.Integer({ minimum: 0, description: 'sent by EventSource on reconnect: resume after this event id' }))
+})
+
+/** 200 of a stream route: Server-Sent Events, not JSON. */
+export const EventStream = {
+  description: 'Server-Sent Events: each matching event (full form) as a message with `id:` = event id and ' +
+    '`event: event`, oldest first, after first catching up from the database; `:` comment lines are heartbeats.',
+  content: {
+    'text/event-stream': {
+      schema: Type.String({ examples: ['id: 17\nevent: event\ndata: {"id":17,"device":"Switch","name":"Light","location":"Hall","action":"Toggled","value":"On","time":"2026-01-01T12:00:00.000Z","uri":"http://localhost:5000/events/17"}\n\n'] })
+    }
+  }
+}

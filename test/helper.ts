@@ -21,6 +21,8 @@ export function tempDir (t: Test, prefix = 'cred-test-'): string {
 export interface TestApp {
   app: FastifyInstance
   config: CredConfig
+  /** the database settings, to start another instance on the same database */
+  database: TestDatabase
   /** a second handle on the same database, for arranging data and checking what was stored */
   repos: Repositories
   /** creates an API key and returns its secret */
@@ -83,14 +85,17 @@ export async function testDatabase (t: Test, backend: Backend): Promise<TestData
 
 export interface BuildOptions {
   backend?: Backend
+  /** use this database (e.g. another instance's) instead of a fresh one */
+  database?: TestDatabase
   /** register cred under this prefix, as a host app would */
   prefix?: string
 }
 
 /** Builds the cred plugin inside a bare Fastify instance on a fresh database. */
-export async function build (t: Test, settings: SettingsInput = {}, { backend = 'sqlite', prefix }: BuildOptions = {}): Promise<TestApp> {
-  const input: SettingsInput = { ...settings, database: { ...await testDatabase(t, backend), ...settings.database } }
+export async function build (t: Test, settings: SettingsInput = {}, { backend = 'sqlite', prefix, database }: BuildOptions = {}): Promise<TestApp> {
+  const input: SettingsInput = { ...settings, database: { ...database ?? await testDatabase(t, backend), ...settings.database } }
   const config = resolveConfig(input, 'test')
+  const { kind: _kind, url: _url, ...sameDatabase } = config.database
   const app = Fastify({ logger: false })
   await app.register(cred, { config, ...(prefix === undefined ? {} : { prefix }) })
   await app.ready()
@@ -104,6 +109,7 @@ export async function build (t: Test, settings: SettingsInput = {}, { backend = 
   return {
     app,
     config,
+    database: sameDatabase,
     repos,
     key,
     async session (permission, body = {}) {

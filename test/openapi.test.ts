@@ -8,6 +8,8 @@ const routes: Array<[string, string, string[]]> = [
   ['get', '/events', ['200', '400', '401', '403']],
   ['post', '/events', ['201', '400', '401', '403', '413', '415']],
   ['get', '/events/{id}', ['200', '400', '401', '403', '404']],
+  ['get', '/events/stream', ['200', '400', '401', '403']],
+  ['get', '/clients/{id}/subscribedevents/stream', ['200', '400', '401', '403', '404']],
   ['get', '/clients', ['200', '400', '401', '403']],
   ['get', '/clients/me', ['200', '401', '403']],
   ['get', '/clients/{id}', ['200', '400', '401', '403', '404']],
@@ -40,7 +42,8 @@ t.test('GET /documentation/json is a valid OpenAPI 3.1 document of every route',
     t.equal(op.tags?.length, 1, `${method} ${path} has a tag`)
     t.same(Object.keys(op.responses).sort(), statuses.sort(), `${method} ${path} documents its statuses`)
     for (const status of statuses) {
-      t.ok(op.responses[status].content['application/json'].schema, `${method} ${path} ${status} has a schema`)
+      const type = path.endsWith('/stream') && status === '200' ? 'text/event-stream' : 'application/json'
+      t.ok(op.responses[status].content[type].schema, `${method} ${path} ${status} has a ${type} schema`)
     }
     if (path === '/auth') t.notOk(op.security, 'auth needs no session')
     else t.same(op.security, [{ bearerSession: [] }, { cookieSession: [] }], `${method} ${path} names the session schemes`)
@@ -49,7 +52,8 @@ t.test('GET /documentation/json is a valid OpenAPI 3.1 document of every route',
     }
   }
   t.ok(spec.paths['/events'].post.requestBody.content['application/json'].schema.properties.event, 'request body documented')
-  t.same(spec.paths['/events'].get.parameters.map((p: { name: string }) => p.name), ['full', 'before', 'after', 'limit', 'offset'])
+  t.same(spec.paths['/events'].get.parameters.map((p: { name: string }) => p.name), ['full', 'before', 'after', 'limit', 'offset', 'wait'])
+  t.ok(spec.paths['/events/stream'].get.parameters.some((p: { in: string, name: string }) => p.in === 'header' && p.name === 'last-event-id'), 'Last-Event-ID documented')
 })
 
 t.test('GET /documentation serves Swagger UI', async (t) => {

@@ -1,10 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { IdParams, ListQuery, authErrors, errors, sessionSecurity, wantsFull } from '../../schemas/common.js'
 import { ClientFound, ClientList } from '../../schemas/clients.js'
-import { EventList } from '../../schemas/events.js'
+import { EventList, EventListQuery, EventStream, StreamHeaders, StreamQuery } from '../../schemas/events.js'
 
 const clients: FastifyPluginAsyncTypebox = async function (fastify) {
-  const { repos, items } = fastify
+  const { repos, items, live } = fastify
 
   const findClient = async (id: number) => {
     const client = await repos.clients.get(id)
@@ -59,15 +59,17 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
       tags: ['clients'],
       security: sessionSecurity,
       summary: 'Events posted by a client, newest first',
+      description: 'With `wait`, an empty answer is held until that client posts an event (long polling).',
       params: IdParams,
-      querystring: ListQuery,
+      querystring: EventListQuery,
       response: { 200: EventList, 400: errors[400], ...authErrors, 404: errors[404] }
     },
     preValidation: fastify.authorize('read')
-  }, async function (request) {
+  }, async function (request, reply) {
     const client = await findClient(request.params.id)
-    const { full, ...filter } = request.query
-    const rows = await repos.events.listByClient(client.id, filter)
+    const { full, wait, ...filter } = request.query
+    const matcher = { subscriptions: null, clientId: client.id }
+    const rows = await live.poll(reply, matcher, wait, () => repos.events.listByClient(client.id, filter))
     return { status: 200, message: 'OK', events: rows.map((row) => items.event(request, row, wantsFull(full))) }
   })
 
@@ -76,17 +78,49 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
       tags: ['clients'],
       security: sessionSecurity,
       summary: 'Events matching a client\'s subscriptions, newest first',
-      description: 'Poll with `?full=true&after=<highest id seen>` to get everything newer.',
+      description: 'Poll with `?full=true&after=<highest id seen>` to get everything newer; add `wait` ' +
+        'to hold an empty answer until a matching event arrives (long polling).',
       params: IdParams,
-      querystring: ListQuery,
+      querystring: EventListQuery,
       response: { 200: EventList, 400: errors[400], ...authErrors, 404: errors[404] }
     },
     preValidation: fastify.authorize('read')
-  }, async function (request) {
+  }, async function (request, reply) {
     const client = await findClient(request.params.id)
-    const { full, ...filter } = request.query
-    const rows = await repos.events.listSubscribed(client.id, filter)
+    const { full, wait, ...filter } = request.query
+    const matcher = wait === undefined ? null : live.matcherFor(await repos.clients.subscriptions(client.id))
+    const query = () => repos.events.listSubscribed(client.id, filter)
+    const rows = matcher === null ? await query() : await live.poll(reply, matcher, wait, query)
     return { status: 200, message: 'OK', events: rows.map((row) => items.event(request, row, wantsFull(full))) }
+  })
+
+  fastify.get('/:id/subscribedevents/stream', {
+    sse: { kind: 'manual' },
+    schema: {
+      tags: ['clients'],
+      security: sessionSecurity,
+      summary: 'Stream the events matching a client\'s subscriptions (Server-Sent Events)',
+      description: 'A client may stream its own subscriptions; an admin any client\'s. Reconnect with ' +
+        '`Last-Event-ID: N` (EventSource does) or `?after=N` to first receive every matching event with ' +
+        'id > N, in order, with no gap and no duplicate.',
+      params: IdParams,
+      querystring: StreamQuery,
+      headers: StreamHeaders,
+      response: { 200: EventStream, 400: errors[400], ...authErrors, 404: errors[404] }
+    },
+    preValidation: fastify.authorize('read')
+  }, async function (request, reply) {
+    const client = await findClient(request.params.id)
+    if (request.client!.id !== client.id && request.client!.permission !== 'admin') {
+      throw fastify.httpErrors.forbidden('Insufficient Permissions')
+    }
+    const matcher = live.matcherFor(await repos.clients.subscriptions(client.id))
+    const after = request.headers['last-event-id'] ?? request.query.after ?? await repos.events.latestId()
+    await live.stream(request, reply, {
+      matcher,
+      after,
+      catchUp: (from, limit) => repos.events.listAfter(from, limit, client.id)
+    })
   })
 }
 

@@ -1,23 +1,49 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { IdParams, ListQuery, authErrors, errors, sessionSecurity, wantsFull } from '../../schemas/common.js'
-import { EventCreated, EventFound, EventList, PostEventBody } from '../../schemas/events.js'
+import { IdParams, authErrors, errors, sessionSecurity, wantsFull } from '../../schemas/common.js'
+import {
+  EventCreated, EventFound, EventList, EventListQuery, EventStream, PostEventBody, StreamHeaders, StreamQuery
+} from '../../schemas/events.js'
 
 const events: FastifyPluginAsyncTypebox = async function (fastify) {
-  const { repos, items } = fastify
+  const { repos, items, live } = fastify
+  const everyEvent = { subscriptions: null }
 
   fastify.get('/', {
     schema: {
       tags: ['events'],
       security: sessionSecurity,
       summary: 'List events, newest first',
-      querystring: ListQuery,
+      description: 'With `wait`, an empty answer is held until a new event arrives (long polling).',
+      querystring: EventListQuery,
       response: { 200: EventList, 400: errors[400], ...authErrors }
     },
     preValidation: fastify.authorize('read')
-  }, async function (request) {
-    const { full, ...filter } = request.query
-    const rows = await repos.events.list(filter)
+  }, async function (request, reply) {
+    const { full, wait, ...filter } = request.query
+    const rows = await live.poll(reply, everyEvent, wait, () => repos.events.list(filter))
     return { status: 200, message: 'OK', events: rows.map((row) => items.event(request, row, wantsFull(full))) }
+  })
+
+  fastify.get('/stream', {
+    sse: { kind: 'manual' },
+    schema: {
+      tags: ['events'],
+      security: sessionSecurity,
+      summary: 'Stream every new event (Server-Sent Events)',
+      description: 'Sends each event as it is posted. Reconnect with `Last-Event-ID: N` (EventSource does) ' +
+        'or `?after=N` to first receive every event with id > N, in order, with no gap and no duplicate.',
+      querystring: StreamQuery,
+      headers: StreamHeaders,
+      response: { 200: EventStream, 400: errors[400], ...authErrors }
+    },
+    preValidation: fastify.authorize('read')
+  }, async function (request, reply) {
+    const after = request.headers['last-event-id'] ?? request.query.after ?? await repos.events.latestId()
+    await live.stream(request, reply, {
+      matcher: everyEvent,
+      after,
+      catchUp: (from, limit) => repos.events.listAfter(from, limit)
+    })
   })
 
   fastify.post('/', {
@@ -41,6 +67,7 @@ const events: FastifyPluginAsyncTypebox = async function (fastify) {
       action,
       value: value === null ? null : String(value)
     })
+    live.published(event)
     return reply.code(201).send({ status: 201, message: 'Created Event', event: items.event(request, event, false) })
   })
 

@@ -1,0 +1,225 @@
+import type { FastifyInstance } from 'fastify'
+import t from 'tap'
+import { backends, bearer, build, forEachBackend, postgresAdmin, type TestApp } from '../helper.js'
+import { openStream } from '../sse-client.js'
+
+async function listen (app: FastifyInstance): Promise<string> {
+  const address = await app.listen({ port: 0, host: '127.0.0.1' })
+  return address
+}
+
+const post = async (app: FastifyInstance, sessionKey: string, event: Record<string, unknown>) => {
+  const res = await app.inject({ method: 'POST', url: '/events', headers: bearer(sessionKey), payload: { event } })
+  if (res.statusCode !== 201) throw new Error(`post failed: ${res.body}`)
+  return res.json().event.id as number
+}
+
+const ids = (messages: Array<{ id?: string }>) => messages.map((m) => Number(m.id))
+
+forEachBackend(t, async (t, backend) => {
+  t.test('GET /events/stream sends each new event, full form, in order', async (t) => {
+    const test: TestApp = await build(t, {}, { backend })
+    const { app, session } = test
+    const base = await listen(app)
+    const writer = await session('write', { device: 'Switch' })
+    const before = await post(app, writer.sessionKey, { name: 'Old' })
+    const stream = await openStream(`${base}/events/stream`, bearer(writer.sessionKey))
+    t.teardown(stream.close)
+    t.equal(stream.status, 200)
+    t.match(stream.headers['content-type'], /^text\/event-stream/)
+    const posted = [
+      await post(app, writer.sessionKey, { name: 'Light', location: 'Hall', action: 'Toggled', value: 'On' }),
+      await post(app, writer.sessionKey, { name: 'Door', value: 3 }),
+      await post(app, writer.sessionKey, { name: 'Light', location: 'Kitchen' })
+    ]
+    const messages = await stream.received(3)
+    t.same(ids(messages), posted, 'only events after the connection, ascending')
+    t.ok(posted.every((id) => id > before))
+    t.same(messages.map((m) => m.event), ['event', 'event', 'event'])
+    const first = JSON.parse(messages[0]!.data)
+    t.match(first, { id: posted[0], device: 'Switch', name: 'Light', location: 'Hall', action: 'Toggled', value: 'On', uri: `${base}/events/${posted[0]}` })
+    t.match(first.time, /Z$/)
+    t.equal(JSON.parse(messages[1]!.data).value, '3')
+  })
+
+  t.test('reconnecting with Last-Event-ID or ?after= gets exactly the missed events, then live ones', async (t) => {
+    const { app, session } = await build(t, {}, { backend })
+    const base = await listen(app)
+    const writer = await session('write')
+    const first = await openStream(`${base}/events/stream`, bearer(writer.sessionKey))
+    const a = await post(app, writer.sessionKey, { name: 'A' })
+    t.same(ids(await first.received(1)), [a])
+    first.close()
+    const missed = [await post(app, writer.sessionKey, { name: 'B' }), await post(app, writer.sessionKey, { name: 'C' })]
+
+    const again = await openStream(`${base}/events/stream`, { ...bearer(writer.sessionKey), 'last-event-id': String(a) })
+    t.teardown(again.close)
+    t.same(ids(await again.received(2)), missed, 'the missed events first, in order')
+    const next = await post(app, writer.sessionKey, { name: 'D' })
+    t.same(ids(await again.received(3)), [...missed, next], 'then live ones, no duplicate')
+
+    const byQuery = await openStream(`${base}/events/stream?after=${missed[0]}`, bearer(writer.sessionKey))
+    t.teardown(byQuery.close)
+    t.same(ids(await byQuery.received(2)), [missed[1], next])
+
+    const fromStart = await openStream(`${base}/events/stream`, { ...bearer(writer.sessionKey), 'last-event-id': '0' })
+    t.teardown(fromStart.close)
+    t.same(ids(await fromStart.received(4)), [a, ...missed, next], 'Last-Event-ID: 0 is everything')
+  })
+
+  t.test('the subscribed stream sends only matching events; a cookie session works (EventSource)', async (t) => {
+    const { app, session } = await build(t, {}, { backend })
+    const base = await listen(app)
+    const thermostat = await session('read', { subscribe: { Light: { location: 'Living Room' }, Alarm: {} } })
+    const sensor = await session('write')
+    const stream = await openStream(`${base}/clients/${thermostat.id}/subscribedevents/stream`, { cookie: `sessionKey=${thermostat.sessionKey}` })
+    t.teardown(stream.close)
+    t.equal(stream.status, 200)
+    const wanted = []
+    wanted.push(await post(app, sensor.sessionKey, { name: 'Light', location: 'Living Room' }))
+    await post(app, sensor.sessionKey, { name: 'Light', location: 'Kitchen' })
+    await post(app, sensor.sessionKey, { name: 'Door' })
+    wanted.push(await post(app, sensor.sessionKey, { name: 'Alarm', location: 'Garage' }))
+    const last = await post(app, sensor.sessionKey, { name: 'Alarm' })
+    wanted.push(last)
+    t.same(ids(await stream.received(3)), wanted)
+    t.equal(stream.messages.length, 3, 'nothing else')
+  })
+
+  t.test('stream permissions: own client or admin; the session is checked on connect', async (t) => {
+    const { app, session } = await build(t, {}, { backend })
+    const base = await listen(app)
+    const a = await session('read', { subscribe: { Light: {} } })
+    const b = await session('write')
+    const admin = await session('admin')
+    const other = await openStream(`${base}/clients/${a.id}/subscribedevents/stream`, bearer(b.sessionKey))
+    t.equal(other.status, 403)
+    t.same(JSON.parse(other.body), { status: 403, message: 'Insufficient Permissions' })
+    const byAdmin = await openStream(`${base}/clients/${a.id}/subscribedevents/stream`, bearer(admin.sessionKey))
+    t.teardown(byAdmin.close)
+    t.equal(byAdmin.status, 200)
+    const anonymous = await openStream(`${base}/events/stream`)
+    t.equal(anonymous.status, 401)
+    t.same(JSON.parse(anonymous.body), { status: 401, message: 'Not Authenticated' })
+    const missing = await openStream(`${base}/clients/9999/subscribedevents/stream`, bearer(admin.sessionKey))
+    t.same(JSON.parse(missing.body), { status: 404, message: 'Client Not Found' })
+    const bad = await openStream(`${base}/events/stream`, { ...bearer(admin.sessionKey), 'last-event-id': 'abc' })
+    t.equal(bad.status, 400)
+    t.match(JSON.parse(bad.body).message, /last-event-id/)
+  })
+
+  t.test('long polling: wait= holds an empty answer until a matching event arrives', async (t) => {
+    const { app, session } = await build(t, {}, { backend })
+    const reader = await session('read', { subscribe: { Light: {} } })
+    const writer = await session('write')
+    const latest = await post(app, writer.sessionKey, { name: 'Light' })
+
+    const subscribed = app.inject({ url: `/clients/${reader.id}/subscribedevents?full=true&after=${latest}&wait=30`, headers: bearer(reader.sessionKey) })
+    const all = app.inject({ url: `/events?after=${latest}&wait=30`, headers: bearer(reader.sessionKey) })
+    const byClient = app.inject({ url: `/clients/${writer.id}/events?after=${latest}&wait=30`, headers: bearer(reader.sessionKey) })
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const door = await post(app, writer.sessionKey, { name: 'Door' })
+    const allRes = await all
+    t.same(allRes.json().events.map((e: { id: number }) => e.id), [door], 'any event wakes /events')
+    t.same((await byClient).json().events.map((e: { id: number }) => e.id), [door], 'the client\'s own event wakes its list')
+    const light = await post(app, writer.sessionKey, { name: 'Light' })
+    const subscribedRes = await subscribed
+    t.same(subscribedRes.json().events.map((e: { id: number }) => e.id), [light], 'Door did not wake the Light subscriber; Light did')
+    t.equal(subscribedRes.json().events[0].name, 'Light')
+
+    const timedOut = await app.inject({ url: `/events?after=${light}&wait=0.2`, headers: bearer(reader.sessionKey) })
+    t.same(timedOut.json(), { status: 200, message: 'OK', events: [] }, 'empty when the time runs out')
+    const immediate = await app.inject({ url: `/events?after=${latest}&wait=30`, headers: bearer(reader.sessionKey) })
+    t.equal(immediate.json().events.length, 2, 'answers at once when something matches already')
+    for (const wait of ['61', '-1', 'soon']) {
+      const res = await app.inject({ url: `/events?wait=${wait}`, headers: bearer(reader.sessionKey) })
+      t.equal(res.statusCode, 400, `wait=${wait}`)
+      t.match(res.json().message, /wait/)
+    }
+  })
+
+  t.test('closing the server ends open streams and long polls', async (t) => {
+    const { app, session } = await build(t, {}, { backend })
+    const base = await listen(app)
+    const reader = await session('read')
+    const stream = await openStream(`${base}/events/stream`, bearer(reader.sessionKey))
+    const poll = fetch(`${base}/events?after=999999&wait=60`, { headers: bearer(reader.sessionKey) })
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    await app.close()
+    await stream.ended
+    t.pass('the stream ended')
+    t.same(await (await poll).json(), { status: 200, message: 'OK', events: [] }, 'the long poll answered')
+  })
+})
+
+t.test('a stream that stops reading is cut off at the buffer limit; others keep receiving', async (t) => {
+  const { app, session } = await build(t, { streamBufferLimit: 20 })
+  const base = await listen(app)
+  const writer = await session('write')
+  const slow = await openStream(`${base}/events/stream`, bearer(writer.sessionKey))
+  const fast = await openStream(`${base}/events/stream`, bearer(writer.sessionKey))
+  t.teardown(() => { slow.close(); fast.close() })
+  slow.pause()
+  const big = { name: 'Bulk', location: 'l'.repeat(240), action: 'a'.repeat(240), value: 'v'.repeat(4096) }
+  const total = 3000
+  let last = 0
+  for (let i = 0; i < total; i++) last = await post(app, writer.sessionKey, big)
+  const received = await fast.received(total, 30_000)
+  t.equal(Number(received.at(-1)!.id), last, 'the reading stream got every event')
+  slow.resume()
+  await slow.ended
+  t.ok(slow.messages.length < total, `the stalled stream was closed after ${slow.messages.length} of ${total}`)
+  const ordered = ids(slow.messages).every((id, i, all) => i === 0 || id > all[i - 1]!)
+  t.ok(ordered, 'what it did get was in order')
+})
+
+t.test('idle streams get heartbeat comments at the configured interval', async (t) => {
+  const { app, session } = await build(t, { streamHeartbeat: 1 })
+  const base = await listen(app)
+  const reader = await session('read')
+  const stream = await openStream(`${base}/events/stream`, bearer(reader.sessionKey))
+  t.teardown(stream.close)
+  await new Promise((resolve) => setTimeout(resolve, 1500))
+  t.ok(stream.comments.some((line) => /heartbeat/.test(line)), `comments seen: ${stream.comments.join(' | ')}`)
+  t.equal(stream.messages.length, 0, 'heartbeats are not events')
+})
+
+t.test('on PostgreSQL, an event posted to one instance reaches a stream on another', { skip: backends.includes('postgresql') ? false : 'PostgreSQL is not reachable' }, async (t) => {
+  const a = await build(t, {}, { backend: 'postgresql' })
+  const b = await build(t, {}, { backend: 'postgresql', database: a.database })
+  const baseB = await listen(b.app)
+  const reader = await b.session('read', { subscribe: { Light: {} } })
+  const writer = await a.session('write')
+  const all = await openStream(`${baseB}/events/stream`, bearer(reader.sessionKey))
+  const mine = await openStream(`${baseB}/clients/${reader.id}/subscribedevents/stream`, bearer(reader.sessionKey))
+  t.teardown(() => { all.close(); mine.close() })
+  const posted = []
+  for (const name of ['Light', 'Door', 'Light']) posted.push(await post(a.app, writer.sessionKey, { name }))
+  t.same(ids(await all.received(3)), posted, 'every event, in order, on the other instance')
+  t.same(ids(await mine.received(2)), [posted[0], posted[2]], 'the subscribed stream too')
+  const poll = b.app.inject({ url: `/events?after=${posted[2]}&wait=30`, headers: bearer(reader.sessionKey) })
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  const next = await post(a.app, writer.sessionKey, { name: 'Bell' })
+  t.same((await poll).json().events.map((e: { id: number }) => e.id), [next], 'a long poll on B wakes for a post on A')
+})
+
+t.test('on PostgreSQL, a listener that lost its connection listens again and catches up', { skip: backends.includes('postgresql') ? false : 'PostgreSQL is not reachable' }, async (t) => {
+  const a = await build(t, {}, { backend: 'postgresql' })
+  const b = await build(t, {}, { backend: 'postgresql', database: a.database })
+  const baseB = await listen(b.app)
+  const reader = await b.session('read')
+  const writer = await a.session('write')
+  const stream = await openStream(`${baseB}/events/stream`, bearer(reader.sessionKey))
+  t.teardown(stream.close)
+  const before = await post(a.app, writer.sessionKey, { name: 'Before' })
+  t.same(ids(await stream.received(1)), [before])
+
+  // end every LISTEN connection on this database (both instances'), then post at once
+  const ended = await postgresAdmin((sql) => sql`
+    select pg_terminate_backend(pid) as ended from pg_stat_activity
+    where datname = ${a.database.database} and query ilike 'listen%'`)
+  t.ok(ended.length >= 1, 'listener connections were ended')
+  const during = await post(a.app, writer.sessionKey, { name: 'During' })
+  const after = await post(a.app, writer.sessionKey, { name: 'After' })
+  t.same(ids(await stream.received(3)), [before, during, after], 'nothing lost, in order, once')
+})
