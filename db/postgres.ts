@@ -11,7 +11,7 @@ import {
 } from './queries.js'
 import {
   DatabaseUnavailableError,
-  type ApiKeyRecord, type ListFilter, type NewClient, type NewEventRecord, type Repositories, type SessionRecord
+  type ApiKeyRecord, type ListFilter, type NewClient, type NewEventRecord, type Repositories, type RevokeResult, type SessionRecord
 } from './repositories.js'
 import { hashSecret, newApiKey, newSessionKey } from './secrets.js'
 
@@ -25,7 +25,9 @@ export const lockNames = {
   /** held on a dedicated connection while one instance applies the migrations */
   migrations: 'cred-server:migrations',
   /** held by each event insert until it commits, so event ids commit in order */
-  eventOrder: 'cred-server:event-order'
+  eventOrder: 'cred-server:event-order',
+  /** held by each revocation until it commits, so the last admin key check holds across instances */
+  revocation: 'cred-server:revocation'
 } as const
 
 /** The LISTEN/NOTIFY channel that tells every instance new events were committed. */
@@ -84,14 +86,20 @@ export function postgresQueries (db: PgDb) {
     apikeyList: db.select(apikeyColumns(apikeys)).from(apikeys).where(window(apikeys.id))
       .orderBy(desc(apikeys.id)).limit(limit).offset(offset),
     apikeyCount: db.select({ n: count() }).from(apikeys),
+    activeAdminCount: db.select({ n: count() }).from(apikeys)
+      .where(and(eq(apikeys.permission, 'admin'), isNull(apikeys.revoked))),
+    apikeyRevoke: db.update(apikeys).set({ revoked: sql`${sql.placeholder('now')}` })
+      .where(eq(apikeys.id, sql.placeholder('id'))),
+    clientEnd: db.update(clients).set({ ended: sql`${sql.placeholder('now')}` })
+      .where(eq(clients.id, sql.placeholder('id'))),
     sessionByHash: db.select({ ...clientColumns(clients), apikeyId: clients.apikeyId, permission: apikeys.permission })
       .from(clients).innerJoin(apikeys, eq(apikeys.id, clients.apikeyId))
-      .where(and(eq(clients.sessionHash, sql.placeholder('hash')), isNull(apikeys.revoked))),
+      .where(and(eq(clients.sessionHash, sql.placeholder('hash')), isNull(clients.ended), isNull(apikeys.revoked))),
     clientTouch: db.update(clients).set({ lastActive: sql`${sql.placeholder('now')}` })
       .where(eq(clients.id, sql.placeholder('id'))),
     clientById: db.select(clientColumns(clients)).from(clients).where(eq(clients.id, sql.placeholder('id'))),
     clientsActive: db.select(clientColumns(clients)).from(clients)
-      .where(and(gte(clients.lastActive, sql.placeholder('since')), window(clients.id)))
+      .where(and(gte(clients.lastActive, sql.placeholder('since')), isNull(clients.ended), window(clients.id)))
       .orderBy(desc(clients.id)).limit(limit).offset(offset),
     eventById: db.select(eventColumns(events)).from(events).where(eq(events.id, sql.placeholder('id'))),
     eventList: db.select(eventColumns(events)).from(events).where(window(events.id))
@@ -322,6 +330,7 @@ function openPool (settings: PostgresSettings, timeouts: PostgresTimeouts) {
     apikeyById: queries.apikeyById.prepare('cred_apikey_by_id'),
     apikeyList: queries.apikeyList.prepare('cred_apikey_list'),
     apikeyCount: queries.apikeyCount.prepare('cred_apikey_count'),
+    clientEnd: queries.clientEnd.prepare('cred_client_end'),
     sessionByHash: queries.sessionByHash.prepare('cred_session_by_hash'),
     clientTouch: queries.clientTouch.prepare('cred_client_touch'),
     clientById: queries.clientById.prepare('cred_client_by_id'),
@@ -397,7 +406,23 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
         call(async ({ statements }) => (await statements.apikeyByHash.execute({ hash: hashSecret(apikey) }))[0]),
       get: (id: number) => call(async ({ statements }) => isRowId(id) ? (await statements.apikeyById.execute({ id }))[0] : undefined),
       list: (filter: ListFilter) => call(({ statements }) => statements.apikeyList.execute(page(filter))),
-      count: () => call(async ({ statements }) => (await statements.apikeyCount.execute())[0]?.n ?? 0)
+      count: () => call(async ({ statements }) => (await statements.apikeyCount.execute())[0]?.n ?? 0),
+      revoke: (id: number, now: number) => call(async ({ db }): Promise<RevokeResult> => {
+        if (!isRowId(id)) return { outcome: 'not-found' }
+        return db.transaction(async (tx) => {
+          await tx.execute(sql`select pg_advisory_xact_lock(hashtextextended(${lockNames.revocation}, 0))`)
+          const [key] = await tx.select(apikeyColumns(apikeys)).from(apikeys).where(eq(apikeys.id, id))
+          if (key === undefined) return { outcome: 'not-found' }
+          if (key.revoked !== null) return { outcome: 'revoked', apikey: key }
+          if (key.permission === 'admin') {
+            const [admins] = await tx.select({ n: count() }).from(apikeys)
+              .where(and(eq(apikeys.permission, 'admin'), isNull(apikeys.revoked)))
+            if ((admins?.n ?? 0) <= 1) return { outcome: 'last-admin' }
+          }
+          await tx.update(apikeys).set({ revoked: now }).where(eq(apikeys.id, id))
+          return { outcome: 'revoked', apikey: { ...key, revoked: now } }
+        })
+      })
     },
     clients: {
       create: (client: NewClient) => call(async (pool) => {
@@ -409,6 +434,9 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
         call(async ({ statements }) => (await statements.sessionByHash.execute({ hash: hashSecret(sessionKey) }))[0]),
       touch: (id: number, now: number) => call(async ({ statements }) => {
         if (isRowId(id)) await statements.clientTouch.execute({ id, now })
+      }),
+      end: (id: number, now: number) => call(async ({ statements }) => {
+        if (isRowId(id)) await statements.clientEnd.execute({ id, now })
       }),
       get: (id: number) => call(async ({ statements }) => isRowId(id) ? (await statements.clientById.execute({ id }))[0] : undefined),
       listActive: (since: number, filter: ListFilter) => call(({ statements }) => statements.clientsActive.execute({ since, ...page(filter) })),

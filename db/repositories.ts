@@ -63,6 +63,12 @@ export interface NewEventRecord {
   value: string | null
 }
 
+/** What revoking a key did. */
+export type RevokeResult =
+  | { outcome: 'revoked', apikey: ApiKeyRecord }
+  | { outcome: 'not-found' }
+  | { outcome: 'last-admin' }
+
 export interface ApiKeyRepository {
   /** Creates a key; the returned `apikey` is the only copy of the secret. */
   create (permission: Permission): Promise<ApiKeyRecord & { apikey: string }>
@@ -71,6 +77,11 @@ export interface ApiKeyRepository {
   get (id: number): Promise<ApiKeyRecord | undefined>
   list (filter: ListFilter): Promise<ApiKeyRecord[]>
   count (): Promise<number>
+  /**
+   * Revokes a key at `now` (already revoked: left as it was). The last unrevoked admin key
+   * is never revoked: checked and written atomically, also against other instances.
+   */
+  revoke (id: number, now: number): Promise<RevokeResult>
 }
 
 export interface ClientRepository {
@@ -79,8 +90,10 @@ export interface ClientRepository {
   findBySession (sessionKey: string): Promise<SessionRecord | undefined>
   /** Marks the client active at `now` (epoch ms). */
   touch (id: number, now: number): Promise<void>
+  /** Ends the client's session: its key is refused from now on and it is no longer active. */
+  end (id: number, now: number): Promise<void>
   get (id: number): Promise<ClientRecord | undefined>
-  /** Clients active at or after `since` (epoch ms). */
+  /** Clients active at or after `since` (epoch ms), sessions not ended. */
   listActive (since: number, filter: ListFilter): Promise<ClientRecord[]>
   subscriptions (id: number): Promise<Subscription[]>
 }

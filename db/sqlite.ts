@@ -10,7 +10,7 @@ import type { Permission } from '../schemas/apikeys.js'
 import { apikeys, clients, events, subscriptions } from './schema/sqlite.js'
 import {
   DatabaseUnavailableError,
-  type ApiKeyRecord, type ListFilter, type Repositories, type SessionRecord
+  type ApiKeyRecord, type ListFilter, type Repositories, type RevokeResult, type SessionRecord
 } from './repositories.js'
 import {
   apikeyColumns, clientColumns, eventColumns, idWindow, limit, offset, pageValues, subscriptionMatches
@@ -34,14 +34,20 @@ export function sqliteQueries (db: SqliteDb) {
     apikeyList: db.select(apikeyColumns(apikeys)).from(apikeys).where(window(apikeys.id))
       .orderBy(desc(apikeys.id)).limit(limit).offset(offset),
     apikeyCount: db.select({ n: count() }).from(apikeys),
+    activeAdminCount: db.select({ n: count() }).from(apikeys)
+      .where(and(eq(apikeys.permission, 'admin'), isNull(apikeys.revoked))),
+    apikeyRevoke: db.update(apikeys).set({ revoked: sql`${sql.placeholder('now')}` })
+      .where(eq(apikeys.id, sql.placeholder('id'))),
+    clientEnd: db.update(clients).set({ ended: sql`${sql.placeholder('now')}` })
+      .where(eq(clients.id, sql.placeholder('id'))),
     sessionByHash: db.select({ ...clientColumns(clients), apikeyId: clients.apikeyId, permission: apikeys.permission })
       .from(clients).innerJoin(apikeys, eq(apikeys.id, clients.apikeyId))
-      .where(and(eq(clients.sessionHash, sql.placeholder('hash')), isNull(apikeys.revoked))),
+      .where(and(eq(clients.sessionHash, sql.placeholder('hash')), isNull(clients.ended), isNull(apikeys.revoked))),
     clientTouch: db.update(clients).set({ lastActive: sql`${sql.placeholder('now')}` })
       .where(eq(clients.id, sql.placeholder('id'))),
     clientById: db.select(clientColumns(clients)).from(clients).where(eq(clients.id, sql.placeholder('id'))),
     clientsActive: db.select(clientColumns(clients)).from(clients)
-      .where(and(gte(clients.lastActive, sql.placeholder('since')), window(clients.id)))
+      .where(and(gte(clients.lastActive, sql.placeholder('since')), isNull(clients.ended), window(clients.id)))
       .orderBy(desc(clients.id)).limit(limit).offset(offset),
     eventById: db.select(eventColumns(events)).from(events).where(eq(events.id, sql.placeholder('id'))),
     eventList: db.select(eventColumns(events)).from(events).where(window(events.id))
@@ -102,6 +108,9 @@ export function openSqlite (file: string): Repositories {
     apikeyById: queries.apikeyById.prepare(),
     apikeyList: queries.apikeyList.prepare(),
     apikeyCount: queries.apikeyCount.prepare(),
+    activeAdminCount: queries.activeAdminCount.prepare(),
+    apikeyRevoke: queries.apikeyRevoke.prepare(),
+    clientEnd: queries.clientEnd.prepare(),
     sessionByHash: queries.sessionByHash.prepare(),
     clientTouch: queries.clientTouch.prepare(),
     clientById: queries.clientById.prepare(),
@@ -126,6 +135,17 @@ export function openSqlite (file: string): Repositories {
     return row.id
   })
 
+  // IMMEDIATE: the write lock is taken before the admin count is read, so two processes
+  // cannot each revoke one of the last two admin keys.
+  const revokeKey = sqlite.transaction((id: number, now: number): RevokeResult => {
+    const key = statements.apikeyById.get({ id })
+    if (key === undefined) return { outcome: 'not-found' }
+    if (key.revoked !== null) return { outcome: 'revoked', apikey: key }
+    if (key.permission === 'admin' && (statements.activeAdminCount.get()?.n ?? 0) <= 1) return { outcome: 'last-admin' }
+    statements.apikeyRevoke.run({ id, now })
+    return { outcome: 'revoked', apikey: { ...key, revoked: now } }
+  })
+
   return {
     kind: 'sqlite',
     location: path,
@@ -147,6 +167,9 @@ export function openSqlite (file: string): Repositories {
       },
       async count () {
         return statements.apikeyCount.get()?.n ?? 0
+      },
+      async revoke (id: number, now: number) {
+        return revokeKey.immediate(id, now)
       }
     },
     clients: {
@@ -160,6 +183,9 @@ export function openSqlite (file: string): Repositories {
       },
       async touch (id: number, now: number) {
         statements.clientTouch.run({ id, now })
+      },
+      async end (id: number, now: number) {
+        statements.clientEnd.run({ id, now })
       },
       async get (id: number) {
         return statements.clientById.get({ id })

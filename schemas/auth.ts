@@ -5,15 +5,27 @@ import { Nullable, StoredText } from './common.js'
 const Subscription = Type.Union([
   Type.Object({
     location: Type.Optional(Nullable(StoredText(NAME_MAX, { description: 'only events from this location' })))
+  }, {
+    // A filter with another key is refused, not read as "any location": a typo (`locaton`) would
+    // silently widen the subscription, and so would the form field subscribe[a%5D%5Bb]=, which
+    // reads as subscribe[a][b]= (qs decodes %5B/%5D before it splits the name).
+    propertyNames: { const: 'location' }
   }),
   Type.Literal('', { description: 'form encoding of an empty filter' })
 ])
+
+/**
+ * Every key of `subscribe`. Type.Record's default key pattern is `^(.*)$`, and `.` does not match
+ * a line break: the filter of an event name with CR or LF in it was not validated at all (a
+ * `null` filter was a 500, any other value was stored as "any location").
+ */
+const EventNameKey = Type.String({ pattern: '^[\\s\\S]*$' })
 
 export const AuthInput = Type.Object({
   apikey: Type.Optional(Type.String({ description: 'the API key (required; 401 Invalid API Key when missing or unknown)' })),
   device: Type.Optional(Nullable(StoredText(NAME_MAX, { examples: ['Thermostat'] }))),
   location: Type.Optional(Nullable(StoredText(NAME_MAX, { examples: ['Living Room'] }))),
-  subscribe: Type.Optional(Type.Record(Type.String(), Subscription, {
+  subscribe: Type.Optional(Type.Record(EventNameKey, Subscription, {
     propertyNames: StoredText(NAME_MAX, { minLength: 1 }),
     description: 'event name → optional location filter; `{}` means that event from any location',
     examples: [{ Light: { location: 'Living Room' }, Alarm: {} }]

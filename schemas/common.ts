@@ -5,11 +5,19 @@ export const Nullable = <T extends TSchema>(schema: T) =>
   Type.Unsafe<Static<T> | null>({ ...schema, type: [schema.type as string, 'null'] })
 
 /**
- * Text a device sends and cred stores: at most `maxLength` characters and no NUL character
- * (PostgreSQL cannot store one, so neither database accepts it).
+ * Characters cred can store and give back unchanged: anything but NUL (PostgreSQL cannot
+ * store one) and UTF-16 surrogates that are not part of a pair (a lone surrogate has no
+ * UTF-8 form: both databases would store U+FFFD instead, SQLite even three of them).
+ * Written so that it means the same with and without the regex `u` flag.
+ */
+export const STORABLE_TEXT = '^(?:[^\\u0000\\ud800-\\udfff]|[\\ud800-\\udbff][\\udc00-\\udfff])*$'
+
+/**
+ * Text a device sends and cred stores: at most `maxLength` characters, no NUL character and
+ * no lone surrogate (see STORABLE_TEXT), so it reads back exactly as sent on either database.
  */
 export const StoredText = (maxLength: number, options: { minLength?: number, description?: string, examples?: string[] } = {}) =>
-  Type.String({ ...options, maxLength, pattern: '^[^\\u0000]*$' })
+  Type.String({ ...options, maxLength, pattern: STORABLE_TEXT })
 
 /** `{status, message}`: every error, and the start of every success body. */
 export const Envelope = Type.Object({
@@ -26,7 +34,8 @@ export const errors = {
   403: errorRef('The session\'s API key lacks the permission (`Insufficient Permissions`)'),
   404: errorRef('Unknown id'),
   413: errorRef('Request body over the configured limit'),
-  415: errorRef('Unsupported content type')
+  415: errorRef('Unsupported content type'),
+  429: errorRef('Too many requests: see the Retry-After header')
 } as const
 
 export const authErrors = { 401: errors[401], 403: errors[403] } as const

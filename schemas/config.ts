@@ -24,6 +24,17 @@ export const Settings = Type.Object({
   bodyLimit: Type.Integer({ minimum: 1024, description: 'largest accepted request body, in bytes' }),
   streamHeartbeat: Type.Integer({ minimum: 1, description: 'seconds between heartbeat comments on idle event streams' }),
   streamBufferLimit: Type.Integer({ minimum: 1, description: 'events a stream may fall behind before it is closed' }),
+  shutdownGrace: Type.Integer({
+    minimum: 1,
+    description: 'seconds that requests in progress get to finish on SIGTERM/SIGINT; then cred-server exits anyway, with code 1'
+  }),
+  sessionTimeout: Type.Integer({ minimum: 0, description: 'seconds a session may go unused before it is refused; 0 = never' }),
+  maxSubscriptions: Type.Integer({ minimum: 1, description: 'event names one client may subscribe to' }),
+  maxStreamsPerSession: Type.Integer({ minimum: 1, description: 'event streams one session may hold open at once' }),
+  authRateLimit: Type.Integer({ minimum: 1, description: 'failed /auth attempts allowed per client IP per minute' }),
+  cors: Type.Union([Type.Literal('*'), Type.Array(Type.String())], {
+    description: "'*': any origin may call with credentials (as the original); or a list of allowed origins"
+  }),
   logLevel: Type.Union([
     Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'),
     Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')
@@ -59,6 +70,12 @@ export const defaultSettings: Settings = {
   bodyLimit: 1048576,
   streamHeartbeat: 15,
   streamBufferLimit: 1000,
+  shutdownGrace: 10,
+  sessionTimeout: 0,
+  maxSubscriptions: 100,
+  maxStreamsPerSession: 10,
+  authRateLimit: 10,
+  cors: '*',
   logLevel: 'info',
   database: {
     type: 'sqlite3',

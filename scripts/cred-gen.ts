@@ -7,14 +7,17 @@ import { failAndExit, parseCommandLine } from './cli.js'
 
 const usage = `Usage: cred-gen (--admin | --write | --read) [--json] [--config PATH]
        cred-gen --list [--json] [--config PATH]
+       cred-gen --revoke ID [--json] [--config PATH]
 
-Creates an API key for the cred server, or lists the existing keys.
+Creates an API key for the cred server, lists the existing keys, or revokes one.
 It finds its configuration exactly like cred-server, so use the same credrc.
 
   --admin            create a key with admin permission (everything)
   --write            create a key with write permission (GET and POST, no API keys)
   --read             create a key with read permission (GET, no API keys)
-  --list             list the keys: id, permission, created (never the secret)
+  --list             list the keys: id, permission, created, revoked (never the secret)
+  --revoke ID        revoke key ID: /auth refuses it and its sessions end at once
+                     (the last unrevoked admin key cannot be revoked)
   --json             print JSON instead of text, for scripts
   -c, --config PATH  read settings from PATH instead of searching for credrc
   -h, --help         show this help
@@ -26,6 +29,7 @@ async function main () {
     write: { type: 'boolean' },
     read: { type: 'boolean' },
     list: { type: 'boolean' },
+    revoke: { type: 'string' },
     json: { type: 'boolean' },
     config: { type: 'string', short: 'c' },
     help: { type: 'boolean', short: 'h' }
@@ -36,10 +40,12 @@ async function main () {
   }
   const chosen = PERMISSIONS.filter((permission) => args[permission] === true)
   const list = args.list === true
-  if ((list && chosen.length > 0) || (!list && chosen.length !== 1)) {
-    const problem = list
-      ? '--list does not take a permission'
-      : chosen.length === 0 ? 'choose a permission: --admin, --write or --read' : 'choose only one permission'
+  const revoke = args.revoke
+  const actions = chosen.length + (list ? 1 : 0) + (revoke === undefined ? 0 : 1)
+  if (actions !== 1 || (revoke !== undefined && !/^[1-9]\d*$/.test(revoke))) {
+    const problem = actions === 0
+      ? 'choose a permission (--admin, --write or --read), --list or --revoke ID'
+      : actions > 1 ? 'choose only one of --admin, --write, --read, --list and --revoke' : `--revoke takes a key id, not '${revoke}'`
     process.stderr.write(`cred-gen: ${problem}\n${usage}`)
     process.exit(2)
   }
@@ -53,6 +59,7 @@ async function main () {
   }
   try {
     if (list) await listKeys(repos, args.json === true)
+    else if (revoke !== undefined) await revokeKey(repos, Number(revoke), args.json === true)
     else await createKey(repos, chosen[0] as Permission, args.json === true)
   } catch (err) {
     failAndExit('cred-gen', err)
@@ -68,9 +75,25 @@ async function createKey (repos: Repositories, permission: Permission, json: boo
     : `Generated API key with ${permission} permission: ${key.apikey}\n`)
 }
 
+async function revokeKey (repos: Repositories, id: number, json: boolean) {
+  const result = await repos.apikeys.revoke(id, Date.now())
+  if (result.outcome === 'not-found') throw new Error(`no API key with id ${id}`)
+  if (result.outcome === 'last-admin') throw new Error(`key ${id} is the last unrevoked admin key: create another admin key first`)
+  const { apikey } = result
+  const revoked = new Date(apikey.revoked!).toISOString()
+  process.stdout.write(json
+    ? `${JSON.stringify({ id: apikey.id, permission: apikey.permission, revoked })}\n`
+    : `Revoked API key ${apikey.id} (${apikey.permission} permission) at ${revoked}\n`)
+}
+
 async function listKeys (repos: Repositories, json: boolean) {
   const keys = await repos.apikeys.list({})
-  const rows = keys.map((key) => ({ id: key.id, permission: key.permission, created: new Date(key.created).toISOString() }))
+  const rows = keys.map((key) => ({
+    id: key.id,
+    permission: key.permission,
+    created: new Date(key.created).toISOString(),
+    revoked: key.revoked === null ? null : new Date(key.revoked).toISOString()
+  }))
   if (json) {
     process.stdout.write(`${JSON.stringify(rows)}\n`)
     return
@@ -79,10 +102,13 @@ async function listKeys (repos: Repositories, json: boolean) {
     process.stdout.write('No API keys yet. Create one with: cred-gen --admin\n')
     return
   }
-  const lines = [['ID', 'PERMISSION', 'CREATED'], ...rows.map((row) => [String(row.id), row.permission, row.created])]
-  const widths = [0, 1].map((col) => Math.max(...lines.map((line) => line[col]!.length)))
+  const lines = [
+    ['ID', 'PERMISSION', 'CREATED', 'REVOKED'],
+    ...rows.map((row) => [String(row.id), row.permission, row.created, row.revoked ?? '-'])
+  ]
+  const widths = [0, 1, 2].map((col) => Math.max(...lines.map((line) => line[col]!.length)))
   for (const line of lines) {
-    process.stdout.write(`${line[0]!.padEnd(widths[0]!)}  ${line[1]!.padEnd(widths[1]!)}  ${line[2]}\n`)
+    process.stdout.write(`${line.map((cell, col) => col < 3 ? cell.padEnd(widths[col]!) : cell).join('  ')}\n`)
   }
 }
 

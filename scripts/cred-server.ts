@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util'
 import { readFileSync } from 'node:fs'
+import type { Server } from 'node:http'
+import { Server as NetServer } from 'node:net'
 import { createSecureContext, type SecureContextOptions } from 'node:tls'
-import Fastify, { type FastifyError } from 'fastify'
-import cred from '../app.js'
+import closeWithGrace from 'close-with-grace'
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
+import cred, { frameworkErrors } from '../app.js'
 import { loadConfig } from '../config/load.js'
 import { ConfigError } from '../config/resolve.js'
 import type { CredConfig } from '../schemas/config.js'
@@ -22,6 +25,11 @@ Starts the cred API server.
 Without a credrc, it serves on port 5000 on all interfaces with the SQLite file
 cred-server.db in the working directory. DATABASE_URL, when set, overrides the
 database settings. Create the first API key with: npx cred-gen --admin
+
+SIGTERM or SIGINT shuts it down gracefully: no new connections, requests in
+progress finish (for at most shutdownGrace seconds), event streams end, the
+database is closed, exit code 0. A second signal, or the grace period running
+out, exits at once with code 1.
 `
 
 function readTls (config: CredConfig, source: string) {
@@ -46,6 +54,82 @@ function readTls (config: CredConfig, source: string) {
   return tls
 }
 
+/** Answer to requests that arrive on an open connection once the server is closing. */
+const shuttingDown = { status: 503, message: 'Service Unavailable: the server is shutting down' } as const
+
+/** Resolves when `server` has no open connection left, or after `ms`. */
+async function drained (server: Server, ms: number): Promise<void> {
+  const until = Date.now() + ms
+  for (;;) {
+    const open = await new Promise<number>((resolve) => server.getConnections((err, count) => resolve(err === null ? count : 0)))
+    if (open === 0 || Date.now() >= until) return
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
+/**
+ * Graceful shutdown on SIGTERM and SIGINT (and on an uncaught error, which then exits 1),
+ * with close-with-grace, bounded by `shutdownGrace`; a second signal, or the grace period
+ * running out, exits 1 at once.
+ *
+ * 1. The listening socket closes: new connections are refused. From now on every response
+ *    says `Connection: close`, so clients stop reusing their connections.
+ * 2. For a moment (half a second at most, less with a short grace period, and no longer
+ *    than connections stay open) requests still arriving on open keep-alive connections are
+ *    served. A client that got a keep-alive answer just before the signal and sent its next
+ *    request at once gets an answer then, not a reset connection: for a POST a reset would
+ *    leave it unsure whether its event was stored.
+ * 3. `app.close()` closes the idle connections, ends event streams and long polls (the live
+ *    plugin's preClose hook), waits for the requests in progress and closes the database
+ *    (the repositories' onClose hook). Connections that become idle later are closed too
+ *    (Node would keep them for the keep-alive timeout), and a request arriving on one
+ *    meanwhile gets a 503 in the usual envelope.
+ */
+function closeGracefully (app: FastifyInstance, graceSeconds: number) {
+  let draining = false
+  let closing = false
+  app.addHook('onRequest', async (_request, reply) => {
+    if (closing) return reply.code(503).header('connection', 'close').send(shuttingDown)
+  })
+  app.addHook('onSend', async (_request, reply) => {
+    if (draining) reply.header('connection', 'close')
+  })
+  closeWithGrace({
+    delay: graceSeconds * 1000,
+    logger: false,
+    // SIGTERM and SIGINT only: the other signals keep their usual meaning (SIGUSR2 is a
+    // debugging or benchmarking hook, SIGHUP and SIGQUIT end the process as before)
+    skip: ['SIGHUP', 'SIGQUIT', 'SIGILL', 'SIGTRAP', 'SIGABRT', 'SIGBUS', 'SIGFPE', 'SIGSEGV', 'SIGUSR2'],
+    onSecondSignal (signal) {
+      app.log.error(`${signal} received again while closing: exiting now`)
+    },
+    onTimeout () {
+      app.log.error(`requests still in progress after the shutdown grace period (shutdownGrace: ${graceSeconds} s): exiting now`)
+    }
+  }, async ({ signal, err }) => {
+    draining = true
+    if (err !== undefined) app.log.fatal({ err }, 'uncaught error: closing')
+    else app.log.info(signal === undefined ? 'closing' : `${signal} received: closing`)
+    if (app.server.listening) {
+      // net.Server's close: only the listening socket. (http.Server's would also drop the idle
+      // keep-alive connections now; app.close() does that below, after the pause.)
+      NetServer.prototype.close.call(app.server)
+      await drained(app.server, Math.min(500, graceSeconds * 250))
+    }
+    closing = true
+    const sweep = setInterval(() => app.server.closeIdleConnections(), 100).unref()
+    try {
+      await app.close()
+    } catch (closeError) {
+      app.log.error({ err: closeError }, 'error while closing')
+      throw closeError
+    } finally {
+      clearInterval(sweep)
+    }
+    app.log.info('closed')
+  })
+}
+
 async function main () {
   const args = parseCommandLine('cred-server', usage, () => parseArgs({ strict: true, options: {
     config: { type: 'string', short: 'c' },
@@ -67,11 +151,20 @@ async function main () {
 
   const app = Fastify({
     logger: { level: config.logLevel },
+    // app.close() closes keep-alive connections with no request in progress at once (Node's
+    // server.close() does it; this is Fastify's default there), and cred answers requests
+    // arriving on the others meanwhile with its own 503 (closeGracefully)
+    forceCloseConnections: 'idle',
+    return503OnClosing: false,
+    // the few errors Fastify's router answers before any plugin runs, in cred's envelope too
+    frameworkErrors,
     ...(https === null ? {} : { https })
   })
   app.log.info(file === null
     ? 'no credrc found: using the built-in defaults'
     : `using config file ${file}`)
+  // before cred is registered, so that its routes inherit the hooks
+  closeGracefully(app, config.shutdownGrace)
   app.register(cred, { prefix: config.approot, config })
   if (config.approot !== '') {
     // Outside the approot prefix, answer in the same {status, message} envelope as inside it
@@ -88,19 +181,6 @@ async function main () {
   } catch (err) {
     failAndExit('cred-server', err)
   }
-
-  let closing = false
-  const shutdown = (signal: string) => {
-    if (closing) return
-    closing = true
-    app.log.info(`${signal} received: closing`)
-    app.close().then(() => process.exit(0), (err: unknown) => {
-      app.log.error({ err }, 'error while closing')
-      process.exit(1)
-    })
-  }
-  process.once('SIGINT', () => shutdown('SIGINT'))
-  process.once('SIGTERM', () => shutdown('SIGTERM'))
 
   const host = config.host === '*' || config.host === '' ? '0.0.0.0' : config.host
   try {

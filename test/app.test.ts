@@ -119,3 +119,37 @@ t.test('plugin options are validated like credrc', async (t) => {
   host.register(cred, { config: { port: 'many' } as never })
   await t.rejects(async () => { await host.ready() }, /Invalid configuration in plugin options at key 'port'/)
 })
+
+t.test('CORS: any origin with credentials by default, like the original', async (t) => {
+  const { app } = await build(t)
+  const preflight = await app.inject({
+    method: 'OPTIONS',
+    url: '/events',
+    headers: { origin: 'http://old-web-ui.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' }
+  })
+  t.equal(preflight.statusCode, 204)
+  t.equal(preflight.headers['access-control-allow-origin'], 'http://old-web-ui.example')
+  t.equal(preflight.headers['access-control-allow-credentials'], 'true')
+  const simple = await app.inject({ url: '/events', headers: { origin: 'http://old-web-ui.example' } })
+  t.equal(simple.headers['access-control-allow-origin'], 'http://old-web-ui.example', 'also on errors (401 here)')
+})
+
+t.test('CORS: with a list, only those origins', async (t) => {
+  const { app } = await build(t, { cors: ['https://ui.example'] })
+  const allowed = await app.inject({ url: '/events', headers: { origin: 'https://ui.example' } })
+  t.equal(allowed.headers['access-control-allow-origin'], 'https://ui.example')
+  const other = await app.inject({ url: '/events', headers: { origin: 'https://evil.example' } })
+  t.equal(other.headers['access-control-allow-origin'], undefined)
+})
+
+t.test('security headers on the documentation pages, not on the API', async (t) => {
+  const { app } = await build(t)
+  const page = await app.inject({ url: '/documentation' })
+  t.equal(page.statusCode, 200)
+  t.match(page.headers['content-security-policy'], /default-src 'self'/)
+  t.notMatch(page.headers['content-security-policy'], /upgrade-insecure-requests/)
+  t.equal(page.headers['x-content-type-options'], 'nosniff')
+  t.equal(page.headers['x-frame-options'], 'SAMEORIGIN')
+  const api = await app.inject({ url: '/events' })
+  t.equal(api.headers['content-security-policy'], undefined)
+})

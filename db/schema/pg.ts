@@ -18,7 +18,9 @@ export const clients = pgTable('clients', {
   sessionHash: text('session_hash').notNull().unique(),
   apikeyId: integer('apikey_id').notNull().references(() => apikeys.id),
   created: bigint('created', { mode: 'number' }).notNull(),
-  lastActive: bigint('last_active', { mode: 'number' }).notNull()
+  lastActive: bigint('last_active', { mode: 'number' }).notNull(),
+  /** when the session was ended (DELETE /auth); null while it is usable */
+  ended: bigint('ended', { mode: 'number' })
 }, (table) => [
   index('clients_last_active_idx').on(table.lastActive)
 ])

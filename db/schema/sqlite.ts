@@ -18,7 +18,9 @@ export const clients = sqliteTable('clients', {
   sessionHash: text('session_hash').notNull().unique(),
   apikeyId: integer('apikey_id').notNull().references(() => apikeys.id),
   created: integer('created').notNull(),
-  lastActive: integer('last_active').notNull()
+  lastActive: integer('last_active').notNull(),
+  /** when the session was ended (DELETE /auth); null while it is usable */
+  ended: integer('ended')
 }, (table) => [
   index('clients_last_active_idx').on(table.lastActive)
 ])

@@ -36,6 +36,8 @@ function sessionKeyOf (request: FastifyRequest): string | undefined {
 
 export default fp(async function auth (fastify) {
   fastify.decorateRequest('client', null)
+  // sessionTimeout: a session unused for longer is refused (0 = sessions never expire)
+  const idleLimit = fastify.config.sessionTimeout * 1000
 
   fastify.decorate('authorize', function authorize (permission: Permission) {
     // preValidation: the body is parsed (a JSON sessionKey can be read) but not yet validated,
@@ -45,6 +47,9 @@ export default fp(async function auth (fastify) {
       const session = key === undefined ? undefined : await fastify.repos.clients.findBySession(key)
       if (session === undefined) throw fastify.httpErrors.unauthorized('Not Authenticated')
       const now = Date.now()
+      if (idleLimit > 0 && now - session.lastActive > idleLimit) {
+        throw fastify.httpErrors.unauthorized('Not Authenticated')
+      }
       if (now - session.lastActive >= TOUCH_INTERVAL_MS) {
         await fastify.repos.clients.touch(session.id, now)
         session.lastActive = now
@@ -53,4 +58,4 @@ export default fp(async function auth (fastify) {
       request.client = session
     }
   })
-}, { name: 'cred-auth', dependencies: ['cred-repositories'] })
+}, { name: 'cred-auth', dependencies: ['cred-config', 'cred-repositories'] })

@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import type { FastifyError } from 'fastify'
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { Envelope } from '../../schemas/common.js'
 
 /** Client errors whose Fastify message is reworded for device authors. */
@@ -15,6 +15,26 @@ function clientMessage (error: FastifyError, bodyLimit: number): string {
       if (error instanceof SyntaxError) return `Malformed JSON body: ${error.message}`
       return error.message
   }
+}
+
+const shorten = (text: string, max = 200) => text.length > max ? `${text.slice(0, max)}…` : text
+
+/**
+ * The `frameworkErrors` option of the Fastify server cred runs in (`Fastify({ frameworkErrors })`,
+ * as scripts/cred-server.ts should create it). Fastify's router answers some requests before any
+ * plugin, hook or error handler sees them, in its own `{error, code, message, statusCode}` body:
+ * a path that cannot be percent-decoded (`/events/%zz`, 400) and a path parameter longer than
+ * `maxParamLength` (`/events/` + 101 digits, 414). A plugin cannot change that; this answers
+ * them in the envelope too.
+ */
+export function frameworkErrors (error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  const status = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500
+  const message = error.code === 'FST_ERR_BAD_URL'
+    ? `Malformed URL: ${shorten(error.message)}`
+    : error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+      ? 'URI Too Long: a path parameter is longer than the server accepts'
+      : status === 500 ? 'Internal Server Error' : shorten(error.message)
+  void reply.code(status).send({ status, message })
 }
 
 /**

@@ -20,7 +20,7 @@ interface EventItemOut {
   action?: string | null, value?: string | null, time?: string
 }
 interface ClientItemOut { id: number, uri: string, device?: string | null, location?: string | null }
-interface ApiKeyItemOut { id: number, uri: string, permission?: ApiKeyRecord['permission'], created?: string }
+interface ApiKeyItemOut { id: number, uri: string, permission?: ApiKeyRecord['permission'], created?: string, revoked?: string | null }
 
 export default fp(async function items (fastify) {
   const root = fastify.mountPath
@@ -49,7 +49,13 @@ export default fp(async function items (fastify) {
     apikey (request, apikey, full) {
       const uri = `${base(request)}/apikeys/${apikey.id}`
       if (!full) return { id: apikey.id, uri }
-      return { id: apikey.id, permission: apikey.permission, created: new Date(apikey.created).toISOString(), uri }
+      return {
+        id: apikey.id,
+        permission: apikey.permission,
+        created: new Date(apikey.created).toISOString(),
+        revoked: apikey.revoked === null ? null : new Date(apikey.revoked).toISOString(),
+        uri
+      }
     }
   } satisfies ItemPresenter)
 }, { name: 'cred-items', dependencies: ['cred-config'] })

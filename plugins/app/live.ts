@@ -152,7 +152,24 @@ export default fp(async function live (fastify) {
 
   const bufferLimit = fastify.config.streamBufferLimit
 
+  const streamsPerSession = new Map<number, number>()
+  const maxStreams = fastify.config.maxStreamsPerSession
+
   async function stream (request: FastifyRequest, reply: FastifyReply, { matcher, after, catchUp }: StreamOptions): Promise<void> {
+    const sessionId = request.client!.id
+    const open = streamsPerSession.get(sessionId) ?? 0
+    if (open >= maxStreams) {
+      throw fastify.httpErrors.tooManyRequests(`Too many open streams: at most ${maxStreams} per session`)
+    }
+    streamsPerSession.set(sessionId, open + 1)
+    let counted = true
+    const uncount = () => {
+      if (!counted) return
+      counted = false
+      const left = (streamsPerSession.get(sessionId) ?? 1) - 1
+      if (left > 0) streamsPerSession.set(sessionId, left)
+      else streamsPerSession.delete(sessionId)
+    }
     const sse = reply.sse
     sse.keepAlive()
     sse.sendHeaders(200)
@@ -167,6 +184,7 @@ export default fp(async function live (fastify) {
     const end = () => {
       remove()
       streams.delete(end)
+      uncount()
       sse.close()
     }
     const send = (event: EventRecord) =>
@@ -205,6 +223,7 @@ export default fp(async function live (fastify) {
     sse.onClose(() => {
       remove()
       streams.delete(end)
+      uncount()
     })
 
     // Catch up from the database. Events that arrive meanwhile are not queued (the queue
@@ -282,4 +301,4 @@ export default fp(async function live (fastify) {
     },
     stream
   } satisfies LiveDelivery)
-}, { name: 'cred-live', dependencies: ['cred-repositories', 'cred-items'] })
+}, { name: 'cred-live', dependencies: ['cred-config', 'cred-repositories', 'cred-items'] })

@@ -1,5 +1,6 @@
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
+import helmet from '@fastify/helmet'
 import fp from 'fastify-plugin'
 
 /** OpenAPI 3.1 document at /documentation/json, generated from the route schemas; Swagger UI at /documentation. */
@@ -33,5 +34,22 @@ export default fp(async function openApi (fastify) {
       buildLocalReference: (json, _baseUri, _fragment, i) => typeof json.$id === 'string' ? json.$id : `def-${i}`
     }
   })
-  await fastify.register(swaggerUi, { routePrefix: '/documentation' })
+  // The docs pages get the security headers of @fastify/helmet; the JSON API does not need them.
+  // (A child context, so helmet's hooks cover only Swagger UI's routes.)
+  await fastify.register(async function documentationPages (docs) {
+    await docs.register(helmet, {
+      contentSecurityPolicy: {
+        directives: {
+          // Swagger UI's own files only: no CDN, works offline
+          'default-src': ["'self'"],
+          'script-src': ["'self'"],
+          'style-src': ["'self'", "'unsafe-inline'"],
+          'img-src': ["'self'", 'data:'],
+          // served over plain HTTP too: do not make browsers ask for https
+          'upgrade-insecure-requests': null
+        }
+      }
+    })
+    await docs.register(swaggerUi, { routePrefix: '/documentation' })
+  })
 }, { name: 'cred-swagger' })

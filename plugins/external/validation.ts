@@ -1,7 +1,48 @@
-import { Ajv, type Options } from 'ajv'
+import { Ajv, type ErrorObject, type Options, type ValidateFunction } from 'ajv'
 import fp from 'fastify-plugin'
 
 const common: Options = { useDefaults: true, removeAdditional: true, allErrors: false, allowUnionTypes: true }
+
+/**
+ * The first property of coerced input that became Infinity. Ajv coerces `1e400` or `Infinity`
+ * to Infinity and then lets it pass `integer`, `minimum` and `maximum` (they only look at finite
+ * numbers): `/events/stream?after=1e400` would open a stream that never sends anything, and
+ * `?wait=Infinity` would get past the 60 s limit.
+ */
+function nonFinite (data: unknown): string | undefined {
+  if (typeof data !== 'object' || data === null) return undefined
+  for (const [key, value] of Object.entries(data)) {
+    for (const item of Array.isArray(value) ? value : [value]) {
+      if (typeof item === 'number' && !Number.isFinite(item)) return key
+    }
+  }
+  return undefined
+}
+
+/** `validate`, also refusing what coercion turned into Infinity (as "<part>/<key> must be a finite number"). */
+function finite (validate: ValidateFunction): ValidateFunction {
+  const checked = function (data: unknown, context?: Parameters<ValidateFunction>[1]) {
+    if (!validate(data, context)) {
+      checked.errors = validate.errors
+      return false
+    }
+    const key = nonFinite(data)
+    if (key === undefined) return true
+    const error: ErrorObject = {
+      instancePath: `/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`,
+      schemaPath: '#/type',
+      keyword: 'type',
+      params: {},
+      message: 'must be a finite number'
+    }
+    checked.errors = [error]
+    return false
+  } as ValidateFunction
+  checked.schema = validate.schema
+  checked.schemaEnv = validate.schemaEnv
+  checked.errors = null
+  return checked
+}
 
 /**
  * Query strings and path parameters are text, so they are coerced to the schema's types
@@ -14,5 +55,5 @@ export default fp(async function validation (fastify) {
   const coercing = new Ajv({ ...common, coerceTypes: 'array' })
   const strict = new Ajv({ ...common, coerceTypes: false })
   fastify.setValidatorCompiler(({ schema, httpPart }) =>
-    (httpPart === 'body' ? strict : coercing).compile(schema))
+    httpPart === 'body' ? strict.compile(schema) : finite(coercing.compile(schema)))
 }, { name: 'cred-validation' })

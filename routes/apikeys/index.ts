@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { IdParams, ListQuery, authErrors, errors, sessionSecurity, wantsFull } from '../../schemas/common.js'
-import { ApiKeyCreated, ApiKeyFound, ApiKeyList, NewApiKeyBody, PERMISSIONS, type Permission } from '../../schemas/apikeys.js'
+import { ApiKeyCreated, ApiKeyFound, ApiKeyList, ApiKeyRevoked, NewApiKeyBody, PERMISSIONS, type Permission } from '../../schemas/apikeys.js'
 
 const isPermission = (value: string): value is Permission => (PERMISSIONS as readonly string[]).includes(value)
 
@@ -57,6 +57,27 @@ const apikeys: FastifyPluginAsyncTypebox = async function (fastify) {
     const apikey = await repos.apikeys.get(request.params.id)
     if (apikey === undefined) throw fastify.httpErrors.notFound('API Key Not Found')
     return { status: 200, message: 'OK', apikey: items.apikey(request, apikey, true) }
+  })
+
+  fastify.delete('/:id', {
+    schema: {
+      tags: ['apikeys'],
+      security: sessionSecurity,
+      summary: 'Revoke an API key (admin)',
+      description: 'From now on /auth refuses the key and every session made with it gets 401, on every ' +
+        'instance. Revoking a revoked key changes nothing. The last unrevoked admin key cannot be revoked.',
+      params: IdParams,
+      response: { 200: ApiKeyRevoked, 400: errors[400], ...authErrors, 404: errors[404] }
+    },
+    preValidation: fastify.authorize('admin')
+  }, async function (request) {
+    const result = await repos.apikeys.revoke(request.params.id, Date.now())
+    if (result.outcome === 'not-found') throw fastify.httpErrors.notFound('API Key Not Found')
+    if (result.outcome === 'last-admin') {
+      throw fastify.httpErrors.badRequest('Cannot revoke the last admin key: create another admin key first')
+    }
+    request.log.info({ apikeyId: result.apikey.id }, 'API key revoked')
+    return { status: 200, message: 'Revoked API Key', apikey: items.apikey(request, result.apikey, true) }
   })
 }
 

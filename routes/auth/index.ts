@@ -1,7 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import qs from 'qs'
-import { errors } from '../../schemas/common.js'
+import { errors, sessionSecurity } from '../../schemas/common.js'
 import { AuthInput, AuthResponse } from '../../schemas/auth.js'
 import type { ApiKeyRecord } from '../../db/index.js'
 
@@ -9,12 +8,39 @@ const auth: FastifyPluginAsyncTypebox = async function (fastify) {
   const { repos, config } = fastify
   const apikeyOf = new WeakMap<FastifyRequest, ApiKeyRecord>()
 
+  // Failed attempts are counted per client IP; past authRateLimit a minute, that IP gets 429
+  // (before its key is even looked at) until the window ends. Successes are not counted.
+  const countFailure = fastify.createRateLimit()
+  const blockedUntil = new Map<string, number>()
+  function refuseIfBlocked (request: FastifyRequest, reply: FastifyReply) {
+    const until = blockedUntil.get(request.ip)
+    if (until === undefined) return
+    const now = Date.now()
+    if (until <= now) {
+      blockedUntil.delete(request.ip)
+      return
+    }
+    reply.header('retry-after', Math.ceil((until - now) / 1000))
+    throw fastify.httpErrors.tooManyRequests('Too many failed authentication attempts: try again later')
+  }
+
   /** The API key is checked before any other field: a bad key is always 401 Invalid API Key. */
-  async function requireApiKey (request: FastifyRequest) {
+  async function requireApiKey (request: FastifyRequest, reply: FastifyReply) {
+    refuseIfBlocked(request, reply)
     const input = (request.method === 'GET' ? request.query : request.body) as { apikey?: unknown } | null
     const apikey = typeof input === 'object' && input !== null ? input.apikey : undefined
     const found = typeof apikey === 'string' && apikey !== '' ? await repos.apikeys.findByKey(apikey) : undefined
     if (found === undefined) {
+      const limit = await countFailure(request)
+      if (!limit.isAllowed && limit.isExceeded) {
+        if (blockedUntil.size > 10_000) {
+          const now = Date.now()
+          for (const [ip, until] of blockedUntil) if (until <= now) blockedUntil.delete(ip)
+        }
+        blockedUntil.set(request.ip, Date.now() + limit.ttl)
+        request.log.warn({ ip: request.ip }, 'authentication refused: too many invalid API keys from this address')
+        refuseIfBlocked(request, reply)
+      }
       request.log.info('authentication refused: invalid API key')
       throw fastify.httpErrors.unauthorized('Invalid API Key')
     }
@@ -24,11 +50,14 @@ const auth: FastifyPluginAsyncTypebox = async function (fastify) {
   /** GET /auth reads nested query fields in bracket notation, like the form-encoded POST body. */
   async function parseBracketQuery (request: FastifyRequest) {
     const search = request.url.indexOf('?')
-    request.query = search === -1 ? {} : qs.parse(request.url.slice(search + 1), { depth: 3, parameterLimit: 1000 })
+    request.query = search === -1 ? {} : fastify.parseForm(request.url.slice(search + 1))
   }
 
   async function authenticate (request: FastifyRequest, reply: FastifyReply, input: AuthInput) {
     const apikey = apikeyOf.get(request)!
+    if (Object.keys(input.subscribe ?? {}).length > config.maxSubscriptions) {
+      throw fastify.httpErrors.badRequest(`subscribe: at most ${config.maxSubscriptions} event names per client`)
+    }
     const subscriptions = Object.entries(input.subscribe ?? {}).map(([eventName, filter]) => ({
       eventName,
       location: typeof filter === 'object' && typeof filter.location === 'string' && filter.location !== '' ? filter.location : null
@@ -69,7 +98,7 @@ const auth: FastifyPluginAsyncTypebox = async function (fastify) {
       summary: 'Authenticate with an API key (JSON or form-encoded body)',
       description,
       body: AuthInput,
-      response: { 201: AuthResponse, 400: errors[400], 401: errors[401], 413: errors[413], 415: errors[415] }
+      response: { 201: AuthResponse, 400: errors[400], 401: errors[401], 413: errors[413], 415: errors[415], 429: errors[429] }
     },
     preValidation: requireApiKey
   }, async function (request, reply) {
@@ -82,11 +111,31 @@ const auth: FastifyPluginAsyncTypebox = async function (fastify) {
       summary: 'Authenticate with an API key in query parameters',
       description: description + ' Nested fields use bracket notation: `subscribe[Light][location]=Hall`.',
       querystring: AuthInput,
-      response: { 201: AuthResponse, 400: errors[400], 401: errors[401] }
+      response: { 201: AuthResponse, 400: errors[400], 401: errors[401], 429: errors[429] }
     },
     preValidation: [parseBracketQuery, requireApiKey]
   }, async function (request, reply) {
     return authenticate(request, reply, request.query)
+  })
+
+  fastify.delete('/', {
+    schema: {
+      tags: ['auth'],
+      security: sessionSecurity,
+      summary: 'End the calling session',
+      description: 'The session key is refused from now on, the sessionKey cookie is cleared, and the client ' +
+        'leaves the active clients.',
+      response: {
+        204: { description: 'Session ended', type: 'null' },
+        401: errors[401]
+      }
+    },
+    preValidation: fastify.authorize('read')
+  }, async function (request, reply) {
+    await repos.clients.end(request.client!.id, Date.now())
+    request.log.info({ clientId: request.client!.id }, 'session ended')
+    reply.clearCookie('sessionKey', { path: fastify.mountPath === '' ? '/' : fastify.mountPath })
+    return reply.code(204).send()
   })
 }
 

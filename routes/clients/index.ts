@@ -106,7 +106,7 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
       params: IdParams,
       querystring: StreamQuery,
       headers: StreamHeaders,
-      response: { 200: EventStream, 400: errors[400], ...authErrors, 404: errors[404] }
+      response: { 200: EventStream, 400: errors[400], ...authErrors, 404: errors[404], 429: errors[429] }
     },
     preValidation: fastify.authorize('read')
   }, async function (request, reply) {

@@ -34,7 +34,7 @@ const events: FastifyPluginAsyncTypebox = async function (fastify) {
         'or `?after=N` to first receive every event with id > N, in order, with no gap and no duplicate.',
       querystring: StreamQuery,
       headers: StreamHeaders,
-      response: { 200: EventStream, 400: errors[400], ...authErrors }
+      response: { 200: EventStream, 400: errors[400], ...authErrors, 429: errors[429] }
     },
     preValidation: fastify.authorize('read')
   }, async function (request, reply) {

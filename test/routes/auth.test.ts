@@ -156,3 +156,72 @@ t.test('the session cookie path is approot', async (t) => {
   const res = await app.inject({ method: 'POST', url: '/cred/auth', payload: { apikey: await key('read') } })
   t.equal(res.cookies.find((c) => c.name === 'sessionKey')?.path, '/cred')
 })
+
+forEachBackend(t, async (t, backend) => {
+  t.test('DELETE /auth ends the calling session: 204, cookie cleared, key refused, client inactive', async (t) => {
+    const { app, session } = await build(t, {}, { backend })
+    const me = await session('read')
+    const other = await session('read')
+    const res = await app.inject({ method: 'DELETE', url: '/auth', headers: bearer(me.sessionKey) })
+    t.equal(res.statusCode, 204)
+    t.equal(res.body, '')
+    const cookie = res.cookies.find((c) => c.name === 'sessionKey')
+    t.equal(cookie?.value, '', 'the cookie is cleared')
+    t.ok(cookie?.expires !== undefined && cookie.expires.getTime() < Date.now(), 'and expired')
+    t.same((await app.inject({ url: '/clients/me', headers: bearer(me.sessionKey) })).json(), { status: 401, message: 'Not Authenticated' })
+    const active = (await app.inject({ url: '/clients', headers: bearer(other.sessionKey) })).json().clients.map((c: { id: number }) => c.id)
+    t.same(active, [other.id], 'the ended client is no longer active')
+    t.equal((await app.inject({ method: 'DELETE', url: '/auth', headers: bearer(me.sessionKey) })).statusCode, 401, 'ending it twice is 401')
+    t.equal((await app.inject({ method: 'DELETE', url: '/auth' })).statusCode, 401)
+  })
+
+  t.test('sessionTimeout: a session unused for longer is refused', async (t) => {
+    const { app, session, repos } = await build(t, { sessionTimeout: 60 }, { backend })
+    const me = await session('read')
+    t.equal((await app.inject({ url: '/clients/me', headers: bearer(me.sessionKey) })).statusCode, 200)
+    await repos.clients.touch(me.id, Date.now() - 61_000)
+    t.same((await app.inject({ url: '/clients/me', headers: bearer(me.sessionKey) })).json(), { status: 401, message: 'Not Authenticated' })
+    await repos.clients.touch(me.id, Date.now() - 59_000)
+    t.equal((await app.inject({ url: '/clients/me', headers: bearer(me.sessionKey) })).statusCode, 200, 'used within the timeout: fine')
+  })
+})
+
+t.test('sessions never expire by default', async (t) => {
+  const { app, session, repos } = await build(t)
+  const me = await session('read')
+  await repos.clients.touch(me.id, Date.now() - 30 * 24 * 3600_000)
+  t.equal((await app.inject({ url: '/clients/me', headers: bearer(me.sessionKey) })).statusCode, 200)
+})
+
+t.test('failed /auth attempts are limited per IP with 429 and Retry-After; successes are not', async (t) => {
+  const { app, key } = await build(t, { authRateLimit: 3 })
+  const good = await key('read')
+  for (let i = 0; i < 5; i++) {
+    t.equal((await app.inject({ method: 'POST', url: '/auth', payload: { apikey: good } })).statusCode, 201, 'successes do not count')
+  }
+  for (let i = 0; i < 3; i++) {
+    const res = await app.inject({ method: 'POST', url: '/auth', payload: { apikey: `wrong-${i}` } })
+    t.equal(res.statusCode, 401, `failure ${i + 1} is still 401`)
+  }
+  const limited = await app.inject({ method: 'POST', url: '/auth', payload: { apikey: 'wrong-again' } })
+  t.equal(limited.statusCode, 429)
+  t.match(limited.json(), { status: 429, message: /Too many failed authentication attempts/ })
+  const retry = Number(limited.headers['retry-after'])
+  t.ok(retry > 0 && retry <= 60, `Retry-After: ${retry}`)
+  const blocked = await app.inject({ method: 'POST', url: '/auth', payload: { apikey: good } })
+  t.equal(blocked.statusCode, 429, 'while blocked, even a right key is not tried')
+  const elsewhere = await app.inject({ method: 'POST', url: '/auth', payload: { apikey: good }, remoteAddress: '10.9.8.7' })
+  t.equal(elsewhere.statusCode, 201, 'other addresses are not affected')
+  const getForm = await app.inject({ method: 'GET', url: '/auth?apikey=nope' })
+  t.equal(getForm.statusCode, 429, 'GET /auth counts too')
+})
+
+t.test('more subscriptions than maxSubscriptions is 400', async (t) => {
+  const { app, key } = await build(t, { maxSubscriptions: 3 })
+  const apikey = await key('read')
+  const subscribe = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`Event${i}`, {}]))
+  t.equal((await app.inject({ method: 'POST', url: '/auth', payload: { apikey, subscribe: subscribe(3) } })).statusCode, 201)
+  const res = await app.inject({ method: 'POST', url: '/auth', payload: { apikey, subscribe: subscribe(4) } })
+  t.equal(res.statusCode, 400)
+  t.same(res.json(), { status: 400, message: 'subscribe: at most 3 event names per client' })
+})

@@ -173,6 +173,32 @@ t.test('a stream that stops reading is cut off at the buffer limit; others keep 
   t.ok(ordered, 'what it did get was in order')
 })
 
+t.test('a session may hold at most maxStreamsPerSession streams', async (t) => {
+  const { app, session } = await build(t, { maxStreamsPerSession: 2 })
+  const base = await listen(app)
+  const reader = await session('read', { subscribe: { Light: {} } })
+  const first = await openStream(`${base}/events/stream`, bearer(reader.sessionKey))
+  const second = await openStream(`${base}/clients/${reader.id}/subscribedevents/stream`, bearer(reader.sessionKey))
+  t.teardown(() => { first.close(); second.close() })
+  const third = await openStream(`${base}/events/stream`, bearer(reader.sessionKey))
+  t.equal(third.status, 429)
+  t.same(JSON.parse(third.body), { status: 429, message: 'Too many open streams: at most 2 per session' })
+  const otherSession = await session('read')
+  const fine = await openStream(`${base}/events/stream`, bearer(otherSession.sessionKey))
+  t.teardown(fine.close)
+  t.equal(fine.status, 200, 'other sessions are not affected')
+  first.close()
+  await first.ended
+  let again = await openStream(`${base}/events/stream`, bearer(reader.sessionKey))
+  for (let i = 0; i < 20 && again.status === 429; i++) {
+    // the server notices the closed connection a moment later
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    again = await openStream(`${base}/events/stream`, bearer(reader.sessionKey))
+  }
+  t.teardown(again.close)
+  t.equal(again.status, 200, 'a closed stream frees its place')
+})
+
 t.test('idle streams get heartbeat comments at the configured interval', async (t) => {
   const { app, session } = await build(t, { streamHeartbeat: 1 })
   const base = await listen(app)

@@ -32,11 +32,12 @@ t.test('--admin, --write, --read print the new key; --list never shows it', asyn
   const list = await run(t, 'cred-gen', ['--list'], box)
   t.equal(list.code, 0, list.stderr)
   const lines = list.stdout.trimEnd().split('\n')
-  t.match(lines[0], /^ID\s+PERMISSION\s+CREATED$/)
+  t.match(lines[0], /^ID\s+PERMISSION\s+CREATED\s+REVOKED$/)
   t.equal(lines.length, 4, 'a header and one line per key')
   const rows = lines.slice(1).map((line) => line.split(/\s+/))
   t.same(rows.map((row) => [row[0], row[1]]), [['3', 'read'], ['2', 'write'], ['1', 'admin']], 'id and permission, newest first')
   for (const row of rows) t.ok(!Number.isNaN(Date.parse(row[2]!)), `created is a date: ${row[2]}`)
+  t.same(rows.map((row) => row[3]), ['-', '-', '-'], 'none revoked')
   for (const key of keys) t.notOk(list.stdout.includes(key), 'the secret is not listed')
 
   const json = await run(t, 'cred-gen', ['--list', '--json'], box)
@@ -44,7 +45,8 @@ t.test('--admin, --write, --read print the new key; --list never shows it', asyn
   const items = JSON.parse(json.stdout) as Array<Record<string, unknown>>
   t.equal(items.length, 3)
   for (const item of items) {
-    t.same(Object.keys(item).sort(), ['created', 'id', 'permission'])
+    t.same(Object.keys(item).sort(), ['created', 'id', 'permission', 'revoked'])
+    t.equal(item.revoked, null)
     t.equal(new Date(item.created as string).toISOString(), item.created, 'created is an ISO timestamp')
   }
   t.same(items.map((item) => [item.id, item.permission]), [[3, 'read'], [2, 'write'], [1, 'admin']])
@@ -73,9 +75,11 @@ t.test('usage errors exit 2 with the usage on stderr, before touching any databa
   const cases: Array<[string, string[], RegExp]> = [
     ['no permission flag', [], /choose a permission/],
     ['only --json', ['--json'], /choose a permission/],
-    ['two permission flags', ['--admin', '--read'], /only one permission/],
-    ['three permission flags', ['--admin', '--write', '--read'], /only one permission/],
-    ['--list with a permission', ['--list', '--write'], /--list does not take a permission/],
+    ['two permission flags', ['--admin', '--read'], /only one of/],
+    ['three permission flags', ['--admin', '--write', '--read'], /only one of/],
+    ['--list with a permission', ['--list', '--write'], /only one of/],
+    ['--revoke with a permission', ['--revoke', '1', '--admin'], /only one of/],
+    ['--revoke without a number', ['--revoke', 'abc'], /--revoke takes a key id/],
     ['an unknown flag', ['--admin', '--bogus'], /Unknown option '--bogus'/],
     ['a positional argument', ['--admin', 'extra'], /extra/],
     ['--config without a path', ['--admin', '--config'], /--config/]
@@ -93,6 +97,29 @@ t.test('usage errors exit 2 with the usage on stderr, before touching any databa
       t.notOk(existsSync(join(box.cwd, 'cred-server.db')), 'no database created')
     })
   }
+})
+
+t.test('--revoke ID revokes a key; --list shows when; the last admin key stays', async (t) => {
+  const box = sandbox(t)
+  for (const flag of ['--admin', '--write', '--admin']) {
+    t.equal((await run(t, 'cred-gen', [flag], box)).code, 0)
+  }
+  const revoked = await run(t, 'cred-gen', ['--revoke', '2'], box)
+  t.equal(revoked.code, 0, revoked.stderr)
+  t.match(revoked.stdout, /^Revoked API key 2 \(write permission\) at \d{4}-\d\d-\d\dT[\d:.]+Z\n$/)
+  const json = JSON.parse((await run(t, 'cred-gen', ['--revoke', '3', '--json'], box)).stdout)
+  t.match(json, { id: 3, permission: 'admin', revoked: /Z$/ })
+
+  const last = await run(t, 'cred-gen', ['--revoke', '1'], box)
+  t.equal(last.code, 1)
+  t.match(last.stderr, /^cred-gen: key 1 is the last unrevoked admin key/)
+  t.equal(last.stderr.trimEnd().split('\n').length, 1, 'one line')
+  const missing = await run(t, 'cred-gen', ['--revoke', '99'], box)
+  t.equal(missing.code, 1)
+  t.match(missing.stderr, /no API key with id 99/)
+
+  const list = (await run(t, 'cred-gen', ['--list'], box)).stdout.trimEnd().split('\n').slice(1).map((line) => line.split(/\s+/))
+  t.same(list.map((row) => [row[0], row[3] === '-' ? '-' : 'revoked']), [['3', 'revoked'], ['2', 'revoked'], ['1', '-']])
 })
 
 t.test('--help prints the usage and exits 0', async (t) => {

@@ -166,6 +166,9 @@ t.test("approot 'cred' serves the API under /cred, with envelopes outside it too
   t.equal(docs.status, 200, 'the OpenAPI document under the approot')
   const post = await request(`${server.origin}/auth`, { method: 'POST', body: { apikey: 'x' } })
   t.same([post.status, post.json()], [404, { status: 404, message: 'Not Found' }], 'POST outside the approot')
+  const undecodable = await request(`${server.origin}/cred/events/%zz`)
+  t.equal(undecodable.status, 400)
+  t.match(undecodable.json(), { status: 400, message: /Malformed URL/ }, 'errors of the router itself are in the envelope too')
 })
 
 t.test('SIGTERM closes the server and exits 0', async (t) => {
