@@ -8,12 +8,15 @@ import type { CredConfig, SettingsInput } from './schemas/config.js'
 export { ConfigError, resolveConfig } from './config/resolve.js'
 export { loadConfig } from './config/load.js'
 export { frameworkErrors } from './plugins/app/errors.js'
+export { serverLogging } from './config/logging.js'
 export type { CredConfig, SettingsInput } from './schemas/config.js'
 
 export interface CredOptions {
   /**
-   * Settings, as in credrc (nested layout): anything left out takes its default.
-   * An already resolved config (from `loadConfig`) is used as it is.
+   * Settings, as in credrc (nested layout): anything left out takes its default, except
+   * `metrics`, which is off here unless given (a host app decides whether it exposes
+   * /metrics). An already resolved config (from `loadConfig`, as cred-server passes it) is
+   * used as it is: there `metrics` has credrc's default, on.
    */
   config?: SettingsInput | CredConfig
 }
@@ -24,13 +27,20 @@ function isResolved (config: CredOptions['config']): config is CredConfig {
   return config?.database !== undefined && Object.hasOwn(config.database, 'kind')
 }
 
+/** Settings given to the plugin, with the embedded default of `metrics` (off) unless they name it. */
+function embedded (config: SettingsInput | undefined): SettingsInput {
+  // anything but a mapping is read as no settings, as resolveConfig does
+  const given = typeof config === 'object' && config !== null && !Array.isArray(config) ? config : {}
+  return Object.hasOwn(given, 'metrics') ? given : { metrics: false, ...given }
+}
+
 /**
  * The whole cred service as one Fastify plugin. The standalone server registers it with
  * `prefix: approot`; a host application registers it under any prefix it likes.
  * It is encapsulated: its error handler, parsers and decorators stay inside.
  */
 const cred: FastifyPluginAsync<CredOptions> = async function cred (fastify, opts) {
-  const config = isResolved(opts.config) ? opts.config : resolveConfig(opts.config, 'plugin options')
+  const config = isResolved(opts.config) ? opts.config : resolveConfig(embedded(opts.config), 'plugin options')
   const options = { config }
   await fastify.register(AutoLoad, { dir: join(here, 'plugins', 'external'), options })
   await fastify.register(AutoLoad, { dir: join(here, 'plugins', 'app'), options })

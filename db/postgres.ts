@@ -101,6 +101,8 @@ export function postgresQueries (db: PgDb) {
     clientsActive: db.select(clientColumns(clients)).from(clients)
       .where(and(gte(clients.lastActive, sql.placeholder('since')), isNull(clients.ended), window(clients.id)))
       .orderBy(desc(clients.id)).limit(limit).offset(offset),
+    clientsActiveCount: db.select({ n: count() }).from(clients)
+      .where(and(gte(clients.lastActive, sql.placeholder('since')), isNull(clients.ended))),
     eventById: db.select(eventColumns(events)).from(events).where(eq(events.id, sql.placeholder('id'))),
     eventList: db.select(eventColumns(events)).from(events).where(window(events.id))
       .orderBy(desc(events.id)).limit(limit).offset(offset),
@@ -282,6 +284,7 @@ async function migrateOnce (settings: PostgresSettings, timeouts: PostgresTimeou
  */
 async function listenForEvents (settings: PostgresSettings, timeouts: PostgresTimeouts, onEvents: () => void, onConnected: () => void) {
   let closed = false
+  let listening = false
   let attempt = 0
   let retry: NodeJS.Timeout | undefined
   // onnotify and onclose are options postgres.js's own listen() uses; its types leave them out
@@ -290,12 +293,16 @@ async function listenForEvents (settings: PostgresSettings, timeouts: PostgresTi
     idle_timeout: null,
     max_lifetime: null,
     onnotify: (channel: string) => { if (channel === eventsChannel) onEvents() },
-    onclose: () => { if (!closed) scheduleListen() }
+    onclose: () => {
+      listening = false
+      if (!closed) scheduleListen()
+    }
   } as unknown as postgres.Options<Record<string, postgres.PostgresType>>
   const client = connect(settings, options, 1)
   const listen = async () => {
     await client.unsafe(`listen ${eventsChannel}`)
     attempt = 0
+    listening = true
     onConnected()
   }
   function scheduleListen () {
@@ -312,8 +319,10 @@ async function listenForEvents (settings: PostgresSettings, timeouts: PostgresTi
     throw new DatabaseUnavailableError(`cannot listen for events on PostgreSQL: ${reason(err, timeouts)}`, { cause: err })
   })
   return {
+    listening: () => listening,
     async close () {
       closed = true
+      listening = false
       clearTimeout(retry)
       await client.end({ timeout: 1 })
     }
@@ -335,6 +344,7 @@ function openPool (settings: PostgresSettings, timeouts: PostgresTimeouts) {
     clientTouch: queries.clientTouch.prepare('cred_client_touch'),
     clientById: queries.clientById.prepare('cred_client_by_id'),
     clientsActive: queries.clientsActive.prepare('cred_clients_active'),
+    clientsActiveCount: queries.clientsActiveCount.prepare('cred_clients_active_count'),
     eventById: queries.eventById.prepare('cred_event_by_id'),
     eventList: queries.eventList.prepare('cred_event_list'),
     eventsByClient: queries.eventsByClient.prepare('cred_events_by_client'),
@@ -359,6 +369,7 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
   const where = describe(target)
   let pool = openPool(settings, timeouts)
   let closed = false
+  const listeners = new Set<Awaited<ReturnType<typeof listenForEvents>>>()
 
   /**
    * Runs one repository call on the current pool. Connection trouble becomes
@@ -440,6 +451,7 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
       }),
       get: (id: number) => call(async ({ statements }) => isRowId(id) ? (await statements.clientById.execute({ id }))[0] : undefined),
       listActive: (since: number, filter: ListFilter) => call(({ statements }) => statements.clientsActive.execute({ since, ...page(filter) })),
+      countActive: (since: number) => call(async ({ statements }) => (await statements.clientsActiveCount.execute({ since }))[0]?.n ?? 0),
       subscriptions: (id: number) => call(async ({ statements }) => isRowId(id) ? statements.subscriptionsOf.execute({ clientId: id }) : [])
     },
     events: {
@@ -468,8 +480,21 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
       })
     },
     notifications: {
-      listen: (onEvents, onConnected) => listenForEvents(settings, timeouts, onEvents, onConnected)
+      listen: async (onEvents, onConnected) => {
+        const listener = await listenForEvents(settings, timeouts, onEvents, onConnected)
+        listeners.add(listener)
+        return {
+          close: async () => {
+            listeners.delete(listener)
+            await listener.close()
+          }
+        }
+      },
+      listening: () => listeners.size > 0 && [...listeners].every((listener) => listener.listening())
     },
+    ping: () => call(async ({ db }) => {
+      await db.execute(sql`select 1`)
+    }),
     async close () {
       closed = true
       // Queries still running get a second to finish (the server has answered its requests by

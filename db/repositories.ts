@@ -95,6 +95,8 @@ export interface ClientRepository {
   get (id: number): Promise<ClientRecord | undefined>
   /** Clients active at or after `since` (epoch ms), sessions not ended. */
   listActive (since: number, filter: ListFilter): Promise<ClientRecord[]>
+  /** How many clients `listActive(since)` would list, in one count on clients_last_active_idx. */
+  countActive (since: number): Promise<number>
   subscriptions (id: number): Promise<Subscription[]>
 }
 
@@ -121,6 +123,8 @@ export interface EventNotifications {
    * time the listening connection is (re)established (events may have been missed before).
    */
   listen (onEvents: () => void, onConnected: () => void): Promise<{ close: () => Promise<void> }>
+  /** whether the listening connection is up now (false before listen() and while reconnecting) */
+  listening (): boolean
 }
 
 /** The data layer the service sees, whatever the database. */
@@ -133,6 +137,8 @@ export interface Repositories {
   events: EventRepository
   /** present when several processes may share the database (PostgreSQL) */
   notifications?: EventNotifications
+  /** Resolves when the database answers a trivial query; DatabaseUnavailableError when it cannot. */
+  ping (): Promise<void>
   close (): Promise<void>
 }
 

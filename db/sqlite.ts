@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, statSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import Database from 'better-sqlite3'
@@ -49,6 +49,8 @@ export function sqliteQueries (db: SqliteDb) {
     clientsActive: db.select(clientColumns(clients)).from(clients)
       .where(and(gte(clients.lastActive, sql.placeholder('since')), isNull(clients.ended), window(clients.id)))
       .orderBy(desc(clients.id)).limit(limit).offset(offset),
+    clientsActiveCount: db.select({ n: count() }).from(clients)
+      .where(and(gte(clients.lastActive, sql.placeholder('since')), isNull(clients.ended))),
     eventById: db.select(eventColumns(events)).from(events).where(eq(events.id, sql.placeholder('id'))),
     eventList: db.select(eventColumns(events)).from(events).where(window(events.id))
       .orderBy(desc(events.id)).limit(limit).offset(offset),
@@ -95,6 +97,9 @@ export function openSqlite (file: string): Repositories {
     throw new DatabaseUnavailableError(`cannot open SQLite database ${path}: ${(err as Error).message}`, { cause: err })
   }
   const db = drizzle({ client: sqlite })
+  // the file opened, to tell later whether it is still there (a deleted or replaced file keeps
+  // answering through the open handle, while nothing written to it would survive a restart)
+  const inode = path === ':memory:' ? null : statSync(path).ino
   try {
     migrate(db, { migrationsFolder })
   } catch (err) {
@@ -115,6 +120,7 @@ export function openSqlite (file: string): Repositories {
     clientTouch: queries.clientTouch.prepare(),
     clientById: queries.clientById.prepare(),
     clientsActive: queries.clientsActive.prepare(),
+    clientsActiveCount: queries.clientsActiveCount.prepare(),
     eventById: queries.eventById.prepare(),
     eventList: queries.eventList.prepare(),
     eventsByClient: queries.eventsByClient.prepare(),
@@ -193,6 +199,9 @@ export function openSqlite (file: string): Repositories {
       async listActive (since: number, filter: ListFilter) {
         return statements.clientsActive.all({ since, ...page(filter) })
       },
+      async countActive (since: number) {
+        return statements.clientsActiveCount.get({ since })?.n ?? 0
+      },
       async subscriptions (id: number) {
         return statements.subscriptionsOf.all({ clientId: id })
       }
@@ -220,6 +229,14 @@ export function openSqlite (file: string): Repositories {
         return subscribedBy === undefined
           ? statements.eventsAfter.all({ after, limit: count })
           : statements.eventsSubscribedAfter.all({ clientId: subscribedBy, after, limit: count })
+      }
+    },
+    async ping () {
+      try {
+        if (inode !== null && statSync(path).ino !== inode) throw new Error('the file was replaced')
+        sqlite.prepare('select 1').get()
+      } catch (err) {
+        throw new DatabaseUnavailableError(`SQLite database ${path} is unavailable: ${(err as Error).message}`, { cause: err })
       }
     },
     async close () {

@@ -39,6 +39,10 @@ export const Settings = Type.Object({
     Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'),
     Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')
   ]),
+  metrics: Type.Boolean({
+    description: 'serve Prometheus metrics at GET /metrics (True for cred-server; False when embedded, unless the host sets it)'
+  }),
+  metricsToken: Type.String({ description: "when set, GET /metrics requires 'Authorization: Bearer <metricsToken>'; '' = no protection" }),
   database: DatabaseSettings
 }, { additionalProperties: false })
 
@@ -77,6 +81,8 @@ export const defaultSettings: Settings = {
   authRateLimit: 10,
   cors: '*',
   logLevel: 'info',
+  metrics: true,
+  metricsToken: '',
   database: {
     type: 'sqlite3',
     user: '',

@@ -9,10 +9,11 @@ import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
 import cred, { frameworkErrors } from '../app.js'
 import { loadConfig } from '../config/load.js'
 import { ConfigError } from '../config/resolve.js'
+import { serverLogging } from '../config/logging.js'
 import type { CredConfig } from '../schemas/config.js'
 import { failAndExit, parseCommandLine } from './cli.js'
 
-const usage = `Usage: cred-server [--config PATH]
+const usage = `Usage: cred-server [--config PATH] [--log-level LEVEL]
 
 Starts the cred API server.
 
@@ -20,6 +21,9 @@ Starts the cred API server.
                      ./credrc (or credrc.yaml, credrc.yml), ~/.credrc,
                      $XDG_DATA_HOME/cred-server/credrc, and
                      <first of $XDG_DATA_DIRS>/cred-server/credrc
+  -l, --log-level LEVEL
+                     fatal, error, warn, info, debug, trace or silent
+                     (overrides the logLevel setting)
   -h, --help         show this help
 
 Without a credrc, it serves on port 5000 on all interfaces with the SQLite file
@@ -133,24 +137,32 @@ function closeGracefully (app: FastifyInstance, graceSeconds: number) {
 async function main () {
   const args = parseCommandLine('cred-server', usage, () => parseArgs({ strict: true, options: {
     config: { type: 'string', short: 'c' },
+    'log-level': { type: 'string', short: 'l' },
     help: { type: 'boolean', short: 'h' }
   } }).values)
   if (args.help === true) {
     process.stdout.write(usage)
     return
   }
+  const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+  if (args['log-level'] !== undefined && !levels.includes(args['log-level'])) {
+    process.stderr.write(`cred-server: --log-level must be one of ${levels.join(', ')}\n${usage}`)
+    process.exit(2)
+  }
   let config: CredConfig
   let file: string | null
   let https: { cert: Buffer, key: Buffer } | null = null
   try {
     ({ config, file } = loadConfig(args.config))
+    const level = args['log-level']
+    if (level !== undefined) config = { ...config, logLevel: level as CredConfig['logLevel'] }
     if (config.SSL) https = readTls(config, file ?? 'built-in defaults')
   } catch (err) {
     failAndExit('cred-server', err)
   }
 
   const app = Fastify({
-    logger: { level: config.logLevel },
+    ...serverLogging(config.logLevel),
     // app.close() closes keep-alive connections with no request in progress at once (Node's
     // server.close() does it; this is Fastify's default there), and cred answers requests
     // arriving on the others meanwhile with its own 503 (closeGracefully)

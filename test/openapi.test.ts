@@ -19,7 +19,10 @@ const routes: Array<[string, string, string[]]> = [
   ['get', '/apikeys', ['200', '400', '401', '403']],
   ['post', '/apikeys', ['201', '400', '401', '403', '413', '415']],
   ['get', '/apikeys/{id}', ['200', '400', '401', '403', '404']],
-  ['delete', '/apikeys/{id}', ['200', '400', '401', '403', '404']]
+  ['delete', '/apikeys/{id}', ['200', '400', '401', '403', '404']],
+  ['get', '/health/live', ['200']],
+  ['get', '/health/ready', ['200', '503']],
+  ['get', '/metrics', ['200']]
 ]
 
 t.test('GET /documentation/json is a valid OpenAPI 3.1 document of every route', async (t) => {
@@ -33,7 +36,7 @@ t.test('GET /documentation/json is a valid OpenAPI 3.1 document of every route',
   t.same(result.errors, undefined, 'no validation errors')
   t.equal(result.valid, true)
 
-  t.same(Object.keys(spec.components.securitySchemes).sort(), ['bearerSession', 'cookieSession'])
+  t.same(Object.keys(spec.components.securitySchemes).sort(), ['bearerSession', 'cookieSession', 'metricsToken'])
   const documented = Object.entries(spec.paths as Record<string, Record<string, unknown>>)
     .flatMap(([path, methods]) => Object.keys(methods).map((method) => `${method} ${path}`)).sort()
   t.same(documented, routes.map(([method, path]) => `${method} ${path}`).sort(), 'exactly the API\'s routes')
@@ -45,10 +48,10 @@ t.test('GET /documentation/json is a valid OpenAPI 3.1 document of every route',
     t.same(Object.keys(op.responses).sort(), statuses.sort(), `${method} ${path} documents its statuses`)
     for (const status of statuses) {
       if (status === '204') continue
-      const type = path.endsWith('/stream') && status === '200' ? 'text/event-stream' : 'application/json'
+      const type = status !== '200' ? 'application/json' : path.endsWith('/stream') ? 'text/event-stream' : path === '/metrics' ? 'text/plain' : 'application/json'
       t.ok(op.responses[status].content[type].schema, `${method} ${path} ${status} has a ${type} schema`)
     }
-    if (path === '/auth' && method !== 'delete') t.notOk(op.security, 'auth needs no session')
+    if ((path === '/auth' && method !== 'delete') || path.startsWith('/health/') || path === '/metrics') t.notOk(op.security, `${path} needs no session`)
     else t.same(op.security, [{ bearerSession: [] }, { cookieSession: [] }], `${method} ${path} names the session schemes`)
     if (path.includes('{id}')) {
       t.ok(op.parameters.some((p: { in: string, name: string, required: boolean }) => p.in === 'path' && p.name === 'id' && p.required), `${method} ${path} documents its id`)

@@ -35,6 +35,10 @@ export interface LiveDelivery {
    * until a matching event arrives (and runs it again) or the time is up (empty list).
    */
   poll<T> (reply: FastifyReply, matcher: EventMatcher, waitSeconds: number | undefined, query: () => Promise<T[]>): Promise<T[]>
+  /** event streams open now (for metrics) */
+  readonly openStreams: number
+  /** long polls waiting for an event now (for metrics) */
+  readonly waitingPolls: number
 }
 
 export interface StreamOptions {
@@ -198,6 +202,7 @@ export default fp(async function live (fastify) {
           if (event.id <= lastSent) continue
           await send(event)
           lastSent = event.id
+          fastify.metrics.delivered(event.time)
         }
       } finally {
         writing = false
@@ -299,6 +304,8 @@ export default fp(async function live (fastify) {
     matcherFor (subscriptions) {
       return { subscriptions: new Map(subscriptions.map((s) => [s.eventName, s.location])) }
     },
-    stream
+    stream,
+    get openStreams () { return streams.size },
+    get waitingPolls () { return polls.size }
   } satisfies LiveDelivery)
-}, { name: 'cred-live', dependencies: ['cred-config', 'cred-repositories', 'cred-items'] })
+}, { name: 'cred-live', dependencies: ['cred-config', 'cred-repositories', 'cred-items', 'cred-metrics'] })

@@ -9,7 +9,8 @@ declare module 'fastify' {
 }
 
 export default fp(async function repositories (fastify) {
-  const repos = await openDatabase(fastify.config.database)
+  // every repository call timed in one place (cred_db_query_duration_seconds), when metrics are on
+  const repos = fastify.metrics.timed(await openDatabase(fastify.config.database))
   fastify.decorate('repos', repos)
   fastify.addHook('onClose', async () => {
     await repos.close()
@@ -18,4 +19,4 @@ export default fp(async function repositories (fastify) {
   if (await repos.apikeys.count() === 0) {
     fastify.log.warn('no API keys exist yet: create the first one with `npx cred-gen --admin` (same config as the server)')
   }
-}, { name: 'cred-repositories', dependencies: ['cred-config'] })
+}, { name: 'cred-repositories', dependencies: ['cred-config', 'cred-metrics'] })

@@ -18,12 +18,15 @@ export default fp(async function openApi (fastify) {
         { name: 'auth', description: 'Sessions from API keys' },
         { name: 'events', description: 'Posting and reading events' },
         { name: 'clients', description: 'Connected clients and their events' },
-        { name: 'apikeys', description: 'API keys (admin)' }
+        { name: 'apikeys', description: 'API keys (admin)' },
+        { name: 'health', description: 'Liveness and readiness, for load balancers' },
+        { name: 'metrics', description: 'Prometheus metrics, for monitoring' }
       ],
       components: {
         securitySchemes: {
           bearerSession: { type: 'http', scheme: 'bearer', description: 'Authorization: Bearer <sessionKey>' },
-          cookieSession: { type: 'apiKey', in: 'cookie', name: 'sessionKey', description: 'the cookie set by /auth' }
+          cookieSession: { type: 'apiKey', in: 'cookie', name: 'sessionKey', description: 'the cookie set by /auth' },
+          metricsToken: { type: 'http', scheme: 'bearer', description: 'Authorization: Bearer <metricsToken>, for GET /metrics when that setting is set' }
         }
       }
     },

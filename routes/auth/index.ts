@@ -5,7 +5,7 @@ import { AuthInput, AuthResponse } from '../../schemas/auth.js'
 import type { ApiKeyRecord } from '../../db/index.js'
 
 const auth: FastifyPluginAsyncTypebox = async function (fastify) {
-  const { repos, config } = fastify
+  const { repos, config, metrics } = fastify
   const apikeyOf = new WeakMap<FastifyRequest, ApiKeyRecord>()
 
   // Failed attempts are counted per client IP; past authRateLimit a minute, that IP gets 429
@@ -21,6 +21,7 @@ const auth: FastifyPluginAsyncTypebox = async function (fastify) {
       return
     }
     reply.header('retry-after', Math.ceil((until - now) / 1000))
+    metrics.authAttempt('rate_limited')
     throw fastify.httpErrors.tooManyRequests('Too many failed authentication attempts: try again later')
   }
 
@@ -42,6 +43,7 @@ const auth: FastifyPluginAsyncTypebox = async function (fastify) {
         refuseIfBlocked(request, reply)
       }
       request.log.info('authentication refused: invalid API key')
+      metrics.authAttempt('invalid_key')
       throw fastify.httpErrors.unauthorized('Invalid API Key')
     }
     apikeyOf.set(request, found)
@@ -69,6 +71,7 @@ const auth: FastifyPluginAsyncTypebox = async function (fastify) {
       subscriptions
     })
     request.log.info({ clientId: id, apikeyId: apikey.id, subscriptions: subscriptions.length }, 'client authenticated')
+    metrics.authAttempt('success')
     reply.setCookie('sessionKey', sessionKey, {
       path: fastify.mountPath === '' ? '/' : fastify.mountPath,
       httpOnly: true,

@@ -5,7 +5,7 @@ import {
 } from '../../schemas/events.js'
 
 const events: FastifyPluginAsyncTypebox = async function (fastify) {
-  const { repos, items, live } = fastify
+  const { repos, items, live, metrics } = fastify
   const everyEvent = { subscriptions: null }
 
   fastify.get('/', {
@@ -67,6 +67,7 @@ const events: FastifyPluginAsyncTypebox = async function (fastify) {
       action,
       value: value === null ? null : String(value)
     })
+    metrics.eventPosted()
     live.published(event)
     return reply.code(201).send({ status: 201, message: 'Created Event', event: items.event(request, event, false) })
   })

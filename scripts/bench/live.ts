@@ -4,15 +4,15 @@
 // and the server's memory with the streams open — on SQLite (one instance) and, when
 // PostgreSQL is reachable, across instances (streams on B, posts to A).
 //
-//   npm run build && npm run bench:live -- [--streams 1000] [--events 200] [--json] ...
+//   npm run bench:live -- [--streams 1000] [--events 200] [--json] ...   (builds first)
 import { Agent, request, type IncomingMessage } from 'node:http'
 import { cpus } from 'node:os'
 import { resolve } from 'node:path'
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import {
-  cleanUp, cpuSeconds, createDatabase, machineBusySeconds, createKey, freePort, inParallel, openFiles, openFilesLimit, postgresProblem,
-  progress, requestJson, rssKb, sleep, startServer, tempDir, writeConfig, type DatabaseConfig, type ServerProcess
+  cleanUp, cpuSeconds, createDatabase, createKey, freePort, inParallel, machineBusySeconds, openFiles, openFilesLimit,
+  postgresProblem, progress, requestJson, rssKb, sleep, startServer, tempDir, writeConfig, type DatabaseConfig, type ServerProcess
 } from './harness.js'
 import { SseParser } from './sse.js'
 
@@ -43,7 +43,7 @@ and after opening the streams: on SQLite, then across two instances on PostgreSQ
 Exits 1 when a delivery is lost or duplicated, or something failed.
 `
 
-const { values: args } = parseArgs({
+const parseCommandLine = () => parseArgs({
   strict: true,
   options: {
     streams: { type: 'string', default: '1000' },
@@ -60,7 +60,14 @@ const { values: args } = parseArgs({
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false }
   }
-})
+}).values
+let args: ReturnType<typeof parseCommandLine>
+try {
+  args = parseCommandLine()
+} catch (err) {
+  process.stderr.write(`bench:live: ${(err as Error).message}\n${usage}`)
+  process.exit(2)
+}
 if (args.help) {
   process.stdout.write(usage)
   process.exit(0)

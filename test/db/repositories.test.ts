@@ -93,6 +93,10 @@ forEachBackend(t, async (t, backend) => {
     for (const filter of filters) {
       t.same((await repos.clients.listActive(1000, filter)).map((client) => client.id), expected(active, filter), `active clients ${JSON.stringify(filter)}`)
     }
+    t.equal(await repos.clients.countActive(1000), active.length, 'countActive counts what listActive lists')
+    await repos.clients.end(clientIds[7]!, Date.now())
+    t.equal(await repos.clients.countActive(1000), active.length - 1, 'an ended session is not active')
+    t.equal(await repos.clients.countActive(Date.now() + 60_000), 0)
     t.same(await repos.clients.get(clientIds[2]!), { id: clientIds[2], device: 'd2', location: 'l2', lastActive: 10 })
     t.equal(await repos.clients.get(3_000_000_000), undefined)
     await repos.clients.touch(3_000_000_000, 10)

@@ -86,6 +86,9 @@ t.test('--help, and usage errors', async (t) => {
   t.equal(unknown.stdout, '')
   t.match(unknown.stderr, /^cred-server: Unknown option '--port'/)
   t.match(unknown.stderr, /Usage: cred-server/)
+  const level = await run(t, 'cred-server', ['--log-level', 'verbose'], box)
+  t.equal(level.code, 2)
+  t.match(level.stderr, /^cred-server: --log-level must be one of fatal, error, warn, info, debug, trace, silent/)
   t.notOk(existsSync(join(box.cwd, 'cred-server.db')), 'no database created')
 })
 

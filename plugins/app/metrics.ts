@@ -1,0 +1,199 @@
+import { performance } from 'node:perf_hooks'
+import fp from 'fastify-plugin'
+import { Counter, Gauge, Histogram } from 'prom-client'
+import type { Repositories } from '../../db/index.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /**
+     * cred's own metrics, recorded in `metricsRegistry`. When the `metrics` setting is off,
+     * every method does nothing (and `timed` gives the repositories back as they are).
+     */
+    metrics: CredMetrics
+  }
+}
+
+export type AuthOutcome = 'success' | 'invalid_key' | 'rate_limited'
+
+export interface CredMetrics {
+  /** an event was committed by POST /events */
+  eventPosted (): void
+  /** an /auth attempt ended: a session was created, the key was refused, or the address was blocked */
+  authAttempt (outcome: AuthOutcome): void
+  /** an event posted at `time` (epoch ms) was just written to a live stream */
+  delivered (time: number): void
+  /** the repositories, with every call timed and counted while in flight */
+  timed (repos: Repositories): Repositories
+}
+
+const off: CredMetrics = {
+  eventPosted () {},
+  authAttempt () {},
+  delivered () {},
+  timed: (repos) => repos
+}
+
+/** Seconds: requests (long polls wait up to 60 s; streams last longer and land in +Inf). */
+const requestBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+const lagBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+const queryBuckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+/** The label-bound children of one route and method, made on its first request. */
+interface RouteSeries {
+  duration: Histogram.Internal<'method' | 'route'>
+  byStatus: Map<number, Counter.Internal>
+  method: string
+  route: string
+}
+
+/**
+ * cred's metrics (names and labels are listed in the README, "Operations"). Kept cheap: the
+ * hot paths use prom-client children bound to their labels once (per route, method and
+ * status; per repository call), never label objects made per request; gauges are read when
+ * Prometheus scrapes, never kept up to date on the way.
+ */
+export default fp(async function metrics (fastify) {
+  if (!fastify.config.metrics) {
+    fastify.decorate('metrics', off)
+    return
+  }
+  const registers = [fastify.metricsRegistry]
+
+  // HTTP requests, by route template (as registered, prefix included: '/events/:id'), method and status
+  const requests = new Counter({
+    name: 'cred_http_requests_total',
+    help: 'HTTP requests answered, by route template, method and status code',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers
+  })
+  const requestDuration = new Histogram({
+    name: 'cred_http_request_duration_seconds',
+    help: 'Time from receiving a request to the end of its answer, by route template and method (streams: their whole life)',
+    labelNames: ['method', 'route'] as const,
+    buckets: requestBuckets,
+    registers
+  })
+  const routes = new Map<string, Map<string, RouteSeries>>()
+  function seriesOf (url: string | undefined, method: string): RouteSeries {
+    let byMethod = routes.get(url ?? '')
+    if (byMethod === undefined) routes.set(url ?? '', byMethod = new Map())
+    let series = byMethod.get(method)
+    if (series === undefined) {
+      // '/events' and '/events/' are one route (as in the OpenAPI document); no route: 'unmatched'
+      const route = url === undefined ? 'unmatched' : url.length > 1 ? url.replace(/\/$/, '') : url
+      series = { duration: requestDuration.labels(method, route), byStatus: new Map(), method, route }
+      byMethod.set(method, series)
+    }
+    return series
+  }
+  fastify.addHook('onResponse', function (request, reply, done) {
+    const series = seriesOf(request.routeOptions.url, request.method)
+    let count = series.byStatus.get(reply.statusCode)
+    if (count === undefined) {
+      count = requests.labels(series.method, series.route, String(reply.statusCode))
+      series.byStatus.set(reply.statusCode, count)
+    }
+    count.inc()
+    series.duration.observe(reply.elapsedTime / 1000)
+    done()
+  })
+
+  const eventsPosted = new Counter({ name: 'cred_events_posted_total', help: 'Events posted (committed by POST /events)', registers })
+  const authAttempts = new Counter({
+    name: 'cred_auth_attempts_total',
+    help: 'Authentication attempts (/auth) by outcome: success, invalid_key, rate_limited',
+    labelNames: ['outcome'] as const,
+    registers
+  })
+  const authOutcomes: Record<AuthOutcome, Counter.Internal> = {
+    success: authAttempts.labels('success'),
+    invalid_key: authAttempts.labels('invalid_key'),
+    rate_limited: authAttempts.labels('rate_limited')
+  }
+  // every outcome is exposed from the start, at 0, so rate() sees its first increase
+  for (const outcome of Object.values(authOutcomes)) outcome.inc(0)
+  const deliveryLag = new Histogram({
+    name: 'cred_delivery_lag_seconds',
+    help: 'Time from an event being posted (its time) to its write on a live stream',
+    buckets: lagBuckets,
+    registers
+  })
+
+  new Gauge({ // registered; read on scrape
+    name: 'cred_streams_open',
+    help: 'Server-Sent Events streams open on this instance',
+    registers,
+    collect () { this.set(fastify.live.openStreams) }
+  })
+  new Gauge({ // registered; read on scrape
+    name: 'cred_long_polls_waiting',
+    help: 'Long polls (wait=) held on this instance, waiting for an event',
+    registers,
+    collect () { this.set(fastify.live.waitingPolls) }
+  })
+
+  // Database calls: one repository call is one query or transaction, on one pooled connection.
+  const queryDuration = new Histogram({
+    name: 'cred_db_query_duration_seconds',
+    help: 'Duration of repository calls (one query or transaction each), by call (events.create, clients.findBySession, ...)',
+    labelNames: ['query'] as const,
+    buckets: queryBuckets,
+    registers
+  })
+  let inFlight = 0
+  new Gauge({ // registered; read on scrape
+    name: 'cred_db_calls_in_flight',
+    help: 'Repository calls started and not finished: on PostgreSQL, connections in use plus calls queued for one',
+    registers,
+    collect () { this.set(inFlight) }
+  })
+  const poolSize = new Gauge({ name: 'cred_db_pool_size', help: 'Connections the pool may open (PostgreSQL poolSize; 1 for SQLite)', registers })
+  poolSize.set(fastify.config.database.kind === 'postgresql' ? fastify.config.database.poolSize : 1)
+
+  // after cred_db_calls_in_flight, which is read first: its count leaves out this scrape's own query
+  const { pingtimeout } = fastify.config
+  new Gauge({ // registered; read on scrape
+    name: 'cred_clients_active',
+    help: 'Clients active within pingtimeout (as GET /clients lists them), sessions not ended; NaN when the database cannot say',
+    registers,
+    async collect () {
+      try {
+        this.set(await fastify.repos.clients.countActive(Date.now() - pingtimeout * 1000))
+      } catch (err) {
+        fastify.log.warn({ err }, 'metrics: counting active clients failed')
+        this.set(Number.NaN)
+      }
+    }
+  })
+
+  /** `group` (apikeys, clients or events) with each method timed as `group.method`. */
+  function timedGroup<T extends object> (group: string, repository: T): T {
+    const timed: Record<string, unknown> = {}
+    for (const [name, method] of Object.entries(repository) as Array<[string, (...args: unknown[]) => Promise<unknown>]>) {
+      const duration = queryDuration.labels(`${group}.${name}`)
+      timed[name] = async function (...args: unknown[]) {
+        const start = performance.now()
+        inFlight++
+        try {
+          return await method.apply(repository, args)
+        } finally {
+          inFlight--
+          duration.observe((performance.now() - start) / 1000)
+        }
+      }
+    }
+    return timed as T
+  }
+
+  fastify.decorate('metrics', {
+    eventPosted () { eventsPosted.inc() },
+    authAttempt (outcome) { authOutcomes[outcome].inc() },
+    delivered (time) { deliveryLag.observe(Math.max(0, Date.now() - time) / 1000) },
+    timed: (repos) => ({
+      ...repos,
+      apikeys: timedGroup('apikeys', repos.apikeys),
+      clients: timedGroup('clients', repos.clients),
+      events: timedGroup('events', repos.events)
+    })
+  } satisfies CredMetrics)
+}, { name: 'cred-metrics', dependencies: ['cred-config', 'cred-prometheus'] })

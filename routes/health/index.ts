@@ -1,0 +1,55 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
+import { Envelope } from '../../schemas/common.js'
+
+const Healthy = Type.Object({ status: Type.Integer(), message: Type.String() }, { description: 'Healthy' })
+const Unhealthy = Type.Ref(Envelope.$id!, { description: 'Not ready: the message names what is down' })
+
+/** How long readiness waits for the database before calling it down. */
+const READY_TIMEOUT_MS = 2000
+
+/**
+ * For load balancers and orchestrators: no session needed, and cheap (a trivial query, no
+ * table scans). `live` says the process runs; `ready` that it can serve requests.
+ */
+const health: FastifyPluginAsyncTypebox = async function (fastify) {
+  const { repos } = fastify
+
+  fastify.get('/live', {
+    schema: {
+      tags: ['health'],
+      summary: 'Liveness: 200 while the process runs',
+      response: { 200: Healthy }
+    }
+  }, async function () {
+    return { status: 200, message: 'OK' }
+  })
+
+  fastify.get('/ready', {
+    schema: {
+      tags: ['health'],
+      summary: 'Readiness: 200 only when the database answers (and, on PostgreSQL, the event listener is connected)',
+      description: 'A load balancer can use it to take an instance out while its database is unreachable.',
+      response: { 200: Healthy, 503: Unhealthy }
+    }
+  }, async function (request, reply) {
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS)
+    })
+    try {
+      await Promise.race([repos.ping(), timeout])
+    } catch (err) {
+      request.log.warn({ err }, 'not ready: database')
+      return reply.code(503).send({ status: 503, message: `Not ready: the ${repos.kind === 'sqlite' ? 'SQLite' : 'PostgreSQL'} database is unavailable` })
+    } finally {
+      clearTimeout(timer)
+    }
+    if (repos.notifications !== undefined && !repos.notifications.listening()) {
+      return reply.code(503).send({ status: 503, message: 'Not ready: the PostgreSQL event listener is not connected' })
+    }
+    return { status: 200, message: 'OK' }
+  })
+}
+
+export default health
