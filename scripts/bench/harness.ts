@@ -59,6 +59,12 @@ function cleanUpNow (): void {
 }
 process.on('exit', cleanUpNow)
 
+/** Registers a process started elsewhere, so that clean-up ends it too. */
+export function trackProcess (child: ChildProcess): void {
+  children.add(child)
+  child.once('exit', () => children.delete(child))
+}
+
 export function stopProcess (child: ChildProcess): Promise<void> {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) {

@@ -1,0 +1,31 @@
+// The baseline of `npm run bench`: a bare Fastify app serving cred's response shapes from
+// memory (no authentication, no database, no validation), started as its own node process
+// on dist/ like cred-server. Usage: node bench-baseline.js FIXTURES.json PORT
+import { readFileSync } from 'node:fs'
+import Fastify from 'fastify'
+
+interface Fixtures {
+  events: unknown
+  subscribed: unknown
+  clients: unknown
+  created: { status: number, message: string, event: Record<string, unknown> }
+}
+
+const fixtures = JSON.parse(readFileSync(process.argv[2]!, 'utf8')) as Fixtures
+const port = Number(process.argv[3])
+
+const app = Fastify({ logger: false })
+let nextId = 1
+app.get('/events', async () => fixtures.events)
+app.get('/clients', async () => fixtures.clients)
+app.get('/clients/:id/subscribedevents', async () => fixtures.subscribed)
+app.post('/events', async (_request, reply) => {
+  const id = nextId++
+  return reply.code(201).send({ ...fixtures.created, event: { ...fixtures.created.event, id } })
+})
+
+await app.listen({ host: '127.0.0.1', port })
+process.stdout.write('listening\n')
+const stop = () => { app.close().finally(() => process.exit(0)) }
+process.on('SIGTERM', stop)
+process.on('SIGINT', stop)

@@ -1,0 +1,487 @@
+#!/usr/bin/env node
+// HTTP throughput benchmark (issue 7): measures, side by side and with the same autocannon
+// settings, a bare Fastify baseline serving cred's response shapes from memory, cred on
+// SQLite (fresh temp database) and cred on PostgreSQL (fresh database, when reachable).
+//
+//   npm run bench -- [--connections 10] [--duration 5] [--json] ...   (builds first)
+import { spawn, type ChildProcess } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { Agent } from 'node:http'
+import { cpus } from 'node:os'
+import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import autocannon from 'autocannon'
+import Database from 'better-sqlite3'
+import {
+  cleanUp, createDatabase, createKey, freePort, inParallel, postgresAdmin, postgresProblem, progress, requestJson,
+  rssKb, sleep, startServer, stopProcess, tempDir, trackProcess, writeConfig, type DatabaseConfig
+} from './harness.js'
+
+const usage = `Usage: npm run bench -- [options]      (node dist/scripts/bench/bench.js after npm run build)
+
+Measures HTTP throughput with autocannon on a bare Fastify baseline (responses from memory),
+cred-server on SQLite and cred-server on PostgreSQL, for these workloads:
+  1  GET /events?full=true&limit=10                        (10 events in the table)
+  2  POST /events
+  3  GET /clients/{id}/subscribedevents?full=true&after=<latest>   (5 subscriptions, nothing new)
+  4  GET /clients?full=true                                (500 active clients)
+  5  1 and 3 with 10,000 and with 1,000,000 events in the table (seeded in bulk)
+
+  --connections N   concurrent connections (default 10)
+  --duration S      seconds per measurement (default 5)
+  --big N           events for the large-table rows (default 1000000)
+  --small N         events for the small-table rows (default 10000)
+  --postgres URL    PostgreSQL server (default postgres://postgres@127.0.0.1:5432/postgres;
+                    a database cred_bench_<random> is created there and dropped afterwards)
+  --no-postgres     skip PostgreSQL
+  --time-limit S    give up (and clean up) after S seconds (default 290)
+  --json            print the results as JSON instead of a table
+  -h, --help        show this help
+
+Exits 1 when a request failed (non-2xx responses count as errors) or a run failed.
+`
+
+const parseCommandLine = () => parseArgs({
+  strict: true,
+  options: {
+    connections: { type: 'string', default: '10' },
+    duration: { type: 'string', default: '5' },
+    big: { type: 'string', default: '1000000' },
+    small: { type: 'string', default: '10000' },
+    postgres: { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/postgres' },
+    'no-postgres': { type: 'boolean', default: false },
+    'time-limit': { type: 'string', default: '290' },
+    json: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false }
+  }
+}).values
+let args: ReturnType<typeof parseCommandLine>
+try {
+  args = parseCommandLine()
+} catch (err) {
+  process.stderr.write(`bench: ${(err as Error).message}\n${usage}`)
+  process.exit(2)
+}
+if (args.help) {
+  process.stdout.write(usage)
+  process.exit(0)
+}
+function count (name: string, text: string, min: number): number {
+  const value = Number(text)
+  if (!Number.isFinite(value) || value < min) {
+    process.stderr.write(`bench: --${name} must be a number >= ${min}\n${usage}`)
+    process.exit(2)
+  }
+  return value
+}
+const options = {
+  connections: Math.floor(count('connections', args.connections, 1)),
+  duration: count('duration', args.duration, 1),
+  big: Math.floor(count('big', args.big, 100)),
+  small: Math.floor(count('small', args.small, 20)),
+  timeLimitMs: count('time-limit', args['time-limit'], 1) * 1000
+}
+
+// ---------------------------------------------------------------------------------------------
+// results
+
+type ServerKind = 'baseline' | 'sqlite' | 'postgresql'
+type WorkloadKey = 'events' | 'post' | 'poll' | 'clients' | 'events-small' | 'poll-small' | 'events-big' | 'poll-big'
+
+const workloadNames: Record<WorkloadKey, string> = {
+  events: '1 GET /events?full=true&limit=10 (10 events)',
+  post: '2 POST /events',
+  poll: '3 GET subscribedevents after=latest (10 events)',
+  clients: '4 GET /clients?full=true (500 clients)',
+  'events-small': '5 = 1 with SMALL events',
+  'poll-small': '5 = 3 with SMALL events',
+  'events-big': '5 = 1 with BIG events',
+  'poll-big': '5 = 3 with BIG events'
+}
+/** which baseline measurement a workload is compared with */
+const baselineOf: Record<WorkloadKey, WorkloadKey> = {
+  events: 'events', post: 'post', poll: 'poll', clients: 'clients',
+  'events-small': 'events', 'poll-small': 'poll', 'events-big': 'events', 'poll-big': 'poll'
+}
+const label = (key: WorkloadKey) => workloadNames[key]
+  .replace('SMALL', options.small.toLocaleString('en-US')).replace('BIG', options.big.toLocaleString('en-US'))
+
+interface Cell {
+  server: ServerKind
+  workload: WorkloadKey
+  description: string
+  requestsPerSecond: number
+  latencyP50Ms: number
+  latencyP99Ms: number
+  requests: number
+  errors: number
+  non2xx: number
+  ratioToBaseline: number | null
+}
+
+interface ServerResult {
+  server: ServerKind
+  skipped?: string
+  peakRssKb: number | null
+  /** seconds taken to seed the events in bulk, per target size */
+  seedSeconds?: Record<string, number>
+  problems: string[]
+}
+
+const cells: Cell[] = []
+const servers: ServerResult[] = []
+
+// ---------------------------------------------------------------------------------------------
+// measuring
+
+interface Target { url: string, method?: 'GET' | 'POST', body?: string, headers?: Record<string, string> }
+
+async function measure (server: ServerKind, workload: WorkloadKey, target: Target, problems: string[]): Promise<void> {
+  progress(`${server}: ${label(workload)} for ${options.duration} s`)
+  const result = await autocannon({
+    url: target.url,
+    method: target.method ?? 'GET',
+    connections: options.connections,
+    duration: options.duration,
+    headers: target.headers,
+    body: target.body
+  })
+  const errors = result.errors + result.non2xx
+  if (errors > 0) problems.push(`${label(workload)}: ${result.non2xx} non-2xx responses and ${result.errors} connection errors`)
+  cells.push({
+    server,
+    workload,
+    description: label(workload),
+    requestsPerSecond: Math.round(result.requests.average),
+    latencyP50Ms: result.latency.p50,
+    latencyP99Ms: result.latency.p99,
+    requests: result.requests.total,
+    errors,
+    non2xx: result.non2xx,
+    ratioToBaseline: null
+  })
+}
+
+/** Samples VmRSS of `pid` every 100 ms; `stop()` returns the peak in KiB. */
+function watchRss (pid: number): { stop: () => number | null } {
+  let peak: number | null = null
+  const sample = () => {
+    const value = rssKb(pid)
+    if (value !== null && (peak === null || value > peak)) peak = value
+  }
+  sample()
+  const timer = setInterval(sample, 100)
+  return { stop: () => { clearInterval(timer); sample(); return peak } }
+}
+
+// ---------------------------------------------------------------------------------------------
+// cred
+
+const subscribedNames = ['Bench0', 'Bench1', 'Bench2', 'Bench3', 'Bench4']
+
+interface Fixtures { events: unknown, subscribed: unknown, clients: unknown, created: unknown }
+
+/** Inserts events in bulk straight into the database until it holds `total` (ids and names like posted ones). */
+type Seeder = (total: number, clientId: number) => Promise<void>
+
+function sqliteSeeder (file: string): Seeder {
+  return async (total, clientId) => {
+    const db = new Database(file)
+    try {
+      db.pragma('busy_timeout = 30000')
+      const have = (db.prepare('select count(*) as n from events').get() as { n: number }).n
+      const missing = total - have
+      if (missing <= 0) return
+      // event names cycle over 20, five of which the polling client subscribes to
+      db.transaction(() => {
+        db.prepare(`insert into events (client_id, device, name, location, action, value, time)
+          with recursive s(i) as (select 1 union all select i + 1 from s where i < ?)
+          select ?, 'bench seed', 'Bench' || (i % 20), 'Bench', 'seed', cast(i as text), ? + i from s`)
+          .run(missing, clientId, Date.now() - missing)
+      })()
+      db.pragma('wal_checkpoint(TRUNCATE)')
+      db.exec('analyze')
+    } finally {
+      db.close()
+    }
+  }
+}
+
+function postgresSeeder (adminUrl: string, database: string): Seeder {
+  const url = new URL(adminUrl)
+  url.pathname = `/${database}`
+  return (total, clientId) => postgresAdmin(url.href, async (sql) => {
+    const [row] = await sql<Array<{ n: number }>>`select count(*)::int as n from events`
+    const missing = total - row!.n
+    if (missing <= 0) return
+    await sql`insert into events (client_id, device, name, location, action, value, time)
+      select ${clientId}, 'bench seed', 'Bench' || (i % 20), 'Bench', 'seed', i::text, ${Date.now() - missing}::bigint + i
+      from generate_series(1, ${missing}::int) as i`
+    await sql`analyze events`
+  })
+}
+
+async function runCred (server: 'sqlite' | 'postgresql', database: DatabaseConfig, seed: Seeder): Promise<Fixtures> {
+  const problems: string[] = []
+  const result: ServerResult = { server, peakRssKb: null, seedSeconds: {}, problems }
+  servers.push(result)
+  const dir = tempDir()
+  const port = await freePort()
+  const config = writeConfig(dir, 'cred', port, database)
+  progress(`${server}: starting cred-server`)
+  const cred = await startServer(server, config, port)
+  const rss = watchRss(cred.pid)
+  const api = new Agent({ keepAlive: true, maxSockets: 16 })
+  try {
+    const writeKey = await createKey(config, 'write')
+    const readKey = await createKey(config, 'read')
+    const auth = async (apikey: string, device: string, subscribe?: Record<string, object>) => {
+      const res = await requestJson(api, 'POST', `${cred.url}/auth`, { apikey, device, location: 'Bench', ...(subscribe === undefined ? {} : { subscribe }) })
+      if (res.status !== 201) throw new Error(`POST /auth: ${res.status} ${JSON.stringify(res.body)}`)
+      return { id: res.body.id as number, sessionKey: res.body.sessionKey as string }
+    }
+    const poster = await auth(writeKey, 'bench poster')
+    const poller = await auth(readKey, 'bench poller', Object.fromEntries(subscribedNames.map((name) => [name, {}])))
+    const posterAuth = { authorization: `Bearer ${poster.sessionKey}` }
+    const pollerAuth = { authorization: `Bearer ${poller.sessionKey}` }
+    const postBody = (value: string) => ({ event: { name: 'Posted', location: 'Bench', action: 'bench', value } })
+
+    // 10 events, posted like a device would
+    for (let i = 0; i < 10; i++) {
+      const res = await requestJson(api, 'POST', `${cred.url}/events`, { event: { name: `Bench${5 + i}`, location: 'Bench', action: 'bench', value: i } }, posterAuth)
+      if (res.status !== 201) throw new Error(`POST /events: ${res.status} ${JSON.stringify(res.body)}`)
+    }
+    const latest = async () => {
+      const res = await requestJson(api, 'GET', `${cred.url}/events?limit=1`, undefined, pollerAuth)
+      if (res.status !== 200) throw new Error(`GET /events?limit=1: ${res.status} ${JSON.stringify(res.body)}`)
+      return res.body.events[0].id as number
+    }
+    const eventsUrl = `${cred.url}/events?full=true&limit=10`
+    const pollUrl = async () => `${cred.url}/clients/${poller.id}/subscribedevents?full=true&after=${await latest()}`
+
+    // the 498 other clients for workload 4 (authenticated now, so active)
+    progress(`${server}: authenticating 498 more clients`)
+    await inParallel(Array.from({ length: 498 }, (_, i) => i), 8, (i) => auth(readKey, `bench client ${i}`))
+
+    // what the baseline serves: the same bodies
+    const fixtures: Fixtures = {
+      events: (await requestJson(api, 'GET', eventsUrl, undefined, pollerAuth)).body,
+      subscribed: (await requestJson(api, 'GET', await pollUrl(), undefined, pollerAuth)).body,
+      clients: (await requestJson(api, 'GET', `${cred.url}/clients?full=true`, undefined, pollerAuth)).body,
+      created: (await requestJson(api, 'POST', `${cred.url}/events`, postBody('fixture'), posterAuth)).body
+    }
+    if ((fixtures.clients as { clients: unknown[] }).clients.length < 500) {
+      problems.push(`GET /clients lists ${(fixtures.clients as { clients: unknown[] }).clients.length} clients, not 500`)
+    }
+
+    await measure(server, 'events', { url: eventsUrl, headers: pollerAuth }, problems)
+    await measure(server, 'poll', { url: await pollUrl(), headers: pollerAuth }, problems)
+    await measure(server, 'clients', { url: `${cred.url}/clients?full=true`, headers: pollerAuth }, problems)
+
+    for (const [size, total] of [['small', options.small], ['big', options.big]] as const) {
+      progress(`${server}: seeding events up to ${total.toLocaleString('en-US')}`)
+      const start = performance.now()
+      await seed(total, poster.id)
+      const seconds = Math.round((performance.now() - start) / 100) / 10
+      result.seedSeconds![String(total)] = seconds
+      progress(`${server}: seeded in ${seconds} s`)
+      await measure(server, `events-${size}`, { url: eventsUrl, headers: pollerAuth }, problems)
+      await measure(server, `poll-${size}`, { url: await pollUrl(), headers: pollerAuth }, problems)
+    }
+
+    // last, so that the posted events do not change the table sizes above
+    await measure(server, 'post', {
+      url: `${cred.url}/events`,
+      method: 'POST',
+      headers: { ...posterAuth, 'content-type': 'application/json' },
+      body: JSON.stringify(postBody('42'))
+    }, problems)
+    for (const line of cred.warnings.slice(0, 5)) problems.push(`server log: ${line.msg}`)
+    return fixtures
+  } finally {
+    result.peakRssKb = rss.stop()
+    api.destroy()
+    await cred.stop()
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// baseline
+
+async function runBaseline (fixtures: Fixtures): Promise<void> {
+  const problems: string[] = []
+  const result: ServerResult = { server: 'baseline', peakRssKb: null, problems }
+  servers.push(result)
+  const file = join(tempDir(), 'fixtures.json')
+  writeFileSync(file, JSON.stringify(fixtures))
+  const port = await freePort()
+  progress('baseline: starting the bare Fastify app')
+  const script = fileURLToPath(new URL('./bench-baseline.js', import.meta.url))
+  const child = spawn(process.execPath, [script, file, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] })
+  trackProcess(child)
+  await waitForLine(child, 'listening', 15_000)
+  const rss = watchRss(child.pid!)
+  const url = `http://127.0.0.1:${port}`
+  try {
+    await measure('baseline', 'events', { url: `${url}/events?full=true&limit=10` }, problems)
+    await measure('baseline', 'poll', { url: `${url}/clients/2/subscribedevents?full=true&after=10` }, problems)
+    await measure('baseline', 'clients', { url: `${url}/clients?full=true` }, problems)
+    await measure('baseline', 'post', {
+      url: `${url}/events`,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ event: { name: 'Posted', location: 'Bench', action: 'bench', value: '42' } })
+    }, problems)
+  } finally {
+    result.peakRssKb = rss.stop()
+    await stopProcess(child)
+  }
+}
+
+function waitForLine (child: ChildProcess, text: string, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let out = ''
+    const timer = setTimeout(() => reject(new Error(`baseline did not start within ${timeoutMs / 1000} s`)), timeoutMs)
+    child.stdout!.setEncoding('utf8')
+    child.stdout!.on('data', (chunk: string) => {
+      out += chunk
+      if (out.includes(text)) {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`baseline exited (${code}) before listening`))
+    })
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// output
+
+const serverLabels: Record<ServerKind, string> = { baseline: 'baseline (bare Fastify)', sqlite: 'cred, SQLite', postgresql: 'cred, PostgreSQL' }
+const order: WorkloadKey[] = ['events', 'post', 'poll', 'clients', 'events-small', 'poll-small', 'events-big', 'poll-big']
+
+function table (): string {
+  const header = ['server', 'workload', 'req/s', 'p50', 'p99', 'errors', 'vs baseline']
+  const sorted = [...cells].sort((a, b) =>
+    order.indexOf(a.workload) - order.indexOf(b.workload) ||
+    (['baseline', 'sqlite', 'postgresql'] as const).indexOf(a.server) - (['baseline', 'sqlite', 'postgresql'] as const).indexOf(b.server))
+  const rows = sorted.map((cell) => [
+    serverLabels[cell.server],
+    cell.description,
+    cell.requestsPerSecond.toLocaleString('en-US'),
+    `${cell.latencyP50Ms} ms`,
+    `${cell.latencyP99Ms} ms`,
+    String(cell.errors),
+    cell.ratioToBaseline === null ? '' : `${Math.round(cell.ratioToBaseline * 100)} %`
+  ])
+  const lines = [header, ...rows]
+  const widths = header.map((_, col) => Math.max(...lines.map((line) => line[col]!.length)))
+  const out = [
+    `cred HTTP throughput — ${cpus().length} cores (${cpus()[0]?.model.trim() ?? 'unknown CPU'}), Node ${process.version}, ` +
+      `${options.connections} connections, ${options.duration} s per row`,
+    '',
+    ...lines.map((line) => line.map((cell, col) => col < 2 ? cell.padEnd(widths[col]!) : cell.padStart(widths[col]!)).join('  ').trimEnd()),
+    '',
+    'peak RSS (VmRSS sampled every 100 ms):'
+  ]
+  for (const server of servers) {
+    if (server.skipped !== undefined) out.push(`  ${serverLabels[server.server]}: SKIPPED — ${server.skipped}`)
+    else out.push(`  ${serverLabels[server.server]}: ${server.peakRssKb === null ? 'n/a' : `${(server.peakRssKb / 1024).toFixed(1)} MB`}`)
+  }
+  for (const server of servers) {
+    for (const [total, seconds] of Object.entries(server.seedSeconds ?? {})) {
+      out.push(`${serverLabels[server.server]}: seeded up to ${Number(total).toLocaleString('en-US')} events in ${seconds} s`)
+    }
+  }
+  for (const server of servers) for (const problem of server.problems) out.push(`${serverLabels[server.server]}: PROBLEM — ${problem}`)
+  return `${out.join('\n')}\n`
+}
+
+// ---------------------------------------------------------------------------------------------
+// main
+
+let interrupted = false
+const onSignal = (signal: NodeJS.Signals) => {
+  if (interrupted) process.exit(130) // the exit hook still kills the servers and removes the files
+  interrupted = true
+  progress(`${signal}: cleaning up (again to quit at once)`)
+  cleanUp().finally(() => process.exit(130))
+}
+process.on('SIGINT', onSignal)
+process.on('SIGTERM', onSignal)
+
+const timeLimit = setTimeout(() => {
+  progress(`time limit of ${options.timeLimitMs / 1000} s reached: cleaning up`)
+  cleanUp().finally(() => process.exit(1))
+}, options.timeLimitMs)
+timeLimit.unref()
+
+async function main (): Promise<number> {
+  const started = performance.now()
+  const failed = (server: ServerKind, err: unknown) => {
+    const existing = servers.find((s) => s.server === server)
+    const message = `run failed: ${(err as Error).message}`
+    if (existing === undefined) servers.push({ server, peakRssKb: null, problems: [message] })
+    else existing.problems.push(message)
+  }
+
+  // SQLite first: its responses are what the baseline serves
+  const sqliteFile = join(tempDir(), 'cred-bench.db')
+  const fixtures = await runCred('sqlite', { type: 'sqlite3', database: sqliteFile }, sqliteSeeder(sqliteFile))
+  await runBaseline(fixtures).catch((err: unknown) => failed('baseline', err))
+
+  if (args['no-postgres']) {
+    servers.push({ server: 'postgresql', skipped: '--no-postgres', peakRssKb: null, problems: [] })
+  } else {
+    const url = new URL(args.postgres)
+    const problem = await postgresProblem(args.postgres)
+    if (problem !== null) {
+      progress(`PostgreSQL at ${url.host} is not reachable (${problem}): skipping it`)
+      servers.push({ server: 'postgresql', skipped: `PostgreSQL at ${url.host} not reachable: ${problem}`, peakRssKb: null, problems: [] })
+    } else {
+      await createDatabase(args.postgres).then((name) => runCred('postgresql', {
+        type: 'postgresql',
+        host: url.hostname,
+        port: Number(url.port === '' ? 5432 : url.port),
+        user: decodeURIComponent(url.username),
+        password: decodeURIComponent(url.password),
+        database: name
+      }, postgresSeeder(args.postgres, name))).catch((err: unknown) => failed('postgresql', err))
+    }
+  }
+
+  for (const cell of cells) {
+    const base = cells.find((other) => other.server === 'baseline' && other.workload === baselineOf[cell.workload])
+    cell.ratioToBaseline = base === undefined || base.requestsPerSecond === 0 ? null : Math.round(cell.requestsPerSecond / base.requestsPerSecond * 1000) / 1000
+  }
+  const seconds = Math.round((performance.now() - started) / 1000)
+  progress(`done in ${seconds} s`)
+
+  if (args.json) {
+    process.stdout.write(`${JSON.stringify({
+      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model.trim() ?? null, node: process.version, platform: process.platform },
+      options,
+      seconds,
+      servers,
+      results: cells
+    }, null, 2)}\n`)
+  } else {
+    process.stdout.write(table())
+  }
+  return servers.some((server) => server.problems.length > 0) || cells.some((cell) => cell.errors > 0) ? 1 : 0
+}
+
+let code = 1
+try {
+  code = await main()
+} catch (err) {
+  process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`)
+} finally {
+  await cleanUp()
+}
+process.exit(code)
