@@ -16,8 +16,7 @@ import autocannon from 'autocannon'
 import Database from 'better-sqlite3'
 import {
   cleanUp, createDatabase, createKey, freePort, inParallel, postgresAdmin, postgresProblem, progress, requestJson,
-  rssKb, sleep, startServer, stopProcess, tempDir, trackProcess, writeConfig, type DatabaseConfig
-} from './harness.js'
+  rssKb, sleep, startServer, stopProcess, tempDir, trackProcess, writeConfig, numberOption, type DatabaseConfig } from './harness.js'
 
 const usage = `Usage: npm run bench -- [options]      (node dist/scripts/bench/bench.js after npm run build)
 
@@ -68,14 +67,7 @@ if (args.help) {
   process.stdout.write(usage)
   process.exit(0)
 }
-function count (name: string, text: string, min: number): number {
-  const value = Number(text)
-  if (!Number.isFinite(value) || value < min) {
-    process.stderr.write(`bench: --${name} must be a number >= ${min}\n${usage}`)
-    process.exit(2)
-  }
-  return value
-}
+const count = numberOption('bench', usage)
 const options = {
   connections: Math.floor(count('connections', args.connections, 1)),
   duration: count('duration', args.duration, 1),

@@ -22,6 +22,21 @@ export function bin (name: 'cred-server' | 'cred-gen'): string {
 }
 
 /** Progress goes to stderr, so stdout holds only the table or the JSON. */
+/**
+ * A checker for numeric command-line options: `option(name, text, min)` returns the number,
+ * or prints `<command>: --name must be a number >= min` with the usage and exits 2.
+ */
+export function numberOption (command: string, usage: string) {
+  return (name: string, text: string, min: number): number => {
+    const value = Number(text)
+    if (!Number.isFinite(value) || value < min) {
+      process.stderr.write(`${command}: --${name} must be a number >= ${min}\n${usage}`)
+      process.exit(2)
+    }
+    return value
+  }
+}
+
 export function progress (message: string): void {
   process.stderr.write(`# ${message}\n`)
 }

@@ -12,8 +12,7 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import {
   cleanUp, cpuSeconds, createDatabase, createKey, freePort, inParallel, machineBusySeconds, openFiles, openFilesLimit,
-  postgresProblem, progress, requestJson, rssKb, sleep, startServer, tempDir, writeConfig, type DatabaseConfig, type ServerProcess
-} from './harness.js'
+  postgresProblem, progress, requestJson, rssKb, sleep, startServer, tempDir, writeConfig, numberOption, type DatabaseConfig, type ServerProcess } from './harness.js'
 import { SseParser } from './sse.js'
 
 const usage = `Usage: npm run bench:live -- [options]      (node dist/scripts/bench/live.js after npm run build)
@@ -73,14 +72,7 @@ if (args.help) {
   process.exit(0)
 }
 
-function count (name: string, text: string, min: number): number {
-  const value = Number(text)
-  if (!Number.isFinite(value) || value < min) {
-    process.stderr.write(`bench:live: --${name} must be a number >= ${min}\n${usage}`)
-    process.exit(2)
-  }
-  return value
-}
+const count = numberOption('bench:live', usage)
 const serverNodeArgs = args['cpu-prof'] === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', resolve(args['cpu-prof'])]
 const options = {
   streams: Math.floor(count('streams', args.streams, 1)),
