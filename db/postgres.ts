@@ -13,6 +13,7 @@ import {
   DatabaseUnavailableError,
   type ApiKeyRecord, type ListFilter, type NewClient, type NewEventRecord, type Repositories, type RevokeResult, type SessionRecord
 } from './repositories.js'
+import { groupCommit } from './batch.js'
 import { hashSecret, newApiKey, newSessionKey } from './secrets.js'
 
 const migrationsFolder = fileURLToPath(new URL('./migrations/pg', import.meta.url))
@@ -403,6 +404,37 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
     })
   }
 
+  // Ids come from a sequence, so two instances' inserts could commit out of id order and a
+  // client polling `after=<highest id seen>` would skip the one that committed late. The
+  // transaction lock makes each group of inserts take its ids and commit before the next one
+  // starts, as SQLite's single writer does. Posts arriving while a group is being written wait
+  // and go in the next group (group commit): one transaction and one WAL flush for all of them.
+  //
+  // The whole group is ONE statement, so one round trip: take the lock, insert the rows (the
+  // sequence numbers them in array order, after the lock: the plan evaluates nextval above the
+  // join with `locked`), and notify every listening instance with the highest id, which
+  // PostgreSQL delivers when (and only if) the transaction commits.
+  const insertEvent = groupCommit((group: NewEventRecord[]) => call(async ({ db }) => {
+    const rows = group.map((event) => ({
+      client_id: event.clientId, device: event.device, name: event.name, location: event.location, action: event.action, value: event.value
+    }))
+    const inserted = await db.execute<{
+      id: number, clientId: number, device: string | null, name: string, location: string | null, action: string | null, value: string | null, time: number
+    }>(sql`
+      with locked as materialized (select pg_advisory_xact_lock(hashtextextended(${lockNames.eventOrder}, 0))),
+      ins as (
+        insert into events (client_id, device, name, location, action, value, time)
+        select e.client_id, e.device, e.name, e.location, e.action, e.value, ${Date.now()}::bigint
+        from locked, json_to_recordset(${JSON.stringify(rows)}::json)
+          as e(client_id integer, device text, name text, location text, action text, value text)
+        returning id, client_id, device, name, location, action, value, time
+      )
+      select ins.id, ins.client_id as "clientId", ins.device, ins.name, ins.location, ins.action, ins.value, ins.time::float8 as time
+      from ins, (select pg_notify(${eventsChannel}, (select max(id) from ins)::text)) as notified`)
+    // RETURNING does not promise an order: sorting by id lines the rows up with the group again
+    return [...inserted].sort((a, b) => a.id - b.id)
+  }))
+
   return {
     kind: 'postgresql',
     location: where,
@@ -459,13 +491,7 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
       // client polling `after=<highest id seen>` would skip the one that committed late. The
       // transaction lock makes each insert take its id and commit before the next one starts,
       // as SQLite's single writer does.
-      create: (event: NewEventRecord) => call(({ db }) => db.transaction(async (tx) => {
-        await tx.execute(sql`select pg_advisory_xact_lock(hashtextextended(${lockNames.eventOrder}, 0))`)
-        const [row] = await tx.insert(events).values({ ...event, time: Date.now() }).returning(eventColumns(events))
-        // delivered to every listening instance when (and only if) the transaction commits
-        await tx.execute(sql`select pg_notify(${eventsChannel}, ${String(row!.id)})`)
-        return row!
-      })),
+      create: insertEvent,
       get: (id: number) => call(async ({ statements }) => isRowId(id) ? (await statements.eventById.execute({ id }))[0] : undefined),
       list: (filter: ListFilter) => call(({ statements }) => statements.eventList.execute(page(filter))),
       listByClient: (clientId: number, filter: ListFilter) =>

@@ -10,11 +10,13 @@ import type { Permission } from '../schemas/apikeys.js'
 import { apikeys, clients, events, subscriptions } from './schema/sqlite.js'
 import {
   DatabaseUnavailableError,
-  type ApiKeyRecord, type ListFilter, type Repositories, type RevokeResult, type SessionRecord
+  type ApiKeyRecord, type ListFilter, type NewEventRecord, type Repositories, type RevokeResult, type SessionRecord
 } from './repositories.js'
 import {
   apikeyColumns, clientColumns, eventColumns, idWindow, limit, offset, pageValues, subscriptionMatches
 } from './queries.js'
+import { afterPendingIo, groupCommit } from './batch.js'
+import { RecentEvents } from './recent-events.js'
 import { hashSecret, newApiKey, newSessionKey } from './secrets.js'
 
 const migrationsFolder = fileURLToPath(new URL('./migrations/sqlite', import.meta.url))
@@ -66,6 +68,15 @@ export function sqliteQueries (db: SqliteDb) {
     subscriptionsOf: db.select({ eventName: subscriptions.eventName, location: subscriptions.location })
       .from(subscriptions).where(eq(subscriptions.clientId, sql.placeholder('clientId'))),
     latestEventId: db.select({ id: max(events.id) }).from(events),
+    eventInsert: db.insert(events).values({
+      clientId: sql.placeholder('clientId'),
+      device: sql.placeholder('device'),
+      name: sql.placeholder('name'),
+      location: sql.placeholder('location'),
+      action: sql.placeholder('action'),
+      value: sql.placeholder('value'),
+      time: sql.placeholder('time')
+    }).returning(eventColumns(events)),
     // Catch-up of streams, oldest first: a range read on the primary key...
     eventsAfter: db.select(eventColumns(events)).from(events)
       .where(gt(events.id, sql.placeholder('after')))
@@ -126,7 +137,6 @@ export function openSqlite (file: string): Repositories {
     eventsByClient: queries.eventsByClient.prepare(),
     eventsSubscribed: queries.eventsSubscribed.prepare(),
     subscriptionsOf: queries.subscriptionsOf.prepare(),
-    latestEventId: queries.latestEventId.prepare(),
     eventsAfter: queries.eventsAfter.prepare(),
     eventsSubscribedAfter: queries.eventsSubscribedAfter.prepare()
   }
@@ -140,6 +150,25 @@ export function openSqlite (file: string): Repositories {
     }
     return row.id
   })
+
+  // Group commit: the posts read from the sockets in one turn of the event loop are stored in
+  // one transaction, so they share one WAL flush (synchronous stays FULL: each is durable
+  // before its 201).
+  const insertOne = queries.eventInsert.prepare()
+  const insertGroup = sqlite.transaction((group: NewEventRecord[]) => {
+    const time = Date.now()
+    return group.map((event) => insertOne.get({ ...event, time })!)
+  })
+  const insertEvent = groupCommit((group: NewEventRecord[]) => {
+    const rows = insertGroup.immediate(group)
+    recent.added(rows)
+    return rows
+  }, { gather: afterPendingIo })
+
+  const dataVersion = sqlite.prepare('pragma data_version').pluck()
+  const recent = new RecentEvents((count) => statements.eventList.all(page({ limit: count })), () => dataVersion.get())
+  /** true when nothing can come after `after`: a poll with nothing new needs no query */
+  const nothingAfter = (after: number | undefined) => after !== undefined && after >= recent.latestId()
 
   // IMMEDIATE: the write lock is taken before the admin count is read, so two processes
   // cannot each revoke one of the last two admin keys.
@@ -207,25 +236,24 @@ export function openSqlite (file: string): Repositories {
       }
     },
     events: {
-      async create (event) {
-        return db.insert(events).values({ ...event, time: Date.now() }).returning(eventColumns(events)).get()
-      },
+      create: insertEvent,
       async get (id: number) {
         return statements.eventById.get({ id })
       },
       async list (filter: ListFilter) {
-        return statements.eventList.all(page(filter))
+        return recent.list(filter) ?? statements.eventList.all(page(filter))
       },
       async listByClient (clientId: number, filter: ListFilter) {
-        return statements.eventsByClient.all({ clientId, ...page(filter) })
+        return nothingAfter(filter.after) ? [] : statements.eventsByClient.all({ clientId, ...page(filter) })
       },
       async listSubscribed (clientId: number, filter: ListFilter) {
-        return statements.eventsSubscribed.all({ clientId, ...page(filter) })
+        return nothingAfter(filter.after) ? [] : statements.eventsSubscribed.all({ clientId, ...page(filter) })
       },
       async latestId () {
-        return statements.latestEventId.get()?.id ?? 0
+        return recent.latestId()
       },
       async listAfter (after: number, count: number, subscribedBy?: number) {
+        if (nothingAfter(after)) return []
         return subscribedBy === undefined
           ? statements.eventsAfter.all({ after, limit: count })
           : statements.eventsSubscribedAfter.all({ clientId: subscribedBy, after, limit: count })
