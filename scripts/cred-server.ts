@@ -92,11 +92,14 @@ async function drained (server: Server, ms: number): Promise<void> {
 function closeGracefully (app: FastifyInstance, graceSeconds: number) {
   let draining = false
   let closing = false
-  app.addHook('onRequest', async (_request, reply) => {
-    if (closing) return reply.code(503).header('connection', 'close').send(shuttingDown)
+  // callback style: every request passes here, and a promise per hook adds up
+  app.addHook('onRequest', (_request, reply, done) => {
+    if (closing) reply.code(503).header('connection', 'close').send(shuttingDown)
+    else done()
   })
-  app.addHook('onSend', async (_request, reply) => {
+  app.addHook('onSend', (_request, reply, payload, done) => {
     if (draining) reply.header('connection', 'close')
+    done(null, payload)
   })
   closeWithGrace({
     delay: graceSeconds * 1000,

@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks'
 import fp from 'fastify-plugin'
-import { Counter, Gauge, Histogram } from 'prom-client'
+import { Gauge } from 'prom-client'
+import { HotCounter, HotHistogram, type HotCounterSeries, type HotHistogramSeries } from '../../lib/hot-metrics.js'
 import type { Repositories } from '../../db/index.js'
 
 declare module 'fastify' {
@@ -40,8 +41,8 @@ const queryBuckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025
 
 /** The label-bound children of one route and method, made on its first request. */
 interface RouteSeries {
-  duration: Histogram.Internal<'method' | 'route'>
-  byStatus: Map<number, Counter.Internal>
+  duration: HotHistogramSeries
+  byStatus: Map<number, HotCounterSeries>
   method: string
   route: string
 }
@@ -60,19 +61,11 @@ export default fp(async function metrics (fastify) {
   const registers = [fastify.metricsRegistry]
 
   // HTTP requests, by route template (as registered, prefix included: '/events/:id'), method and status
-  const requests = new Counter({
-    name: 'cred_http_requests_total',
-    help: 'HTTP requests answered, by route template, method and status code',
-    labelNames: ['method', 'route', 'status'] as const,
-    registers
-  })
-  const requestDuration = new Histogram({
-    name: 'cred_http_request_duration_seconds',
-    help: 'Time from receiving a request to the end of its answer, by route template and method (streams: their whole life)',
-    labelNames: ['method', 'route'] as const,
-    buckets: requestBuckets,
-    registers
-  })
+  const requests = new HotCounter<'method' | 'route' | 'status'>('cred_http_requests_total',
+    'HTTP requests answered, by route template, method and status code', registers)
+  const requestDuration = new HotHistogram<'method' | 'route'>('cred_http_request_duration_seconds',
+    'Time from receiving a request to the end of its answer, by route template and method (streams: their whole life)',
+    requestBuckets, registers)
   const routes = new Map<string, Map<string, RouteSeries>>()
   function seriesOf (url: string | undefined, method: string): RouteSeries {
     let byMethod = routes.get(url ?? '')
@@ -81,7 +74,7 @@ export default fp(async function metrics (fastify) {
     if (series === undefined) {
       // '/events' and '/events/' are one route (as in the OpenAPI document); no route: 'unmatched'
       const route = url === undefined ? 'unmatched' : url.length > 1 ? url.replace(/\/$/, '') : url
-      series = { duration: requestDuration.labels(method, route), byStatus: new Map(), method, route }
+      series = { duration: requestDuration.labels({ method, route }), byStatus: new Map(), method, route }
       byMethod.set(method, series)
     }
     return series
@@ -90,7 +83,7 @@ export default fp(async function metrics (fastify) {
     const series = seriesOf(request.routeOptions.url, request.method)
     let count = series.byStatus.get(reply.statusCode)
     if (count === undefined) {
-      count = requests.labels(series.method, series.route, String(reply.statusCode))
+      count = requests.labels({ method: series.method, route: series.route, status: String(reply.statusCode) })
       series.byStatus.set(reply.statusCode, count)
     }
     count.inc()
@@ -98,26 +91,17 @@ export default fp(async function metrics (fastify) {
     done()
   })
 
-  const eventsPosted = new Counter({ name: 'cred_events_posted_total', help: 'Events posted (committed by POST /events)', registers })
-  const authAttempts = new Counter({
-    name: 'cred_auth_attempts_total',
-    help: 'Authentication attempts (/auth) by outcome: success, invalid_key, rate_limited',
-    labelNames: ['outcome'] as const,
-    registers
-  })
-  const authOutcomes: Record<AuthOutcome, Counter.Internal> = {
-    success: authAttempts.labels('success'),
-    invalid_key: authAttempts.labels('invalid_key'),
-    rate_limited: authAttempts.labels('rate_limited')
-  }
+  const eventsPosted = new HotCounter('cred_events_posted_total', 'Events posted (committed by POST /events)', registers).labels({})
+  const authAttempts = new HotCounter<'outcome'>('cred_auth_attempts_total',
+    'Authentication attempts (/auth) by outcome: success, invalid_key, rate_limited', registers)
   // every outcome is exposed from the start, at 0, so rate() sees its first increase
-  for (const outcome of Object.values(authOutcomes)) outcome.inc(0)
-  const deliveryLag = new Histogram({
-    name: 'cred_delivery_lag_seconds',
-    help: 'Time from an event being posted (its time) to its write on a live stream',
-    buckets: lagBuckets,
-    registers
-  })
+  const authOutcomes: Record<AuthOutcome, HotCounterSeries> = {
+    success: authAttempts.labels({ outcome: 'success' }),
+    invalid_key: authAttempts.labels({ outcome: 'invalid_key' }),
+    rate_limited: authAttempts.labels({ outcome: 'rate_limited' })
+  }
+  const deliveryLag = new HotHistogram('cred_delivery_lag_seconds',
+    'Time from an event being posted (its time) to its write on a live stream', lagBuckets, registers).labels({})
 
   new Gauge({ // registered; read on scrape
     name: 'cred_streams_open',
@@ -133,13 +117,9 @@ export default fp(async function metrics (fastify) {
   })
 
   // Database calls: one repository call is one query or transaction, on one pooled connection.
-  const queryDuration = new Histogram({
-    name: 'cred_db_query_duration_seconds',
-    help: 'Duration of repository calls (one query or transaction each), by call (events.create, clients.findBySession, ...)',
-    labelNames: ['query'] as const,
-    buckets: queryBuckets,
-    registers
-  })
+  const queryDuration = new HotHistogram<'query'>('cred_db_query_duration_seconds',
+    'Duration of repository calls (one query or transaction each), by call (events.create, clients.findBySession, ...)',
+    queryBuckets, registers)
   let inFlight = 0
   new Gauge({ // registered; read on scrape
     name: 'cred_db_calls_in_flight',
@@ -170,7 +150,7 @@ export default fp(async function metrics (fastify) {
   function timedGroup<T extends object> (group: string, repository: T): T {
     const timed: Record<string, unknown> = {}
     for (const [name, method] of Object.entries(repository) as Array<[string, (...args: unknown[]) => Promise<unknown>]>) {
-      const duration = queryDuration.labels(`${group}.${name}`)
+      const duration = queryDuration.labels({ query: `${group}.${name}` })
       timed[name] = async function (...args: unknown[]) {
         const start = performance.now()
         inFlight++

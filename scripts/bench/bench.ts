@@ -27,9 +27,14 @@ cred-server on SQLite and cred-server on PostgreSQL, for these workloads:
   3  GET /clients/{id}/subscribedevents?full=true&after=<latest>   (5 subscriptions, nothing new)
   4  GET /clients?full=true                                (500 active clients)
   5  1 and 3 with 10,000 and with 1,000,000 events in the table (seeded in bulk)
+and workload 1 once more on a second cred-server with metrics: False (same SQLite file),
+to show what collecting metrics costs.
+
+Each measurement follows an unmeasured warm-up of --warmup requests on the same target.
 
   --connections N   concurrent connections (default 10)
-  --duration S      seconds per measurement (default 5)
+  --duration S      seconds per measurement (default 10)
+  --warmup N        requests sent before each measurement, not counted (default 1000)
   --big N           events for the large-table rows (default 1000000)
   --small N         events for the small-table rows (default 10000)
   --postgres URL    PostgreSQL server (default postgres://postgres@127.0.0.1:5432/postgres;
@@ -46,7 +51,8 @@ const parseCommandLine = () => parseArgs({
   strict: true,
   options: {
     connections: { type: 'string', default: '10' },
-    duration: { type: 'string', default: '5' },
+    duration: { type: 'string', default: '10' },
+    warmup: { type: 'string', default: '1000' },
     big: { type: 'string', default: '1000000' },
     small: { type: 'string', default: '10000' },
     postgres: { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/postgres' },
@@ -71,6 +77,7 @@ const count = numberOption('bench', usage)
 const options = {
   connections: Math.floor(count('connections', args.connections, 1)),
   duration: count('duration', args.duration, 1),
+  warmup: Math.floor(count('warmup', args.warmup, 0)),
   big: Math.floor(count('big', args.big, 100)),
   small: Math.floor(count('small', args.small, 20)),
   timeLimitMs: count('time-limit', args['time-limit'], 1) * 1000
@@ -79,7 +86,7 @@ const options = {
 // ---------------------------------------------------------------------------------------------
 // results
 
-type ServerKind = 'baseline' | 'sqlite' | 'postgresql'
+type ServerKind = 'baseline' | 'sqlite' | 'sqlite-metrics-off' | 'postgresql'
 type WorkloadKey = 'events' | 'post' | 'poll' | 'clients' | 'events-small' | 'poll-small' | 'events-big' | 'poll-big'
 
 const workloadNames: Record<WorkloadKey, string> = {
@@ -132,14 +139,19 @@ interface Target { url: string, method?: 'GET' | 'POST', body?: string, headers?
 
 async function measure (server: ServerKind, workload: WorkloadKey, target: Target, problems: string[]): Promise<void> {
   progress(`${server}: ${label(workload)} for ${options.duration} s`)
-  const result = await autocannon({
+  const request = {
     url: target.url,
     method: target.method ?? 'GET',
     connections: options.connections,
-    duration: options.duration,
     headers: target.headers,
     body: target.body
-  })
+  }
+  // warm-up: the JIT compiles the hot paths first, for every server alike
+  if (options.warmup > 0) {
+    const warm = await autocannon({ ...request, amount: options.warmup })
+    if (warm.errors + warm.non2xx > 0) problems.push(`${label(workload)}: ${warm.non2xx} non-2xx responses and ${warm.errors} connection errors while warming up`)
+  }
+  const result = await autocannon({ ...request, duration: options.duration })
   const errors = result.errors + result.non2xx
   if (errors > 0) problems.push(`${label(workload)}: ${result.non2xx} non-2xx responses and ${result.errors} connection errors`)
   cells.push({
@@ -269,6 +281,7 @@ async function runCred (server: 'sqlite' | 'postgresql', database: DatabaseConfi
     }
 
     await measure(server, 'events', { url: eventsUrl, headers: pollerAuth }, problems)
+    if (server === 'sqlite') await measureWithoutMetrics(dir, database, eventsUrl.replace(cred.url, ''), pollerAuth)
     await measure(server, 'poll', { url: await pollUrl(), headers: pollerAuth }, problems)
     await measure(server, 'clients', { url: `${cred.url}/clients?full=true`, headers: pollerAuth }, problems)
 
@@ -295,6 +308,27 @@ async function runCred (server: 'sqlite' | 'postgresql', database: DatabaseConfi
   } finally {
     result.peakRssKb = rss.stop()
     api.destroy()
+    await cred.stop()
+  }
+}
+
+/**
+ * Workload 1 on a second cred-server with `metrics: False`, on the same database (same rows,
+ * same session) and measured right after the first: what collecting metrics costs.
+ */
+async function measureWithoutMetrics (dir: string, database: DatabaseConfig, path: string, headers: Record<string, string>): Promise<void> {
+  const problems: string[] = []
+  const result: ServerResult = { server: 'sqlite-metrics-off', peakRssKb: null, problems }
+  servers.push(result)
+  const port = await freePort()
+  const config = writeConfig(dir, 'cred-metrics-off', port, database, { metrics: false })
+  progress('sqlite: starting a second cred-server with metrics: False')
+  const cred = await startServer('sqlite-metrics-off', config, port)
+  const rss = watchRss(cred.pid)
+  try {
+    await measure('sqlite-metrics-off', 'events', { url: `${cred.url}${path}`, headers }, problems)
+  } finally {
+    result.peakRssKb = rss.stop()
     await cred.stop()
   }
 }
@@ -354,14 +388,28 @@ function waitForLine (child: ChildProcess, text: string, timeoutMs: number): Pro
 // ---------------------------------------------------------------------------------------------
 // output
 
-const serverLabels: Record<ServerKind, string> = { baseline: 'baseline (bare Fastify)', sqlite: 'cred, SQLite', postgresql: 'cred, PostgreSQL' }
+const serverLabels: Record<ServerKind, string> = {
+  baseline: 'baseline (bare Fastify)',
+  sqlite: 'cred, SQLite',
+  'sqlite-metrics-off': 'cred, SQLite, metrics off',
+  postgresql: 'cred, PostgreSQL'
+}
+const serverOrder: ServerKind[] = ['baseline', 'sqlite', 'sqlite-metrics-off', 'postgresql']
 const order: WorkloadKey[] = ['events', 'post', 'poll', 'clients', 'events-small', 'poll-small', 'events-big', 'poll-big']
+
+/** How much lower workload 1's req/s is with metrics on than off, in percent (negative: higher). */
+function metricsCostPercent (): number | null {
+  const on = cells.find((cell) => cell.server === 'sqlite' && cell.workload === 'events')
+  const off = cells.find((cell) => cell.server === 'sqlite-metrics-off' && cell.workload === 'events')
+  if (on === undefined || off === undefined || off.requestsPerSecond === 0) return null
+  return Math.round((1 - on.requestsPerSecond / off.requestsPerSecond) * 1000) / 10
+}
 
 function table (): string {
   const header = ['server', 'workload', 'req/s', 'p50', 'p99', 'errors', 'vs baseline']
   const sorted = [...cells].sort((a, b) =>
     order.indexOf(a.workload) - order.indexOf(b.workload) ||
-    (['baseline', 'sqlite', 'postgresql'] as const).indexOf(a.server) - (['baseline', 'sqlite', 'postgresql'] as const).indexOf(b.server))
+    serverOrder.indexOf(a.server) - serverOrder.indexOf(b.server))
   const rows = sorted.map((cell) => [
     serverLabels[cell.server],
     cell.description,
@@ -390,6 +438,8 @@ function table (): string {
       out.push(`${serverLabels[server.server]}: seeded up to ${Number(total).toLocaleString('en-US')} events in ${seconds} s`)
     }
   }
+  const metricsCost = metricsCostPercent()
+  if (metricsCost !== null) out.push(`metrics cost on workload 1 (SQLite, metrics on vs off): ${metricsCost} % of req/s`)
   for (const server of servers) for (const problem of server.problems) out.push(`${serverLabels[server.server]}: PROBLEM — ${problem}`)
   return `${out.join('\n')}\n`
 }
@@ -460,6 +510,7 @@ async function main (): Promise<number> {
       options,
       seconds,
       servers,
+      metricsCostPercent: metricsCostPercent(),
       results: cells
     }, null, 2)}\n`)
   } else {

@@ -148,12 +148,13 @@ export interface DatabaseConfig {
 }
 
 /** Writes a credrc for one instance; only settings every cred version knows. */
-export function writeConfig (dir: string, name: string, port: number, database: DatabaseConfig): string {
+export function writeConfig (dir: string, name: string, port: number, database: DatabaseConfig, settings: Record<string, string | number | boolean> = {}): string {
   const file = join(dir, `${name}.yaml`)
   const lines = [
     'host: 127.0.0.1',
     `port: ${port}`,
     'logLevel: warn',
+    ...Object.entries(settings).map(([key, value]) => `${key}: ${JSON.stringify(value)}`),
     'database:',
     ...Object.entries(database).map(([key, value]) => `  ${key}: ${JSON.stringify(value)}`)
   ]
