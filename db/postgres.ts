@@ -14,6 +14,7 @@ import {
   type ApiKeyRecord, type ListFilter, type NewClient, type NewEventRecord, type Repositories, type RevokeResult, type SessionRecord
 } from './repositories.js'
 import { groupCommit } from './batch.js'
+import { SessionCache } from './session-cache.js'
 import { hashSecret, newApiKey, newSessionKey } from './secrets.js'
 
 const migrationsFolder = fileURLToPath(new URL('./migrations/pg', import.meta.url))
@@ -33,6 +34,8 @@ export const lockNames = {
 
 /** The LISTEN/NOTIFY channel that tells every instance new events were committed. */
 export const eventsChannel = 'cred_events'
+/** told when a session ends or a key is revoked: every instance drops its cached sessions */
+export const sessionsChannel = 'cred_sessions'
 
 /** How long PostgreSQL work may take before the caller gets DatabaseUnavailableError. */
 export interface PostgresTimeouts {
@@ -283,7 +286,7 @@ async function migrateOnce (settings: PostgresSettings, timeouts: PostgresTimeou
  * while the server is away — and calls `onConnected` once it is back, so the caller can
  * read what was committed meanwhile.
  */
-async function listenForEvents (settings: PostgresSettings, timeouts: PostgresTimeouts, onEvents: () => void, onConnected: () => void) {
+async function listenForEvents (settings: PostgresSettings, timeouts: PostgresTimeouts, onEvents: () => void, onConnected: () => void, onSessions: () => void) {
   let closed = false
   let listening = false
   let attempt = 0
@@ -293,7 +296,10 @@ async function listenForEvents (settings: PostgresSettings, timeouts: PostgresTi
     ...connectionOptions(settings, timeouts, 0),
     idle_timeout: null,
     max_lifetime: null,
-    onnotify: (channel: string) => { if (channel === eventsChannel) onEvents() },
+    onnotify: (channel: string) => {
+      if (channel === eventsChannel) onEvents()
+      else if (channel === sessionsChannel) onSessions()
+    },
     onclose: () => {
       listening = false
       if (!closed) scheduleListen()
@@ -302,7 +308,10 @@ async function listenForEvents (settings: PostgresSettings, timeouts: PostgresTi
   const client = connect(settings, options, 1)
   const listen = async () => {
     await client.unsafe(`listen ${eventsChannel}`)
+    await client.unsafe(`listen ${sessionsChannel}`)
     attempt = 0
+    // whatever changed while not listening went unnoticed
+    onSessions()
     listening = true
     onConnected()
   }
@@ -340,7 +349,6 @@ function openPool (settings: PostgresSettings, timeouts: PostgresTimeouts) {
     apikeyById: queries.apikeyById.prepare('cred_apikey_by_id'),
     apikeyList: queries.apikeyList.prepare('cred_apikey_list'),
     apikeyCount: queries.apikeyCount.prepare('cred_apikey_count'),
-    clientEnd: queries.clientEnd.prepare('cred_client_end'),
     sessionByHash: queries.sessionByHash.prepare('cred_session_by_hash'),
     clientTouch: queries.clientTouch.prepare('cred_client_touch'),
     clientById: queries.clientById.prepare('cred_client_by_id'),
@@ -371,6 +379,9 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
   let pool = openPool(settings, timeouts)
   let closed = false
   const listeners = new Set<Awaited<ReturnType<typeof listenForEvents>>>()
+  const listening = () => listeners.size > 0 && [...listeners].every((listener) => listener.listening())
+  // used only while this process hears about sessions ended and keys revoked elsewhere
+  const sessions = new SessionCache(listening)
 
   /**
    * Runs one repository call on the current pool. Connection trouble becomes
@@ -452,7 +463,7 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
       count: () => call(async ({ statements }) => (await statements.apikeyCount.execute())[0]?.n ?? 0),
       revoke: (id: number, now: number) => call(async ({ db }): Promise<RevokeResult> => {
         if (!isRowId(id)) return { outcome: 'not-found' }
-        return db.transaction(async (tx) => {
+        return db.transaction(async (tx): Promise<RevokeResult> => {
           await tx.execute(sql`select pg_advisory_xact_lock(hashtextextended(${lockNames.revocation}, 0))`)
           const [key] = await tx.select(apikeyColumns(apikeys)).from(apikeys).where(eq(apikeys.id, id))
           if (key === undefined) return { outcome: 'not-found' }
@@ -463,8 +474,9 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
             if ((admins?.n ?? 0) <= 1) return { outcome: 'last-admin' }
           }
           await tx.update(apikeys).set({ revoked: now }).where(eq(apikeys.id, id))
+          await tx.execute(sql`select pg_notify(${sessionsChannel}, '')`)
           return { outcome: 'revoked', apikey: { ...key, revoked: now } }
-        })
+        }).finally(() => sessions.clear())
       })
     },
     clients: {
@@ -473,13 +485,18 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
         const id = await insertClient(pool, client, hashSecret(sessionKey), Date.now())
         return { id, sessionKey }
       }),
-      findBySession: (sessionKey: string): Promise<SessionRecord | undefined> =>
-        call(async ({ statements }) => (await statements.sessionByHash.execute({ hash: hashSecret(sessionKey) }))[0]),
+      findBySession: (sessionKey: string): Promise<SessionRecord | undefined> => sessions.lookup(hashSecret(sessionKey),
+        (hash) => call(async ({ statements }) => (await statements.sessionByHash.execute({ hash }))[0])),
       touch: (id: number, now: number) => call(async ({ statements }) => {
         if (isRowId(id)) await statements.clientTouch.execute({ id, now })
       }),
-      end: (id: number, now: number) => call(async ({ statements }) => {
-        if (isRowId(id)) await statements.clientEnd.execute({ id, now })
+      end: (id: number, now: number) => call(async ({ db }) => {
+        if (!isRowId(id)) return
+        await db.transaction(async (tx) => {
+          await tx.update(clients).set({ ended: now }).where(eq(clients.id, id))
+          await tx.execute(sql`select pg_notify(${sessionsChannel}, '')`)
+        })
+        sessions.clear()
       }),
       get: (id: number) => call(async ({ statements }) => isRowId(id) ? (await statements.clientById.execute({ id }))[0] : undefined),
       listActive: (since: number, filter: ListFilter) => call(({ statements }) => statements.clientsActive.execute({ since, ...page(filter) })),
@@ -507,7 +524,7 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
     },
     notifications: {
       listen: async (onEvents, onConnected) => {
-        const listener = await listenForEvents(settings, timeouts, onEvents, onConnected)
+        const listener = await listenForEvents(settings, timeouts, onEvents, onConnected, () => sessions.clear())
         listeners.add(listener)
         return {
           close: async () => {
@@ -516,7 +533,7 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
           }
         }
       },
-      listening: () => listeners.size > 0 && [...listeners].every((listener) => listener.listening())
+      listening
     },
     ping: () => call(async ({ db }) => {
       await db.execute(sql`select 1`)

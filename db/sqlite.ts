@@ -17,6 +17,7 @@ import {
 } from './queries.js'
 import { afterPendingIo, groupCommit } from './batch.js'
 import { RecentEvents } from './recent-events.js'
+import { SessionCache } from './session-cache.js'
 import { hashSecret, newApiKey, newSessionKey } from './secrets.js'
 
 const migrationsFolder = fileURLToPath(new URL('./migrations/sqlite', import.meta.url))
@@ -167,6 +168,20 @@ export function openSqlite (file: string): Repositories {
 
   const dataVersion = sqlite.prepare('pragma data_version').pluck()
   const recent = new RecentEvents((count) => statements.eventList.all(page({ limit: count })), () => dataVersion.get())
+  // Sessions: another connection's commit (another process ending a session or revoking a
+  // key, e.g. cred-gen --revoke) changes data_version and empties the cache; this
+  // connection's own ends and revocations empty it directly.
+  const sessions = new SessionCache()
+  let sessionsVersion = dataVersion.get()
+  function findSession (sessionKey: string) {
+    const version = dataVersion.get()
+    if (version !== sessionsVersion) {
+      sessionsVersion = version
+      sessions.clear()
+    }
+    return sessions.lookup(hashSecret(sessionKey), (hash) => statements.sessionByHash.get({ hash }))
+  }
+
   /** true when nothing can come after `after`: a poll with nothing new needs no query */
   const nothingAfter = (after: number | undefined) => after !== undefined && after >= recent.latestId()
 
@@ -204,7 +219,11 @@ export function openSqlite (file: string): Repositories {
         return statements.apikeyCount.get()?.n ?? 0
       },
       async revoke (id: number, now: number) {
-        return revokeKey.immediate(id, now)
+        try {
+          return revokeKey.immediate(id, now)
+        } finally {
+          sessions.clear()
+        }
       }
     },
     clients: {
@@ -214,13 +233,14 @@ export function openSqlite (file: string): Repositories {
         return { id, sessionKey }
       },
       async findBySession (sessionKey: string): Promise<SessionRecord | undefined> {
-        return statements.sessionByHash.get({ hash: hashSecret(sessionKey) })
+        return findSession(sessionKey)
       },
       async touch (id: number, now: number) {
         statements.clientTouch.run({ id, now })
       },
       async end (id: number, now: number) {
         statements.clientEnd.run({ id, now })
+        sessions.clear()
       },
       async get (id: number) {
         return statements.clientById.get({ id })

@@ -22,11 +22,12 @@ const usage = `Usage: npm run bench -- [options]      (node dist/scripts/bench/b
 
 Measures HTTP throughput with autocannon on a bare Fastify baseline (responses from memory),
 cred-server on SQLite and cred-server on PostgreSQL, for these workloads:
-  1  GET /events?full=true&limit=10                        (10 events in the table)
+  1  GET /events?full=true&limit=10                        (10,000 events in the table)
   2  POST /events
-  3  GET /clients/{id}/subscribedevents?full=true&after=<latest>   (5 subscriptions, nothing new)
+  3  GET /clients/{id}/subscribedevents?full=true&after=<latest>   (5 subscriptions, nothing
+     new, 10,000 events in the table)
   4  GET /clients?full=true                                (500 active clients)
-  5  1 and 3 with 10,000 and with 1,000,000 events in the table (seeded in bulk)
+  5  1 and 3 with 1,000,000 events in the table (seeded in bulk), to compare with 1 and 3
 and workload 1 once more on a second cred-server with metrics: False (same SQLite file),
 to show what collecting metrics costs.
 
@@ -35,8 +36,8 @@ Each measurement follows an unmeasured warm-up of --warmup requests on the same 
   --connections N   concurrent connections (default 10)
   --duration S      seconds per measurement (default 10)
   --warmup N        requests sent before each measurement, not counted (default 1000)
-  --big N           events for the large-table rows (default 1000000)
-  --small N         events for the small-table rows (default 10000)
+  --big N           events in the table for workload 5 (default 1000000)
+  --small N         events in the table for workloads 1 to 4 (default 10000)
   --postgres URL    PostgreSQL server (default postgres://postgres@127.0.0.1:5432/postgres;
                     a database cred_bench_<random> is created there and dropped afterwards)
   --no-postgres     skip PostgreSQL
@@ -87,22 +88,20 @@ const options = {
 // results
 
 type ServerKind = 'baseline' | 'sqlite' | 'sqlite-metrics-off' | 'postgresql'
-type WorkloadKey = 'events' | 'post' | 'poll' | 'clients' | 'events-small' | 'poll-small' | 'events-big' | 'poll-big'
+type WorkloadKey = 'events' | 'post' | 'poll' | 'clients' | 'events-big' | 'poll-big'
 
 const workloadNames: Record<WorkloadKey, string> = {
-  events: '1 GET /events?full=true&limit=10 (10 events)',
+  events: '1 GET /events?full=true&limit=10 (SMALL events)',
   post: '2 POST /events',
-  poll: '3 GET subscribedevents after=latest (10 events)',
+  poll: '3 GET subscribedevents after=latest (SMALL events)',
   clients: '4 GET /clients?full=true (500 clients)',
-  'events-small': '5 = 1 with SMALL events',
-  'poll-small': '5 = 3 with SMALL events',
   'events-big': '5 = 1 with BIG events',
   'poll-big': '5 = 3 with BIG events'
 }
 /** which baseline measurement a workload is compared with */
 const baselineOf: Record<WorkloadKey, WorkloadKey> = {
   events: 'events', post: 'post', poll: 'poll', clients: 'clients',
-  'events-small': 'events', 'poll-small': 'poll', 'events-big': 'events', 'poll-big': 'poll'
+  'events-big': 'events', 'poll-big': 'poll'
 }
 const label = (key: WorkloadKey) => workloadNames[key]
   .replace('SMALL', options.small.toLocaleString('en-US')).replace('BIG', options.big.toLocaleString('en-US'))
@@ -249,10 +248,19 @@ async function runCred (server: 'sqlite' | 'postgresql', database: DatabaseConfi
     const poster = await auth(writeKey, 'bench poster')
     const poller = await auth(readKey, 'bench poller', Object.fromEntries(subscribedNames.map((name) => [name, {}])))
     const posterAuth = { authorization: `Bearer ${poster.sessionKey}` }
+    const seedUpTo = async (total: number) => {
+      progress(`${server}: seeding events up to ${total.toLocaleString('en-US')}`)
+      const start = performance.now()
+      await seed(total, poster.id)
+      const seconds = Math.round((performance.now() - start) / 100) / 10
+      result.seedSeconds![String(total)] = seconds
+      progress(`${server}: seeded in ${seconds} s`)
+    }
     const pollerAuth = { authorization: `Bearer ${poller.sessionKey}` }
     const postBody = (value: string) => ({ event: { name: 'Posted', location: 'Bench', action: 'bench', value } })
 
-    // 10 events, posted like a device would
+    // SMALL events in bulk, then 10 posted like a device would
+    await seedUpTo(options.small - 10)
     for (let i = 0; i < 10; i++) {
       const res = await requestJson(api, 'POST', `${cred.url}/events`, { event: { name: `Bench${5 + i}`, location: 'Bench', action: 'bench', value: i } }, posterAuth)
       if (res.status !== 201) throw new Error(`POST /events: ${res.status} ${JSON.stringify(res.body)}`)
@@ -285,16 +293,9 @@ async function runCred (server: 'sqlite' | 'postgresql', database: DatabaseConfi
     await measure(server, 'poll', { url: await pollUrl(), headers: pollerAuth }, problems)
     await measure(server, 'clients', { url: `${cred.url}/clients?full=true`, headers: pollerAuth }, problems)
 
-    for (const [size, total] of [['small', options.small], ['big', options.big]] as const) {
-      progress(`${server}: seeding events up to ${total.toLocaleString('en-US')}`)
-      const start = performance.now()
-      await seed(total, poster.id)
-      const seconds = Math.round((performance.now() - start) / 100) / 10
-      result.seedSeconds![String(total)] = seconds
-      progress(`${server}: seeded in ${seconds} s`)
-      await measure(server, `events-${size}`, { url: eventsUrl, headers: pollerAuth }, problems)
-      await measure(server, `poll-${size}`, { url: await pollUrl(), headers: pollerAuth }, problems)
-    }
+    await seedUpTo(options.big)
+    await measure(server, 'events-big', { url: eventsUrl, headers: pollerAuth }, problems)
+    await measure(server, 'poll-big', { url: await pollUrl(), headers: pollerAuth }, problems)
 
     // last, so that the posted events do not change the table sizes above
     await measure(server, 'post', {
@@ -303,7 +304,10 @@ async function runCred (server: 'sqlite' | 'postgresql', database: DatabaseConfi
       headers: { ...posterAuth, 'content-type': 'application/json' },
       body: JSON.stringify(postBody('42'))
     }, problems)
-    for (const line of cred.warnings.slice(0, 5)) problems.push(`server log: ${line.msg}`)
+    for (const line of cred.warnings.slice(0, 5)) {
+      const err = line.err as { message?: string } | undefined
+      problems.push(`server log: ${line.msg}${err?.message === undefined ? '' : `: ${err.message}`}`)
+    }
     return fixtures
   } finally {
     result.peakRssKb = rss.stop()
@@ -395,7 +399,19 @@ const serverLabels: Record<ServerKind, string> = {
   postgresql: 'cred, PostgreSQL'
 }
 const serverOrder: ServerKind[] = ['baseline', 'sqlite', 'sqlite-metrics-off', 'postgresql']
-const order: WorkloadKey[] = ['events', 'post', 'poll', 'clients', 'events-small', 'poll-small', 'events-big', 'poll-big']
+const order: WorkloadKey[] = ['events', 'post', 'poll', 'clients', 'events-big', 'poll-big']
+
+/** Workload 5: p99 latency on the big table divided by the same workload's on the small one. */
+function p99Growth (server: ServerKind): { events: number, poll: number } | null {
+  const ratio = (big: WorkloadKey, small: WorkloadKey) => {
+    const a = cells.find((cell) => cell.server === server && cell.workload === big)
+    const b = cells.find((cell) => cell.server === server && cell.workload === small)
+    return a === undefined || b === undefined || b.latencyP99Ms === 0 ? null : Math.round(a.latencyP99Ms / b.latencyP99Ms * 100) / 100
+  }
+  const events = ratio('events-big', 'events')
+  const poll = ratio('poll-big', 'poll')
+  return events === null || poll === null ? null : { events, poll }
+}
 
 /** How much lower workload 1's req/s is with metrics on than off, in percent (negative: higher). */
 function metricsCostPercent (): number | null {
@@ -437,6 +453,10 @@ function table (): string {
     for (const [total, seconds] of Object.entries(server.seedSeconds ?? {})) {
       out.push(`${serverLabels[server.server]}: seeded up to ${Number(total).toLocaleString('en-US')} events in ${seconds} s`)
     }
+  }
+  for (const server of ['sqlite', 'postgresql'] as const) {
+    const growth = p99Growth(server)
+    if (growth !== null) out.push(`${serverLabels[server]}: p99 with ${options.big.toLocaleString('en-US')} events vs ${options.small.toLocaleString('en-US')}: workload 1 ${growth.events}x, workload 3 ${growth.poll}x`)
   }
   const metricsCost = metricsCostPercent()
   if (metricsCost !== null) out.push(`metrics cost on workload 1 (SQLite, metrics on vs off): ${metricsCost} % of req/s`)
@@ -511,6 +531,7 @@ async function main (): Promise<number> {
       seconds,
       servers,
       metricsCostPercent: metricsCostPercent(),
+      p99GrowthWithBigTable: { sqlite: p99Growth('sqlite'), postgresql: p99Growth('postgresql') },
       results: cells
     }, null, 2)}\n`)
   } else {

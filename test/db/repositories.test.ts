@@ -16,9 +16,14 @@ interface Opened {
   raw: (statement: string) => Promise<Array<Record<string, unknown>>>
 }
 
-async function open (t: Test, backend: Backend): Promise<Opened> {
-  const settings = resolveConfig({ database: await testDatabase(t, backend) }, 'test').database
+const databases = new WeakMap<Repositories, Awaited<ReturnType<typeof testDatabase>>>()
+
+/** Repositories on a new test database, or a second connection to the database of `sameAs`. */
+async function open (t: Test, backend: Backend, sameAs?: Repositories): Promise<Opened> {
+  const database = sameAs === undefined ? await testDatabase(t, backend) : databases.get(sameAs)!
+  const settings = resolveConfig({ database }, 'test').database
   const repos = await openDatabase(settings)
+  databases.set(repos, database)
   t.teardown(() => repos.close())
   if (settings.kind === 'sqlite') {
     const db = new Database(settings.database)
@@ -174,4 +179,43 @@ forEachBackend(t, async (t, backend) => {
     t.same((await repos.events.list({ limit: 3 })).map((event) => event.value), ['3', '2', '1'], 'and its own newer post on top')
     t.equal(await repos.events.latestId(), mine.id)
   })
+
+  t.test('sessions: one ended or whose key is revoked through another connection is refused', async (t) => {
+    const { repos } = await open(t, backend)
+    const other = await open(t, backend, repos)
+    // on PostgreSQL the cache is used only while notifications are heard
+    const listening = await repos.notifications?.listen(() => {}, () => {})
+    if (listening !== undefined) t.teardown(() => listening.close())
+    const key = await repos.apikeys.create('read')
+    const first = await repos.clients.create({ device: 'a', location: null, apikeyId: key.id, subscriptions: [] })
+    const second = await repos.clients.create({ device: 'b', location: null, apikeyId: key.id, subscriptions: [] })
+    t.ok(await repos.clients.findBySession(first.sessionKey))
+    t.ok(await repos.clients.findBySession(first.sessionKey), 'looked up twice')
+    t.ok(await repos.clients.findBySession(second.sessionKey))
+
+    await other.repos.clients.end(first.id, Date.now())
+    t.ok(await refusedSoon(() => repos.clients.findBySession(first.sessionKey)), 'the ended session')
+    t.ok(await repos.clients.findBySession(second.sessionKey), 'the other one still works')
+    t.ok(await other.repos.apikeys.revoke(key.id, Date.now()))
+    t.ok(await refusedSoon(() => repos.clients.findBySession(second.sessionKey)), 'a session of the revoked key')
+
+    const mine = await repos.clients.create({ device: 'c', location: null, apikeyId: (await repos.apikeys.create('read')).id, subscriptions: [] })
+    t.ok(await repos.clients.findBySession(mine.sessionKey))
+    await repos.clients.end(mine.id, Date.now())
+    t.equal(await repos.clients.findBySession(mine.sessionKey), undefined, 'its own end: refused at once')
+  })
 })
+
+/**
+ * true when `lookup` finds nothing within 800 ms: SQLite sees the other connection's commit
+ * at once; a PostgreSQL instance hears of it through a notification (and never uses a
+ * cached session for more than a second).
+ */
+async function refusedSoon (lookup: () => Promise<unknown>): Promise<boolean> {
+  const until = Date.now() + 800
+  for (;;) {
+    if (await lookup() === undefined) return true
+    if (Date.now() > until) return false
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
