@@ -65,6 +65,14 @@ export const postgresUnavailable: string | null = await postgresAdmin(async (sql
 /** The backends the API suite runs against. */
 export const backends: Backend[] = postgresUnavailable === null ? ['sqlite', 'postgresql'] : ['sqlite']
 
+/**
+ * Waits until a change made to a session's row through another connection is seen: SQLite
+ * sees it at once; a PostgreSQL instance uses a session it looked up for up to a second
+ * (db/session-cache.ts) unless the change came with a notification.
+ */
+export const sessionChangeSeen = (backend: Backend) =>
+  new Promise((resolve) => setTimeout(resolve, backend === 'postgresql' ? 1100 : 0))
+
 /** Runs `fn` as one subtest per backend: the same tests, every database. */
 export function forEachBackend (t: Test, fn: (t: Test, backend: Backend) => Promise<void>): void {
   for (const backend of backends) t.test(backend, (t) => fn(t, backend))

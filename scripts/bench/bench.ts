@@ -41,7 +41,7 @@ Each measurement follows an unmeasured warm-up of --warmup requests on the same 
   --postgres URL    PostgreSQL server (default postgres://postgres@127.0.0.1:5432/postgres;
                     a database cred_bench_<random> is created there and dropped afterwards)
   --no-postgres     skip PostgreSQL
-  --time-limit S    give up (and clean up) after S seconds (default 290)
+  --time-limit S    give up (and clean up) after S seconds (default 540)
   --json            print the results as JSON instead of a table
   -h, --help        show this help
 
@@ -58,7 +58,7 @@ const parseCommandLine = () => parseArgs({
     small: { type: 'string', default: '10000' },
     postgres: { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/postgres' },
     'no-postgres': { type: 'boolean', default: false },
-    'time-limit': { type: 'string', default: '290' },
+    'time-limit': { type: 'string', default: '540' },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false }
   }

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { bearer, build, forEachBackend } from '../helper.js'
+import { bearer, build, forEachBackend, sessionChangeSeen } from '../helper.js'
 
 forEachBackend(t, async (t, backend) => {
   t.test('JSON body: 201 with session key, cookie, scheduling fields and PINGTimeout', async (t) => {
@@ -179,9 +179,8 @@ forEachBackend(t, async (t, backend) => {
     const { app, session, repos } = await build(t, { sessionTimeout: 60 }, { backend })
     const me = await session('read')
     t.equal((await app.inject({ url: '/clients/me', headers: bearer(me.sessionKey) })).statusCode, 200)
-    // The test moves "last active" back from another connection. SQLite sees that commit at
-    // once; a PostgreSQL instance uses a session it looked up for up to a second.
-    const settle = () => new Promise((resolve) => setTimeout(resolve, backend === 'postgresql' ? 1100 : 0))
+    // "last active" is moved back through another connection
+    const settle = () => sessionChangeSeen(backend)
     await repos.clients.touch(me.id, Date.now() - 61_000)
     await settle()
     t.same((await app.inject({ url: '/clients/me', headers: bearer(me.sessionKey) })).json(), { status: 401, message: 'Not Authenticated' })
