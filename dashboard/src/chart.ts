@@ -118,6 +118,7 @@ export class RateChart {
       y: HEIGHT - 8,
       'text-anchor': bucket === 0 ? 'start' : bucket === BUCKETS ? 'end' : 'middle'
     }, bucket === BUCKETS ? 'now' : `−${60 - bucket * 5}${plotWidth < 480 ? '′' : ' min'}`))
+    // the busiest drawn last, on top
     const lines = series.map((one, index) => s('g', { class: `series series-${one.other ? 'other' : index}` },
       s('polyline', { points: one.counts.map((count, bucket) => `${x(bucket)},${y(count)}`).join(' ') }),
       ...one.counts.map((count, bucket) => s('circle', { cx: x(bucket), cy: y(count), r: count === 0 ? 1.5 : 3.5 },
@@ -125,7 +126,7 @@ export class RateChart {
 
     this.figure.replaceChildren(s('svg', {
       width, height: HEIGHT, viewBox: `0 0 ${width} ${HEIGHT}`, role: 'img', 'aria-label': `Events per 5 minutes over the last hour. ${summary}`
-    }, ...grid, ...ticks, ...lines))
+    }, ...grid, ...ticks, ...lines.reverse()))
     byId('chart-legend').replaceChildren(...series.map((one, index) => h('li', {},
       h('span', { class: `swatch series-${one.other ? 'other' : index}`, 'aria-hidden': 'true' }),
       h('strong', {}, one.name),

@@ -48,6 +48,7 @@ export function startLive (options: LiveOptions): { stop: () => void } {
   }
 
   async function poll () {
+    setStatus('polling')
     while (!stopped) {
       polling = new AbortController()
       try {
