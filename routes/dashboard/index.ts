@@ -44,7 +44,10 @@ const dashboard: FastifyPluginAsync = async function (fastify) {
     // `/cred` and `/cred/` both come here; relative URLs resolve right only from `/cred/`
     const search = request.url.indexOf('?')
     const path = search === -1 ? request.url : request.url.slice(0, search)
-    if (!path.endsWith('/')) return reply.redirect(`${path}/${search === -1 ? '' : request.url.slice(search)}`)
+    if (!path.endsWith('/')) {
+      const location = `${path}/${search === -1 ? '' : request.url.slice(search)}`
+      return reply.code(302).header('location', location).send({ status: 302, message: `Found: the dashboard is at ${path}/` })
+    }
     return reply.type('text/html; charset=utf-8').header('cache-control', 'no-cache').send(page)
   })
 }

@@ -54,6 +54,7 @@ t.test('under approot, the page is at /approot/ and /approot redirects there', a
   const bare = await app.inject({ url: '/cred' })
   t.equal(bare.statusCode, 302, 'so that the relative URLs resolve under /cred/')
   t.equal(bare.headers.location, '/cred/')
+  t.same(bare.json(), { status: 302, message: 'Found: the dashboard is at /cred/' }, 'in the envelope, like every other answer')
   const query = await app.inject({ url: '/cred?from=bookmark' })
   t.equal(query.headers.location, '/cred/?from=bookmark', 'the query is kept')
   t.equal((await app.inject({ url: '/' })).statusCode, 404, 'nothing outside the prefix')
