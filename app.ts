@@ -14,9 +14,10 @@ export type { CredConfig, SettingsInput } from './schemas/config.js'
 export interface CredOptions {
   /**
    * Settings, as in credrc (nested layout): anything left out takes its default, except
-   * `metrics`, which is off here unless given (a host app decides whether it exposes
-   * /metrics). An already resolved config (from `loadConfig`, as cred-server passes it) is
-   * used as it is: there `metrics` has credrc's default, on.
+   * `metrics` and `dashboard`, which are off here unless given (a host app decides whether it
+   * exposes /metrics, and whether a web page is served at its prefix). An already resolved
+   * config (from `loadConfig`, as cred-server passes it) is used as it is: there both have
+   * credrc's default, on.
    */
   config?: SettingsInput | CredConfig
 }
@@ -27,11 +28,15 @@ function isResolved (config: CredOptions['config']): config is CredConfig {
   return config?.database !== undefined && Object.hasOwn(config.database, 'kind')
 }
 
-/** Settings given to the plugin, with the embedded default of `metrics` (off) unless they name it. */
+/** Settings that are off when cred is embedded, unless the host names them. */
+const offWhenEmbedded = ['metrics', 'dashboard'] as const
+
+/** Settings given to the plugin, with the embedded defaults (off) of those it does not name. */
 function embedded (config: SettingsInput | undefined): SettingsInput {
   // anything but a mapping is read as no settings, as resolveConfig does
   const given = typeof config === 'object' && config !== null && !Array.isArray(config) ? config : {}
-  return Object.hasOwn(given, 'metrics') ? given : { metrics: false, ...given }
+  const defaults = Object.fromEntries(offWhenEmbedded.filter((key) => !Object.hasOwn(given, key)).map((key) => [key, false]))
+  return { ...defaults, ...given }
 }
 
 /**

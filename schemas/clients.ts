@@ -1,12 +1,21 @@
 import { Type } from '@sinclair/typebox'
-import { Nullable, Uri, itemResponse, listResponse } from './common.js'
+import { IsoTime, Nullable, Uri, itemResponse, listResponse } from './common.js'
+
+/** One of a client's subscriptions: an event name, from one location or (null) any. */
+export const ClientSubscription = Type.Object({
+  name: Type.String({ description: 'the event name' }),
+  location: Nullable(Type.String({ description: 'only events from this location; null = any location' }))
+}, { title: 'Subscription' })
 
 export const ClientItem = Type.Object({
   id: Type.Integer(),
   device: Type.Optional(Nullable(Type.String())),
   location: Type.Optional(Nullable(Type.String())),
+  lastActive: Type.Optional(Type.String({ description: 'when the client last made an authenticated request (ISO 8601 UTC)', examples: IsoTime.examples })),
+  subscriptions: Type.Optional(Type.Array(ClientSubscription, { description: 'GET /clients/{id} only: what the client subscribed to in /auth' })),
   uri: Uri
-}, { title: 'Client', description: 'Short form `{id, uri}`; full form adds device and location' })
+}, { title: 'Client', description: 'Short form `{id, uri}`; full form adds device, location and lastActive' })
 
 export const ClientList = listResponse('clients', ClientItem, 'Clients active within pingtimeout seconds, newest first')
 export const ClientFound = itemResponse('client', ClientItem, 'The client, full form')
+export const ClientWithSubscriptions = itemResponse('client', ClientItem, 'The client, full form, with its subscriptions')

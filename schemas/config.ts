@@ -43,6 +43,9 @@ export const Settings = Type.Object({
     description: 'serve Prometheus metrics at GET /metrics (True for cred-server; False when embedded, unless the host sets it)'
   }),
   metricsToken: Type.String({ description: "when set, GET /metrics requires 'Authorization: Bearer <metricsToken>'; '' = no protection" }),
+  dashboard: Type.Boolean({
+    description: 'serve the live dashboard web page at the root URL (True for cred-server; False when embedded, unless the host sets it)'
+  }),
   database: DatabaseSettings
 }, { additionalProperties: false })
 
@@ -83,6 +86,7 @@ export const defaultSettings: Settings = {
   logLevel: 'info',
   metrics: true,
   metricsToken: '',
+  dashboard: true,
   database: {
     type: 'sqlite3',
     user: '',

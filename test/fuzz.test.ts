@@ -705,6 +705,8 @@ forEachBackend(t, async (t, backend) => {
       const options: InjectOptions = { method: 'GET', url, headers: credentialHeaders(who, session.sessionKey) }
       const res = await send(app, options)
       statuses.add(res.statusCode)
+      // `/clients/..` is `/`: the dashboard's page, the one 200 that is HTML and not the envelope
+      if (new URL(url, 'http://localhost').pathname === '/' && /^text\/html/.test(String(res.headers['content-type']))) return
       if (res.statusCode === 200) {
         const body = res.json() as Record<string, unknown>
         if (body.status !== 200 || body.message !== 'OK') throw failure('a 200 without the envelope', options, res)

@@ -19,7 +19,7 @@ interface EventItemOut {
   id: number, uri: string, device?: string | null, name?: string, location?: string | null,
   action?: string | null, value?: string | null, time?: string
 }
-interface ClientItemOut { id: number, uri: string, device?: string | null, location?: string | null }
+interface ClientItemOut { id: number, uri: string, device?: string | null, location?: string | null, lastActive?: string }
 interface ApiKeyItemOut { id: number, uri: string, permission?: ApiKeyRecord['permission'], created?: string, revoked?: string | null }
 
 export default fp(async function items (fastify) {
@@ -44,7 +44,7 @@ export default fp(async function items (fastify) {
     client (request, client, full) {
       const uri = `${base(request)}/clients/${client.id}`
       if (!full) return { id: client.id, uri }
-      return { id: client.id, device: client.device, location: client.location, uri }
+      return { id: client.id, device: client.device, location: client.location, lastActive: new Date(client.lastActive).toISOString(), uri }
     },
     apikey (request, apikey, full) {
       const uri = `${base(request)}/apikeys/${apikey.id}`

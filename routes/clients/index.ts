@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { IdParams, ListQuery, authErrors, errors, sessionSecurity, wantsFull } from '../../schemas/common.js'
-import { ClientFound, ClientList } from '../../schemas/clients.js'
+import { ClientFound, ClientList, ClientWithSubscriptions } from '../../schemas/clients.js'
 import { EventList, EventListQuery, EventStream, StreamHeaders, StreamQuery } from '../../schemas/events.js'
 
 const clients: FastifyPluginAsyncTypebox = async function (fastify) {
@@ -44,14 +44,17 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
     schema: {
       tags: ['clients'],
       security: sessionSecurity,
-      summary: 'One client, full form',
+      summary: 'One client, full form, with its subscriptions',
       params: IdParams,
-      response: { 200: ClientFound, 400: errors[400], ...authErrors, 404: errors[404] }
+      response: { 200: ClientWithSubscriptions, 400: errors[400], ...authErrors, 404: errors[404] }
     },
     preValidation: fastify.authorize('read')
   }, async function (request) {
     const client = await findClient(request.params.id)
-    return { status: 200, message: 'OK', client: items.client(request, client, true) }
+    const subscriptions = (await repos.clients.subscriptions(client.id))
+      .map(({ eventName, location }) => ({ name: eventName, location }))
+      .sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
+    return { status: 200, message: 'OK', client: { ...items.client(request, client, true), subscriptions } }
   })
 
   fastify.get('/:id/events', {

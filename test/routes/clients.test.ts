@@ -16,7 +16,8 @@ forEachBackend(t, async (t, backend) => {
       clients: [me.id, busy.id].map((id) => ({ id, uri: `http://localhost:80/clients/${id}` }))
     })
     const full = await app.inject({ url: '/clients?full=true', headers: bearer(me.sessionKey) })
-    t.same(full.json().clients[1], { id: busy.id, device: 'Busy', location: 'Hall', uri: `http://localhost:80/clients/${busy.id}` })
+    const busyActive = new Date((await repos.clients.get(busy.id))!.lastActive).toISOString()
+    t.same(full.json().clients[1], { id: busy.id, device: 'Busy', location: 'Hall', lastActive: busyActive, uri: `http://localhost:80/clients/${busy.id}` })
     const limited = await app.inject({ url: `/clients?before=${me.id}`, headers: bearer(me.sessionKey) })
     t.same(limited.json().clients.map((c: { id: number }) => c.id), [busy.id])
 
@@ -39,14 +40,28 @@ forEachBackend(t, async (t, backend) => {
     t.ok((await repos.clients.get(me.id))!.lastActive >= stamp + 400, 'an older stamp is refreshed')
   })
 
-  t.test('GET /clients/me and /clients/:id give the full client', async (t) => {
-    const { app, session } = await build(t, {}, { backend })
+  t.test('GET /clients/me and /clients/:id give the full client; /clients/:id adds its subscriptions', async (t) => {
+    const { app, session, repos } = await build(t, {}, { backend })
     const me = await session('read', { device: 'Thermostat', location: 'Living Room' })
-    const other = await session('read', { device: 'Lamp' })
+    const other = await session('read', { device: 'Lamp', subscribe: { Motion: { location: 'Hall' }, Alarm: {} } })
+    const lastActive = async (id: number) => new Date((await repos.clients.get(id))!.lastActive).toISOString()
     const mine = await app.inject({ url: '/clients/me', headers: bearer(me.sessionKey) })
-    t.same(mine.json(), { status: 200, message: 'OK', client: { id: me.id, device: 'Thermostat', location: 'Living Room', uri: `http://localhost:80/clients/${me.id}` } })
+    t.same(mine.json(), {
+      status: 200,
+      message: 'OK',
+      client: { id: me.id, device: 'Thermostat', location: 'Living Room', lastActive: await lastActive(me.id), uri: `http://localhost:80/clients/${me.id}` }
+    })
     const theirs = await app.inject({ url: `/clients/${other.id}`, headers: bearer(me.sessionKey) })
-    t.same(theirs.json().client, { id: other.id, device: 'Lamp', location: null, uri: `http://localhost:80/clients/${other.id}` })
+    t.same(theirs.json().client, {
+      id: other.id,
+      device: 'Lamp',
+      location: null,
+      lastActive: await lastActive(other.id),
+      subscriptions: [{ name: 'Alarm', location: null }, { name: 'Motion', location: 'Hall' }],
+      uri: `http://localhost:80/clients/${other.id}`
+    })
+    const myself = await app.inject({ url: `/clients/${me.id}`, headers: bearer(me.sessionKey) })
+    t.same(myself.json().client.subscriptions, [], 'no subscriptions: an empty list')
     const missing = await app.inject({ url: '/clients/9999', headers: bearer(me.sessionKey) })
     t.equal(missing.statusCode, 404)
     t.same(missing.json(), { status: 404, message: 'Client Not Found' })
