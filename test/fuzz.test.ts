@@ -17,7 +17,7 @@ import { NAME_MAX, VALUE_MAX } from '../schemas/events.js'
 import { bearer, forEachBackend, testDatabase, type Backend } from './helper.js'
 
 const seed = Number(process.env.FUZZ_SEED ?? 20260512)
-const numRuns = Number(process.env.FUZZ_RUNS ?? 150)
+const numRuns = Number(process.env.FUZZ_RUNS ?? 100)
 fc.configureGlobal({ seed, numRuns })
 t.comment(`fast-check seed ${seed}, ${numRuns} runs per property (set FUZZ_SEED / FUZZ_RUNS to change)`)
 

@@ -10,6 +10,10 @@ import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { postgresUnavailable, testDatabase } from '../helper.js'
 import { bin, request, run, sandbox, type Sandbox } from '../process-helper.js'
+
+// Six real servers under load, one after another: on a busy 2-core machine (tap runs other
+// test files beside this one) that can take longer than .taprc's per-file timeout.
+t.setTimeout(300_000)
 import { openStream } from '../sse-client.js'
 
 /** Concurrent posting loops, each on its own keep-alive connection. */
