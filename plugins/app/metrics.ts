@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks'
 import fp from 'fastify-plugin'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Gauge } from 'prom-client'
 import { HotCounter, HotHistogram, type HotCounterSeries, type HotHistogramSeries } from '../../lib/hot-metrics.js'
 import type { Repositories } from '../../db/index.js'
@@ -66,21 +67,13 @@ export default fp(async function metrics (fastify) {
   const requestDuration = new HotHistogram<'method' | 'route'>('cred_http_request_duration_seconds',
     'Time from receiving a request to the end of its answer, by route template and method (streams: their whole life)',
     requestBuckets, registers)
-  const routes = new Map<string, Map<string, RouteSeries>>()
+  /** The series of one route template and method ('unmatched': no route), made on first use. */
   function seriesOf (url: string | undefined, method: string): RouteSeries {
-    let byMethod = routes.get(url ?? '')
-    if (byMethod === undefined) routes.set(url ?? '', byMethod = new Map())
-    let series = byMethod.get(method)
-    if (series === undefined) {
-      // '/events' and '/events/' are one route (as in the OpenAPI document); no route: 'unmatched'
-      const route = url === undefined ? 'unmatched' : url.length > 1 ? url.replace(/\/$/, '') : url
-      series = { duration: requestDuration.labels({ method, route }), byStatus: new Map(), method, route }
-      byMethod.set(method, series)
-    }
-    return series
+    // '/events' and '/events/' are one route (as in the OpenAPI document)
+    const route = url === undefined ? 'unmatched' : url.length > 1 ? url.replace(/\/$/, '') : url
+    return { duration: requestDuration.labels({ method, route }), byStatus: new Map(), method, route }
   }
-  fastify.addHook('onResponse', function (request, reply, done) {
-    const series = seriesOf(request.routeOptions.url, request.method)
+  function record (series: RouteSeries, reply: FastifyReply): void {
     let count = series.byStatus.get(reply.statusCode)
     if (count === undefined) {
       count = requests.labels({ method: series.method, route: series.route, status: String(reply.statusCode) })
@@ -88,6 +81,27 @@ export default fp(async function metrics (fastify) {
     }
     count.inc()
     series.duration.observe(reply.elapsedTime / 1000)
+  }
+  // Each route gets an onResponse hook of its own, holding its series from the start: a
+  // request then costs no lookup by route (request.routeOptions builds a new object on every
+  // read). Requests no route matched are counted by the instance-wide hook.
+  fastify.addHook('onRoute', (route) => {
+    const byMethod = new Map<string, RouteSeries>()
+    const countRequest = function (request: FastifyRequest, reply: FastifyReply, done: () => void) {
+      let series = byMethod.get(request.method)
+      if (series === undefined) byMethod.set(request.method, series = seriesOf(route.url, request.method))
+      record(series, reply)
+      done()
+    }
+    route.onResponse = route.onResponse === undefined ? [countRequest] : [...[route.onResponse].flat(), countRequest]
+  })
+  const unmatched = new Map<string, RouteSeries>()
+  fastify.addHook('onResponse', function (request, reply, done) {
+    if (request.is404) {
+      let series = unmatched.get(request.method)
+      if (series === undefined) unmatched.set(request.method, series = seriesOf(undefined, request.method))
+      record(series, reply)
+    }
     done()
   })
 
@@ -151,15 +165,23 @@ export default fp(async function metrics (fastify) {
     const timed: Record<string, unknown> = {}
     for (const [name, method] of Object.entries(repository) as Array<[string, (...args: unknown[]) => Promise<unknown>]>) {
       const duration = queryDuration.labels({ query: `${group}.${name}` })
-      timed[name] = async function (...args: unknown[]) {
+      timed[name] = function (...args: unknown[]) {
         const start = performance.now()
         inFlight++
-        try {
-          return await method.apply(repository, args)
-        } finally {
+        const finished = () => {
           inFlight--
           duration.observe((performance.now() - start) / 1000)
         }
+        // not an async wrapper: the caller gets the repository's own promise
+        let result: Promise<unknown>
+        try {
+          result = method.apply(repository, args)
+        } catch (err) {
+          finished()
+          throw err
+        }
+        result.then(finished, finished)
+        return result
       }
     }
     return timed as T
