@@ -132,7 +132,7 @@ export default fp(async function metrics (fastify) {
 
   // Database calls: one repository call is one query or transaction, on one pooled connection.
   const queryDuration = new HotHistogram<'query'>('cred_db_query_duration_seconds',
-    'Duration of repository calls (one query or transaction each), by call (events.create, clients.findBySession, ...)',
+    'Duration of repository calls (one query or transaction each; events.create includes its wait for the group commit), by call (events.create, clients.findBySession, ...)',
     queryBuckets, registers)
   let inFlight = 0
   new Gauge({ // registered; read on scrape

@@ -29,7 +29,8 @@ cred-server on SQLite and cred-server on PostgreSQL, for these workloads:
   4  GET /clients?full=true                                (500 active clients)
   5  1 and 3 with 1,000,000 events in the table (seeded in bulk), to compare with 1 and 3
 and workload 1 once more on a second cred-server with metrics: False (same SQLite file),
-to show what collecting metrics costs.
+then on it and a third, with metrics on, in 3 alternating rounds (half --duration each):
+what metrics cost.
 
 Each measurement follows an unmeasured warm-up of --warmup requests on the same target.
 
@@ -289,7 +290,7 @@ async function runCred (server: 'sqlite' | 'postgresql', database: DatabaseConfi
     }
 
     await measure(server, 'events', { url: eventsUrl, headers: pollerAuth }, problems)
-    if (server === 'sqlite') await measureWithoutMetrics(dir, database, eventsUrl.replace(cred.url, ''), pollerAuth)
+    if (server === 'sqlite') await measureWithoutMetrics(dir, database, eventsUrl, pollerAuth)
     await measure(server, 'poll', { url: await pollUrl(), headers: pollerAuth }, problems)
     await measure(server, 'clients', { url: `${cred.url}/clients?full=true`, headers: pollerAuth }, problems)
 
@@ -316,24 +317,49 @@ async function runCred (server: 'sqlite' | 'postgresql', database: DatabaseConfi
   }
 }
 
+/** Rounds of workload 1 on two fresh servers, metrics on then off: req/s of each. */
+const metricsRounds: Array<{ on: number, off: number }> = []
+const METRICS_ROUNDS = 3
+
 /**
  * Workload 1 on a second cred-server with `metrics: False`, on the same database (same rows,
- * same session) and measured right after the first: what collecting metrics costs.
+ * same session): the row "metrics off". For the metrics cost, a third server, fresh like the
+ * second but with metrics on, takes turns with it for METRICS_ROUNDS rounds of half the
+ * duration each, and the cost is read from the sums. Comparing with the first server would
+ * not be fair: having authenticated 500 clients first, it answers 5–8 % slower with or
+ * without metrics (measured), and this machine's speed drifts by as much between runs.
  */
-async function measureWithoutMetrics (dir: string, database: DatabaseConfig, path: string, headers: Record<string, string>): Promise<void> {
+async function measureWithoutMetrics (dir: string, database: DatabaseConfig, firstUrl: string, headers: Record<string, string>): Promise<void> {
   const problems: string[] = []
   const result: ServerResult = { server: 'sqlite-metrics-off', peakRssKb: null, problems }
   servers.push(result)
-  const port = await freePort()
-  const config = writeConfig(dir, 'cred-metrics-off', port, database, { metrics: false })
-  progress('sqlite: starting a second cred-server with metrics: False')
-  const cred = await startServer('sqlite-metrics-off', config, port)
-  const rss = watchRss(cred.pid)
+  const start = async (name: string, metrics: boolean) => {
+    const port = await freePort()
+    const config = writeConfig(dir, name, port, database, { metrics })
+    progress(`sqlite: starting another cred-server with metrics: ${metrics ? 'True' : 'False'}`)
+    return startServer(`sqlite ${name}`, config, port)
+  }
+  const off = await start('cred-metrics-off', false)
+  const rss = watchRss(off.pid)
+  const path = `${new URL(firstUrl).pathname}${new URL(firstUrl).search}`
+  const rate = async (url: string) => {
+    const run = await autocannon({ url, headers, connections: options.connections, duration: options.duration / 2 })
+    if (run.errors + run.non2xx > 0) problems.push(`metrics rounds: ${run.non2xx} non-2xx responses and ${run.errors} connection errors`)
+    return run.requests.average
+  }
+  let on: Awaited<ReturnType<typeof startServer>> | undefined
   try {
-    await measure('sqlite-metrics-off', 'events', { url: `${cred.url}${path}`, headers }, problems)
+    await measure('sqlite-metrics-off', 'events', { url: `${off.url}${path}`, headers }, problems)
+    on = await start('cred-metrics-on', true)
+    await autocannon({ url: `${on.url}${path}`, headers, connections: options.connections, amount: options.warmup })
+    for (let round = 1; round <= METRICS_ROUNDS; round++) {
+      progress(`sqlite: metrics on/off, round ${round} of ${METRICS_ROUNDS}, ${options.duration / 2} s each`)
+      metricsRounds.push({ on: await rate(`${on.url}${path}`), off: await rate(`${off.url}${path}`) })
+    }
   } finally {
     result.peakRssKb = rss.stop()
-    await cred.stop()
+    await on?.stop()
+    await off.stop()
   }
 }
 
@@ -413,12 +439,12 @@ function p99Growth (server: ServerKind): { events: number, poll: number } | null
   return events === null || poll === null ? null : { events, poll }
 }
 
-/** How much lower workload 1's req/s is with metrics on than off, in percent (negative: higher). */
+/** How much lower workload 1's req/s is with metrics on than off over the rounds, in percent (negative: higher). */
 function metricsCostPercent (): number | null {
-  const on = cells.find((cell) => cell.server === 'sqlite' && cell.workload === 'events')
-  const off = cells.find((cell) => cell.server === 'sqlite-metrics-off' && cell.workload === 'events')
-  if (on === undefined || off === undefined || off.requestsPerSecond === 0) return null
-  return Math.round((1 - on.requestsPerSecond / off.requestsPerSecond) * 1000) / 10
+  const on = metricsRounds.reduce((sum, round) => sum + round.on, 0)
+  const off = metricsRounds.reduce((sum, round) => sum + round.off, 0)
+  if (metricsRounds.length === 0 || off === 0) return null
+  return Math.round((1 - on / off) * 1000) / 10
 }
 
 function table (): string {
@@ -459,7 +485,10 @@ function table (): string {
     if (growth !== null) out.push(`${serverLabels[server]}: p99 with ${options.big.toLocaleString('en-US')} events vs ${options.small.toLocaleString('en-US')}: workload 1 ${growth.events}x, workload 3 ${growth.poll}x`)
   }
   const metricsCost = metricsCostPercent()
-  if (metricsCost !== null) out.push(`metrics cost on workload 1 (SQLite, metrics on vs off): ${metricsCost} % of req/s`)
+  if (metricsCost !== null) {
+    const rounds = metricsRounds.map((round) => `${Math.round(round.on).toLocaleString('en-US')} vs ${Math.round(round.off).toLocaleString('en-US')}`).join(', ')
+    out.push(`metrics cost on workload 1 (SQLite, metrics on vs off, ${metricsRounds.length} alternating rounds: ${rounds} req/s): ${metricsCost} % of req/s`)
+  }
   for (const server of servers) for (const problem of server.problems) out.push(`${serverLabels[server.server]}: PROBLEM — ${problem}`)
   return `${out.join('\n')}\n`
 }
@@ -531,6 +560,7 @@ async function main (): Promise<number> {
       seconds,
       servers,
       metricsCostPercent: metricsCostPercent(),
+      metricsRounds,
       p99GrowthWithBigTable: { sqlite: p99Growth('sqlite'), postgresql: p99Growth('postgresql') },
       results: cells
     }, null, 2)}\n`)
