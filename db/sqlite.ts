@@ -2,7 +2,7 @@ import { mkdirSync, statSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import Database from 'better-sqlite3'
-import { and, asc, count, desc, eq, gt, gte, isNull, max, sql } from 'drizzle-orm'
+import { and, asc, count, desc, eq, gt, gte, isNull, sql } from 'drizzle-orm'
 import { drizzle } from 'drizzle-orm/better-sqlite3'
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator'
 import type { BaseSQLiteDatabase } from 'drizzle-orm/sqlite-core'
@@ -68,7 +68,6 @@ export function sqliteQueries (db: SqliteDb) {
       .orderBy(desc(events.id)).limit(limit).offset(offset),
     subscriptionsOf: db.select({ eventName: subscriptions.eventName, location: subscriptions.location })
       .from(subscriptions).where(eq(subscriptions.clientId, sql.placeholder('clientId'))),
-    latestEventId: db.select({ id: max(events.id) }).from(events),
     eventInsert: db.insert(events).values({
       clientId: sql.placeholder('clientId'),
       device: sql.placeholder('device'),
