@@ -14,6 +14,7 @@ import {
   type ApiKeyRecord, type ListFilter, type NewClient, type NewEventRecord, type Repositories, type RevokeResult, type SessionRecord
 } from './repositories.js'
 import { groupCommit } from './batch.js'
+import { NotifiedRecentEvents } from './recent-events.js'
 import { SessionCache } from './session-cache.js'
 import { hashSecret, newApiKey, newSessionKey } from './secrets.js'
 
@@ -286,7 +287,7 @@ async function migrateOnce (settings: PostgresSettings, timeouts: PostgresTimeou
  * while the server is away — and calls `onConnected` once it is back, so the caller can
  * read what was committed meanwhile.
  */
-async function listenForEvents (settings: PostgresSettings, timeouts: PostgresTimeouts, onEvents: () => void, onConnected: () => void, onSessions: () => void) {
+async function listenForEvents (settings: PostgresSettings, timeouts: PostgresTimeouts, onEvents: (payload: string) => void, onConnected: () => void, onSessions: () => void) {
   let closed = false
   let listening = false
   let attempt = 0
@@ -296,8 +297,8 @@ async function listenForEvents (settings: PostgresSettings, timeouts: PostgresTi
     ...connectionOptions(settings, timeouts, 0),
     idle_timeout: null,
     max_lifetime: null,
-    onnotify: (channel: string) => {
-      if (channel === eventsChannel) onEvents()
+    onnotify: (channel: string, payload: string) => {
+      if (channel === eventsChannel) onEvents(payload)
       else if (channel === sessionsChannel) onSessions()
     },
     onclose: () => {
@@ -382,6 +383,14 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
   const listening = () => listeners.size > 0 && [...listeners].every((listener) => listener.listening())
   // used only while this process hears about sessions ended and keys revoked elsewhere
   const sessions = new SessionCache(listening)
+  // the newest events, kept current by the notifications, while they are heard
+  const recent = new NotifiedRecentEvents((count) => call(({ statements }) => statements.eventList.execute(page({ limit: count }))), listening)
+  /** true when nothing can come after `after`: a poll with nothing new needs no query */
+  const nothingAfter = (after: number | undefined) => {
+    if (after === undefined) return false
+    const latest = recent.latestId()
+    return latest !== undefined && after >= latest
+  }
 
   /**
    * Runs one repository call on the current pool. Connection trouble becomes
@@ -443,7 +452,9 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
       select ins.id, ins.client_id as "clientId", ins.device, ins.name, ins.location, ins.action, ins.value, ins.time::float8 as time
       from ins, (select pg_notify(${eventsChannel}, (select max(id) from ins)::text)) as notified`)
     // RETURNING does not promise an order: sorting by id lines the rows up with the group again
-    return [...inserted].sort((a, b) => a.id - b.id)
+    const committed = [...inserted].sort((a, b) => a.id - b.id)
+    recent.added(committed)
+    return committed
   }))
 
   return {
@@ -510,12 +521,12 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
       // as SQLite's single writer does.
       create: insertEvent,
       get: (id: number) => call(async ({ statements }) => isRowId(id) ? (await statements.eventById.execute({ id }))[0] : undefined),
-      list: (filter: ListFilter) => call(({ statements }) => statements.eventList.execute(page(filter))),
-      listByClient: (clientId: number, filter: ListFilter) =>
-        call(async ({ statements }) => isRowId(clientId) ? statements.eventsByClient.execute({ clientId, ...page(filter) }) : []),
-      listSubscribed: (clientId: number, filter: ListFilter) =>
-        call(async ({ statements }) => isRowId(clientId) ? statements.eventsSubscribed.execute({ clientId, ...page(filter) }) : []),
-      latestId: () => call(async ({ statements }) => (await statements.latestEventId.execute())[0]?.id ?? 0),
+      list: async (filter: ListFilter) => recent.list(filter) ?? call(({ statements }) => statements.eventList.execute(page(filter))),
+      listByClient: async (clientId: number, filter: ListFilter) => nothingAfter(filter.after) ? []
+        : call(async ({ statements }) => isRowId(clientId) ? statements.eventsByClient.execute({ clientId, ...page(filter) }) : []),
+      listSubscribed: async (clientId: number, filter: ListFilter) => nothingAfter(filter.after) ? []
+        : call(async ({ statements }) => isRowId(clientId) ? statements.eventsSubscribed.execute({ clientId, ...page(filter) }) : []),
+      latestId: async () => recent.latestId() ?? call(async ({ statements }) => (await statements.latestEventId.execute())[0]?.id ?? 0),
       listAfter: (after: number, count: number, subscribedBy?: number) => call(async ({ statements }) => {
         const values = { after: Math.min(after, Number.MAX_SAFE_INTEGER), limit: count }
         if (subscribedBy === undefined) return statements.eventsAfter.execute(values)
@@ -524,7 +535,13 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
     },
     notifications: {
       listen: async (onEvents, onConnected) => {
-        const listener = await listenForEvents(settings, timeouts, onEvents, onConnected, () => sessions.clear())
+        const listener = await listenForEvents(settings, timeouts, (payload) => {
+          recent.committed(Number(payload))
+          onEvents()
+        }, () => {
+          recent.stale()
+          onConnected()
+        }, () => sessions.clear())
         listeners.add(listener)
         return {
           close: async () => {

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyRequest } from 'fastify'
 import { IdParams, ListQuery, authErrors, errors, sessionSecurity, wantsFull } from '../../schemas/common.js'
 import { ClientFound, ClientList, ClientWithSubscriptions } from '../../schemas/clients.js'
 import { EventList, EventListQuery, EventStream, StreamHeaders, StreamQuery } from '../../schemas/events.js'
@@ -10,6 +11,11 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
     const client = await repos.clients.get(id)
     if (client === undefined) throw fastify.httpErrors.notFound('Client Not Found')
     return client
+  }
+  /** The id of the client a route names: the caller's own (the common case) needs no query. */
+  const clientIdOf = async (request: FastifyRequest<{ Params: { id: number } }>): Promise<number> => {
+    const id = request.params.id
+    return request.client?.id === id ? id : (await findClient(id)).id
   }
 
   fastify.get('/', {
@@ -69,10 +75,10 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
     },
     preValidation: fastify.authorize('read')
   }, async function (request, reply) {
-    const client = await findClient(request.params.id)
+    const clientId = await clientIdOf(request)
     const { full, wait, ...filter } = request.query
-    const matcher = { subscriptions: null, clientId: client.id }
-    const rows = await live.poll(reply, matcher, wait, () => repos.events.listByClient(client.id, filter))
+    const matcher = { subscriptions: null, clientId }
+    const rows = await live.poll(reply, matcher, wait, () => repos.events.listByClient(clientId, filter))
     return { status: 200, message: 'OK', events: rows.map((row) => items.event(request, row, wantsFull(full))) }
   })
 
@@ -89,10 +95,10 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
     },
     preValidation: fastify.authorize('read')
   }, async function (request, reply) {
-    const client = await findClient(request.params.id)
+    const clientId = await clientIdOf(request)
     const { full, wait, ...filter } = request.query
-    const matcher = wait === undefined ? null : live.matcherFor(await repos.clients.subscriptions(client.id))
-    const query = () => repos.events.listSubscribed(client.id, filter)
+    const matcher = wait === undefined ? null : live.matcherFor(await repos.clients.subscriptions(clientId))
+    const query = () => repos.events.listSubscribed(clientId, filter)
     const rows = matcher === null ? await query() : await live.poll(reply, matcher, wait, query)
     return { status: 200, message: 'OK', events: rows.map((row) => items.event(request, row, wantsFull(full))) }
   })

@@ -180,6 +180,37 @@ forEachBackend(t, async (t, backend) => {
     t.equal(await repos.events.latestId(), mine.id)
   })
 
+  t.test('events: while notifications are heard, another instance\'s posts are seen soon, its own at once', async (t) => {
+    const { repos } = await open(t, backend)
+    const other = await open(t, backend, repos)
+    // on PostgreSQL the newest events are kept in memory only while notifications are heard
+    const listening = await repos.notifications?.listen(() => {}, () => {})
+    if (listening !== undefined) t.teardown(() => listening.close())
+    const key = await repos.apikeys.create('write')
+    const { id: clientId } = await repos.clients.create({ device: 'dev', location: 'Hall', apikeyId: key.id, subscriptions: [{ eventName: 'Outside', location: null }] })
+    const post = (on: Repositories, value: string) =>
+      on.events.create({ clientId, device: 'dev', name: 'Outside', location: null, action: null, value })
+    const newest = async (count: number) => (await repos.events.list({ limit: count })).map((event) => event.value)
+
+    const first = await post(repos, '1')
+    t.same(await newest(1), ['1'], 'its own post at once')
+    t.ok(await soon(async () => await repos.events.latestId() === first.id), 'the latest id')
+    t.same(await repos.events.listSubscribed(clientId, { after: first.id }), [], 'nothing after the latest')
+
+    const second = await post(other.repos, '2')
+    t.ok(await soon(async () => await repos.events.latestId() === second.id), 'another instance\'s post is seen')
+    t.same(await newest(2), ['2', '1'])
+    t.same((await repos.events.listSubscribed(clientId, { after: first.id })).map((event) => event.id), [second.id])
+    t.same((await repos.events.listByClient(clientId, { after: first.id })).map((event) => event.id), [second.id])
+
+    for (let i = 3; i <= 5; i++) {
+      const mine = await post(repos, String(i))
+      t.same(await newest(i), Array.from({ length: i }, (_, n) => String(i - n)), `its own post ${i} at once, on top`)
+      t.equal(await repos.events.latestId(), mine.id)
+      t.same(await repos.events.listSubscribed(clientId, { after: mine.id }), [])
+    }
+  })
+
   t.test('sessions: one ended or whose key is revoked through another connection is refused', async (t) => {
     const { repos } = await open(t, backend)
     const other = await open(t, backend, repos)
@@ -205,6 +236,16 @@ forEachBackend(t, async (t, backend) => {
     t.equal(await repos.clients.findBySession(mine.sessionKey), undefined, 'its own end: refused at once')
   })
 })
+
+/** true when `check` holds within 800 ms (a PostgreSQL instance hears of other commits through a notification). */
+async function soon (check: () => Promise<boolean>): Promise<boolean> {
+  const until = Date.now() + 800
+  for (;;) {
+    if (await check()) return true
+    if (Date.now() > until) return false
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
 
 /**
  * true when `lookup` finds nothing within 800 ms: SQLite sees the other connection's commit
