@@ -54,8 +54,10 @@ class EventWindow {
 /**
  * The newest events of a SQLite database. This connection's own inserts are added as they
  * commit; a commit by any other connection (a second process on the same file, or a script)
- * changes SQLite's `data_version`, which every read checks first (one cheap pragma) and then
- * reloads.
+ * changes SQLite's `data_version`, which every read checks first, and then reloads. The
+ * reads may use a reading of it taken a moment ago (a commit elsewhere is then seen a moment
+ * later, as a poll that came a moment earlier would have); adding this connection's own
+ * rows reads it afresh, so the rows held are always every event from the lowest one held up.
  */
 export class RecentEvents {
   private readonly window: EventWindow
@@ -64,9 +66,11 @@ export class RecentEvents {
   constructor (
     /** the newest `count` events, newest first */
     private readonly newest: (count: number) => EventRecord[],
-    /** SQLite's `pragma data_version` on the same connection */
+    /** SQLite's `pragma data_version` on the same connection (possibly read a moment ago) */
     private readonly dataVersion: () => unknown,
-    size = 100
+    size = 100,
+    /** the same, read now */
+    private readonly dataVersionNow: () => unknown = dataVersion
   ) {
     this.window = new EventWindow(size)
     this.reload()
@@ -86,8 +90,8 @@ export class RecentEvents {
   /** Events this connection has just committed, in id order. */
   added (events: EventRecord[]): void {
     if (events.length === 0) return
-    // another connection may have committed before these: reload rather than guess
-    if (this.dataVersion() !== this.version) return this.reload()
+    // another connection may have committed before these: reload rather than leave a hole
+    if (this.dataVersionNow() !== this.version) return this.reload()
     this.window.prepend(events)
   }
 

@@ -91,6 +91,31 @@ export function sqliteQueries (db: SqliteDb) {
 
 const page = (filter: ListFilter) => pageValues('sqlite', filter)
 
+/** How long a reading of `data_version` is used for: a commit by another process is seen this much later at most. */
+export const CHANGE_CHECK_MS = 1
+
+/**
+ * Commits by other connections (another process on the same file, or a script), as SQLite's
+ * `data_version` shows them. Reading it starts a read transaction (three system calls: a lock,
+ * a stat, an unlock), which was 15 % of the server's CPU when every request read it twice;
+ * `seen()` reads it at most once per `CHANGE_CHECK_MS` and answers the others from the last
+ * reading. `now()` always reads it: the insert path uses it to know that nothing was
+ * committed in between before it adds its rows to the newest events.
+ */
+function changeWatch (read: () => unknown) {
+  let value = read()
+  let at = performance.now()
+  const now = (): unknown => {
+    value = read()
+    at = performance.now()
+    return value
+  }
+  return {
+    now,
+    seen: (): unknown => performance.now() - at >= CHANGE_CHECK_MS ? now() : value
+  }
+}
+
 /**
  * Opens (creating if needed) the SQLite file, applies migrations and returns the repositories.
  * WAL mode with a busy timeout; synchronous stays FULL so an acknowledged write survives a crash.
@@ -166,14 +191,15 @@ export function openSqlite (file: string): Repositories {
   }, { gather: afterPendingIo })
 
   const dataVersion = sqlite.prepare('pragma data_version').pluck()
-  const recent = new RecentEvents((count) => statements.eventList.all(page({ limit: count })), () => dataVersion.get())
+  const changes = changeWatch(() => dataVersion.get())
+  const recent = new RecentEvents((count) => statements.eventList.all(page({ limit: count })), changes.seen, 100, changes.now)
   // Sessions: another connection's commit (another process ending a session or revoking a
   // key, e.g. cred-gen --revoke) changes data_version and empties the cache; this
   // connection's own ends and revocations empty it directly.
   const sessions = new SessionCache()
-  let sessionsVersion = dataVersion.get()
+  let sessionsVersion = changes.seen()
   function findSession (sessionKey: string) {
-    const version = dataVersion.get()
+    const version = changes.seen()
     if (version !== sessionsVersion) {
       sessionsVersion = version
       sessions.clear()
