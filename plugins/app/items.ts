@@ -11,7 +11,10 @@ declare module 'fastify' {
 
 export interface ItemPresenter {
   event: (request: FastifyRequest, event: EventRecord, full: boolean) => EventItemOut
+  /** a list of events: the same as `event` for each, with the request's base URL worked out once */
+  events: (request: FastifyRequest, events: EventRecord[], full: boolean) => EventItemOut[]
   client: (request: FastifyRequest, client: ClientRecord, full: boolean) => ClientItemOut
+  clients: (request: FastifyRequest, clients: ClientRecord[], full: boolean) => ClientItemOut[]
   apikey: (request: FastifyRequest, apikey: ApiKeyRecord, full: boolean) => ApiKeyItemOut
 }
 
@@ -26,25 +29,44 @@ export default fp(async function items (fastify) {
   const root = fastify.mountPath
   const base = (request: FastifyRequest) => `${request.protocol}://${request.host}${root}`
 
+  // The full form of an event, kept with the record it was made from: the newest events are the
+  // same records from one request to the next (db/recent-events.ts), and a live event goes to
+  // every stream, so each is formatted once per base URL rather than once per answer.
+  const fullEvents = new WeakMap<EventRecord, { base: string, item: EventItemOut }>()
+  function event (baseUrl: string, record: EventRecord, full: boolean): EventItemOut {
+    const uri = `${baseUrl}/events/${record.id}`
+    if (!full) return { id: record.id, uri }
+    const known = fullEvents.get(record)
+    if (known !== undefined && known.base === baseUrl) return known.item
+    const item = {
+      id: record.id,
+      device: record.device,
+      name: record.name,
+      location: record.location,
+      action: record.action,
+      value: record.value,
+      time: new Date(record.time).toISOString(),
+      uri
+    }
+    fullEvents.set(record, { base: baseUrl, item })
+    return item
+  }
+  function client (baseUrl: string, record: ClientRecord, full: boolean): ClientItemOut {
+    const uri = `${baseUrl}/clients/${record.id}`
+    if (!full) return { id: record.id, uri }
+    return { id: record.id, device: record.device, location: record.location, lastActive: new Date(record.lastActive).toISOString(), uri }
+  }
+
   fastify.decorate('items', {
-    event (request, event, full) {
-      const uri = `${base(request)}/events/${event.id}`
-      if (!full) return { id: event.id, uri }
-      return {
-        id: event.id,
-        device: event.device,
-        name: event.name,
-        location: event.location,
-        action: event.action,
-        value: event.value,
-        time: new Date(event.time).toISOString(),
-        uri
-      }
+    event: (request, record, full) => event(base(request), record, full),
+    events (request, records, full) {
+      const baseUrl = base(request)
+      return records.map((record) => event(baseUrl, record, full))
     },
-    client (request, client, full) {
-      const uri = `${base(request)}/clients/${client.id}`
-      if (!full) return { id: client.id, uri }
-      return { id: client.id, device: client.device, location: client.location, lastActive: new Date(client.lastActive).toISOString(), uri }
+    client: (request, record, full) => client(base(request), record, full),
+    clients (request, records, full) {
+      const baseUrl = base(request)
+      return records.map((record) => client(baseUrl, record, full))
     },
     apikey (request, apikey, full) {
       const uri = `${base(request)}/apikeys/${apikey.id}`
