@@ -25,7 +25,8 @@ const bearer = /^Bearer\s+(\S+)\s*$/i
 function sessionKeyOf (request: FastifyRequest): string | undefined {
   const match = bearer.exec(request.headers.authorization ?? '')
   if (match?.[1] !== undefined) return match[1]
-  const cookie = request.cookies.sessionKey
+  const cookies = request.headers.cookie
+  const cookie = cookies === undefined ? undefined : request.server.parseCookie(cookies).sessionKey
   if (cookie !== undefined && cookie !== '') return cookie
   const body = request.body
   if (typeof body === 'object' && body !== null && 'sessionKey' in body && typeof body.sessionKey === 'string') {
@@ -58,4 +59,4 @@ export default fp(async function auth (fastify) {
       request.client = session
     }
   })
-}, { name: 'cred-auth', dependencies: ['cred-config', 'cred-repositories'] })
+}, { name: 'cred-auth', dependencies: ['cred-config', 'cred-repositories', 'cred-cookie'] })

@@ -7,6 +7,8 @@ import type { ApiKeyRecord } from '../../db/index.js'
 const auth: FastifyPluginAsyncTypebox = async function (fastify) {
   const { repos, config, metrics } = fastify
   const apikeyOf = new WeakMap<FastifyRequest, ApiKeyRecord>()
+  // the session cookie is sent to every route of cred, and only to those
+  const cookiePath = fastify.mountPath === '' ? '/' : fastify.mountPath
 
   // Failed attempts are counted per client IP; past authRateLimit a minute, that IP gets 429
   // (before its key is even looked at) until the window ends. Successes are not counted.
@@ -72,12 +74,12 @@ const auth: FastifyPluginAsyncTypebox = async function (fastify) {
     })
     request.log.info({ clientId: id, apikeyId: apikey.id, subscriptions: subscriptions.length }, 'client authenticated')
     metrics.authAttempt('success')
-    reply.setCookie('sessionKey', sessionKey, {
-      path: fastify.mountPath === '' ? '/' : fastify.mountPath,
+    reply.header('set-cookie', fastify.serializeCookie('sessionKey', sessionKey, {
+      path: cookiePath,
       httpOnly: true,
       sameSite: 'lax',
       secure: request.protocol === 'https'
-    })
+    }))
     const scheduled = config.scheduler
       ? { assigned: true, slot: ((id - 1) % config.schedulerPeriod) + 1, period: config.schedulerPeriod }
       : { assigned: false, slot: null, period: null }
@@ -137,7 +139,7 @@ const auth: FastifyPluginAsyncTypebox = async function (fastify) {
   }, async function (request, reply) {
     await repos.clients.end(request.client!.id, Date.now())
     request.log.info({ clientId: request.client!.id }, 'session ended')
-    reply.clearCookie('sessionKey', { path: fastify.mountPath === '' ? '/' : fastify.mountPath })
+    reply.header('set-cookie', fastify.serializeCookie('sessionKey', '', { path: cookiePath, expires: new Date(0), maxAge: 0, sameSite: 'lax' }))
     return reply.code(204).send()
   })
 }
