@@ -21,6 +21,17 @@ export function bin (name: 'cred-server' | 'cred-gen'): string {
   return file
 }
 
+/**
+ * The node options a built bin runs with: those of its `#!/usr/bin/env -S node …` line, which
+ * `npm start` repeats (cred-server's V8 memory settings), so a benchmark measures the server as
+ * it is started.
+ */
+export function binNodeOptions (file: string): string[] {
+  const first = readFileSync(file, 'utf8').split('\n', 1)[0]!
+  const match = /^#!\/usr\/bin\/env(?: -S)? node(.*)$/.exec(first)
+  return match === null ? [] : match[1]!.trim().split(/\s+/).filter((option) => option !== '')
+}
+
 /** Progress goes to stderr, so stdout holds only the table or the JSON. */
 /**
  * A checker for numeric command-line options: `option(name, text, min)` returns the number,
@@ -199,7 +210,8 @@ const gcPreload = ['--expose-gc', '--import', pathToFileURL(fileURLToPath(new UR
  * line — which is an info line, so at `logLevel: warn` the server is probed instead.
  */
 export async function startServer (label: string, configFile: string, port: number, nodeArgs: string[] = [], timeoutMs = 30_000): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [...gcPreload, ...nodeArgs, bin('cred-server'), '--config', configFile], {
+  const file = bin('cred-server')
+  const child = spawn(process.execPath, [...binNodeOptions(file), ...gcPreload, ...nodeArgs, file, '--config', configFile], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: childEnv()
   })

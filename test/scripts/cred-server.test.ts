@@ -1,6 +1,6 @@
 // cred-server as a real process (dist/scripts/cred-server.js): run `npm run build` first.
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import t from 'tap'
 import { oneLine, portIsFree, request, run, sandbox, startServer } from '../process-helper.js'
@@ -90,6 +90,19 @@ t.test('--help, and usage errors', async (t) => {
   t.equal(level.code, 2)
   t.match(level.stderr, /^cred-server: --log-level must be one of fatal, error, warn, info, debug, trace, silent/)
   t.notOk(existsSync(join(box.cwd, 'cred-server.db')), 'no database created')
+})
+
+t.test('the bin runs with the V8 memory settings of `npm start`', async (t) => {
+  const root = join(import.meta.dirname, '..', '..')
+  const file = join(root, 'dist', 'scripts', 'cred-server.js')
+  const shebang = readFileSync(file, 'utf8').split('\n', 1)[0]!
+  const options = /^#!\/usr\/bin\/env -S node (.+)$/.exec(shebang)?.[1]
+  t.ok(options?.includes('--max-semi-space-size='), 'the shebang sets the young generation\'s size')
+  const start = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.start
+  t.equal(start, `node ${options} dist/scripts/cred-server.js`, 'npm start uses the same options')
+  // run as a program (env -S splits the options): it starts like `node cred-server.js` does
+  const help = execFileSync(file, ['--help'], { encoding: 'utf8' })
+  t.match(help, /^Usage: cred-server \[--config PATH\]/)
 })
 
 t.test('a bad config exits 1 with one line naming the file and the key', async (t) => {
