@@ -496,8 +496,8 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
         const id = await insertClient(pool, client, hashSecret(sessionKey), Date.now())
         return { id, sessionKey }
       }),
-      findBySession: (sessionKey: string): Promise<SessionRecord | undefined> => sessions.lookup(hashSecret(sessionKey),
-        (hash) => call(async ({ statements }) => (await statements.sessionByHash.execute({ hash }))[0])),
+      findBySession: (sessionKey: string): Promise<SessionRecord | undefined> => sessions.lookup(sessionKey,
+        (key) => call(async ({ statements }) => (await statements.sessionByHash.execute({ hash: hashSecret(key) }))[0])),
       touch: (id: number, now: number) => call(async ({ statements }) => {
         if (isRowId(id)) await statements.clientTouch.execute({ id, now })
       }),

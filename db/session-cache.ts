@@ -1,8 +1,9 @@
 import type { SessionRecord } from './repositories.js'
 
 /**
- * Sessions looked up in the last second, by session-key hash: a device polling several times a
- * second authenticates without a query each time.
+ * Sessions looked up in the last second, by session key: a device polling several times a
+ * second authenticates without a query (or hashing its key) each time. The keys are held in
+ * this process's memory for that second, as every request's headers are anyway.
  *
  * A session stops being valid when its client ends it (DELETE /auth) or its key is revoked.
  * Both repositories `clear()` the cache when this process does either, and when another
@@ -25,19 +26,19 @@ export class SessionCache {
     private readonly maxEntries = 10_000
   ) {}
 
-  async lookup (hash: string, load: (hash: string) => Promise<SessionRecord | undefined> | SessionRecord | undefined): Promise<SessionRecord | undefined> {
-    if (!this.usable()) return load(hash)
+  async lookup (key: string, load: (key: string) => Promise<SessionRecord | undefined> | SessionRecord | undefined): Promise<SessionRecord | undefined> {
+    if (!this.usable()) return load(key)
     const now = Date.now()
-    const entry = this.entries.get(hash)
+    const entry = this.entries.get(key)
     if (entry !== undefined && entry.until > now) return entry.session
     const generation = this.generation
-    const session = await load(hash)
+    const session = await load(key)
     if (session === undefined || generation !== this.generation || !this.usable()) {
-      this.entries.delete(hash)
+      this.entries.delete(key)
       return session
     }
     if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!)
-    this.entries.set(hash, { session, until: now + this.ttlMs })
+    this.entries.set(key, { session, until: now + this.ttlMs })
     return session
   }
 

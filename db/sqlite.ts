@@ -204,7 +204,7 @@ export function openSqlite (file: string): Repositories {
       sessionsVersion = version
       sessions.clear()
     }
-    return sessions.lookup(hashSecret(sessionKey), (hash) => statements.sessionByHash.get({ hash }))
+    return sessions.lookup(sessionKey, (key) => statements.sessionByHash.get({ hash: hashSecret(key) }))
   }
 
   /** true when nothing can come after `after`: a poll with nothing new needs no query */
