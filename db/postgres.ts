@@ -11,7 +11,7 @@ import {
 } from './queries.js'
 import {
   DatabaseUnavailableError,
-  type ApiKeyRecord, type ListFilter, type NewClient, type NewEventRecord, type Repositories, type RevokeResult, type SessionRecord
+  type ApiKeyRecord, type EventRecord, type ListFilter, type NewClient, type NewEventRecord, type Repositories, type RevokeResult, type SessionRecord
 } from './repositories.js'
 import { groupCommit } from './batch.js'
 import { NotifiedRecentEvents } from './recent-events.js'
@@ -132,6 +132,19 @@ export function postgresQueries (db: PgDb) {
 }
 
 const page = (filter: ListFilter) => pageValues('postgresql', filter)
+
+/** One group of events, inserted in order under the event-order lock, with a notification (see insertEvent). */
+const insertGroupStatement = `
+  with locked as materialized (select pg_advisory_xact_lock(hashtextextended($1, 0))),
+  ins as (
+    insert into events (client_id, device, name, location, action, value, time)
+    select e.client_id, e.device, e.name, e.location, e.action, e.value, $2::bigint
+    from locked, json_to_recordset($3::text::json)
+      as e(client_id integer, device text, name text, location text, action text, value text)
+    returning id, client_id, device, name, location, action, value, time
+  )
+  select ins.id, ins.client_id as "clientId", ins.device, ins.name, ins.location, ins.action, ins.value, ins.time::float8 as time
+  from ins, (select pg_notify($4, (select max(id) from ins)::text)) as notified`
 
 /** Ids are `integer` columns: a larger (or fractional) id names no row, and must not reach the server as one. */
 const isRowId = (id: number): boolean => Number.isInteger(id) && id >= 1 && id <= 2_147_483_647
@@ -434,23 +447,15 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
   // sequence numbers them in array order, after the lock: the plan evaluates nextval above the
   // join with `locked`), and notify every listening instance with the highest id, which
   // PostgreSQL delivers when (and only if) the transaction commits.
-  const insertEvent = groupCommit((group: NewEventRecord[]) => call(async ({ db }) => {
+  //
+  // It is a named prepared statement: parsing and analysing the CTE each time cost about a
+  // third of its time (1.66 -> 1.15 ms per 5-row group, one connection, nothing else running).
+  const insertEvent = groupCommit((group: NewEventRecord[]) => call(async ({ client }) => {
     const rows = group.map((event) => ({
       client_id: event.clientId, device: event.device, name: event.name, location: event.location, action: event.action, value: event.value
     }))
-    const inserted = await db.execute<{
-      id: number, clientId: number, device: string | null, name: string, location: string | null, action: string | null, value: string | null, time: number
-    }>(sql`
-      with locked as materialized (select pg_advisory_xact_lock(hashtextextended(${lockNames.eventOrder}, 0))),
-      ins as (
-        insert into events (client_id, device, name, location, action, value, time)
-        select e.client_id, e.device, e.name, e.location, e.action, e.value, ${Date.now()}::bigint
-        from locked, json_to_recordset(${JSON.stringify(rows)}::json)
-          as e(client_id integer, device text, name text, location text, action text, value text)
-        returning id, client_id, device, name, location, action, value, time
-      )
-      select ins.id, ins.client_id as "clientId", ins.device, ins.name, ins.location, ins.action, ins.value, ins.time::float8 as time
-      from ins, (select pg_notify(${eventsChannel}, (select max(id) from ins)::text)) as notified`)
+    const inserted = await client.unsafe<EventRecord[]>(insertGroupStatement,
+      [lockNames.eventOrder, Date.now(), JSON.stringify(rows), eventsChannel], { prepare: true })
     // RETURNING does not promise an order: sorting by id lines the rows up with the group again
     const committed = [...inserted].sort((a, b) => a.id - b.id)
     recent.added(committed)
@@ -536,8 +541,9 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
     notifications: {
       listen: async (onEvents, onConnected) => {
         const listener = await listenForEvents(settings, timeouts, (payload) => {
-          recent.committed(Number(payload))
-          onEvents()
+          const latest = Number(payload)
+          recent.committed(latest)
+          onEvents(Number.isInteger(latest) && latest > 0 ? latest : undefined)
         }, () => {
           recent.stale()
           onConnected()

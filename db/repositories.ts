@@ -119,10 +119,11 @@ export interface EventRepository {
 /** Tells every instance sharing the database that events were committed. */
 export interface EventNotifications {
   /**
-   * Calls `onEvents` after events are committed, by any instance, and `onConnected` each
-   * time the listening connection is (re)established (events may have been missed before).
+   * Calls `onEvents` after events are committed, by any instance (with the highest id
+   * committed, when the notification names it), and `onConnected` each time the listening
+   * connection is (re)established (events may have been missed before).
    */
-  listen (onEvents: () => void, onConnected: () => void): Promise<{ close: () => Promise<void> }>
+  listen (onEvents: (latest?: number) => void, onConnected: () => void): Promise<{ close: () => Promise<void> }>
   /** whether the listening connection is up now (false before listen() and while reconnecting) */
   listening (): boolean
 }

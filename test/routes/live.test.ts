@@ -227,6 +227,21 @@ t.test('on PostgreSQL, an event posted to one instance reaches a stream on anoth
   await new Promise((resolve) => setTimeout(resolve, 100))
   const next = await post(a.app, writer.sessionKey, { name: 'Bell' })
   t.same((await poll).json().events.map((e: { id: number }) => e.id), [next], 'a long poll on B wakes for a post on A')
+
+  // while nothing on B listens, B reads nothing on notifications; what opens later misses nothing
+  all.close()
+  mine.close()
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  const unheard = [await post(a.app, writer.sessionKey, { name: 'Light' }), await post(a.app, writer.sessionKey, { name: 'Light' })]
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  const later = await openStream(`${baseB}/clients/${reader.id}/subscribedevents/stream`, { ...bearer(reader.sessionKey), 'last-event-id': String(next) })
+  t.teardown(later.close)
+  const live = await post(a.app, writer.sessionKey, { name: 'Light' })
+  t.same(ids(await later.received(3)), [...unheard, live], 'the events posted meanwhile (caught up), then the live one, once each')
+  const fresh = await openStream(`${baseB}/events/stream`, bearer(reader.sessionKey))
+  t.teardown(fresh.close)
+  const last = await post(a.app, writer.sessionKey, { name: 'Door' })
+  t.same(ids(await fresh.received(1)), [last], 'a new stream gets only what comes after it opened')
 })
 
 t.test('on PostgreSQL, a listener that lost its connection listens again and catches up', { skip: backends.includes('postgresql') ? false : 'PostgreSQL is not reachable' }, async (t) => {
