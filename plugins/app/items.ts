@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyRequest } from 'fastify'
 import type { ApiKeyRecord, ClientRecord, EventRecord } from '../../db/index.js'
+import { isoTime } from '../../lib/iso-time.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -45,7 +46,7 @@ export default fp(async function items (fastify) {
       location: record.location,
       action: record.action,
       value: record.value,
-      time: new Date(record.time).toISOString(),
+      time: isoTime(record.time),
       uri
     }
     fullEvents.set(record, { base: baseUrl, item })
@@ -54,7 +55,7 @@ export default fp(async function items (fastify) {
   function client (baseUrl: string, record: ClientRecord, full: boolean): ClientItemOut {
     const uri = `${baseUrl}/clients/${record.id}`
     if (!full) return { id: record.id, uri }
-    return { id: record.id, device: record.device, location: record.location, lastActive: new Date(record.lastActive).toISOString(), uri }
+    return { id: record.id, device: record.device, location: record.location, lastActive: isoTime(record.lastActive), uri }
   }
 
   fastify.decorate('items', {
@@ -74,8 +75,8 @@ export default fp(async function items (fastify) {
       return {
         id: apikey.id,
         permission: apikey.permission,
-        created: new Date(apikey.created).toISOString(),
-        revoked: apikey.revoked === null ? null : new Date(apikey.revoked).toISOString(),
+        created: isoTime(apikey.created),
+        revoked: apikey.revoked === null ? null : isoTime(apikey.revoked),
         uri
       }
     }
