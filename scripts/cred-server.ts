@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=8
+#!/usr/bin/env -S node --max-semi-space-size=8 --heap-growing-percent=50
 import { parseArgs } from 'node:util'
 import { readFileSync } from 'node:fs'
 import type { Server } from 'node:http'
