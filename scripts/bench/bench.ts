@@ -137,6 +137,35 @@ const servers: ServerResult[] = []
 
 interface Target { url: string, method?: 'GET' | 'POST', body?: string, headers?: Record<string, string> }
 
+/**
+ * autocannon's run, keeping every response's latency: autocannon's own percentiles are whole
+ * milliseconds, too coarse for answers that take 0.5–3 ms (1 → 2 ms would read as 2×).
+ */
+function cannon (options: autocannon.Options): Promise<{ result: autocannon.Result, latencies: Float64Array }> {
+  return new Promise((resolve, reject) => {
+    let latencies = new Float64Array(1 << 16)
+    let count = 0
+    const instance = autocannon(options, (err: Error | null, result: autocannon.Result) => {
+      if (err !== null && err !== undefined) reject(err)
+      else resolve({ result, latencies: latencies.subarray(0, count).sort() })
+    })
+    instance.on('response', (_client, _status, _bytes, responseTime) => {
+      if (count === latencies.length) {
+        const grown = new Float64Array(latencies.length * 2)
+        grown.set(latencies)
+        latencies = grown
+      }
+      latencies[count++] = responseTime
+    })
+  })
+}
+
+/** The `q` quantile (0–1) of sorted latencies, in ms to two decimals. */
+function quantile (sorted: Float64Array, q: number): number {
+  if (sorted.length === 0) return 0
+  return Math.round(sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]! * 100) / 100
+}
+
 async function measure (server: ServerKind, workload: WorkloadKey, target: Target, problems: string[]): Promise<void> {
   progress(`${server}: ${label(workload)} for ${options.duration} s`)
   const request = {
@@ -151,7 +180,7 @@ async function measure (server: ServerKind, workload: WorkloadKey, target: Targe
     const warm = await autocannon({ ...request, amount: options.warmup })
     if (warm.errors + warm.non2xx > 0) problems.push(`${label(workload)}: ${warm.non2xx} non-2xx responses and ${warm.errors} connection errors while warming up`)
   }
-  const result = await autocannon({ ...request, duration: options.duration })
+  const { result, latencies } = await cannon({ ...request, duration: options.duration })
   const errors = result.errors + result.non2xx
   if (errors > 0) problems.push(`${label(workload)}: ${result.non2xx} non-2xx responses and ${result.errors} connection errors`)
   cells.push({
@@ -159,8 +188,8 @@ async function measure (server: ServerKind, workload: WorkloadKey, target: Targe
     workload,
     description: label(workload),
     requestsPerSecond: Math.round(result.requests.average),
-    latencyP50Ms: result.latency.p50,
-    latencyP99Ms: result.latency.p99,
+    latencyP50Ms: quantile(latencies, 0.5),
+    latencyP99Ms: quantile(latencies, 0.99),
     requests: result.requests.total,
     errors,
     non2xx: result.non2xx,
@@ -351,10 +380,21 @@ async function measureWithoutMetrics (dir: string, database: DatabaseConfig, fir
   try {
     await measure('sqlite-metrics-off', 'events', { url: `${off.url}${path}`, headers }, problems)
     on = await start('cred-metrics-on', true)
+    // as warm as the other one, which has just answered a whole row: with only --warmup
+    // requests, its first round was up to half as fast while V8 was still compiling
+    progress(`sqlite: warming up the metrics-on server for ${options.duration} s`)
     await autocannon({ url: `${on.url}${path}`, headers, connections: options.connections, amount: options.warmup })
+    await autocannon({ url: `${on.url}${path}`, headers, connections: options.connections, duration: options.duration })
     for (let round = 1; round <= METRICS_ROUNDS; round++) {
       progress(`sqlite: metrics on/off, round ${round} of ${METRICS_ROUNDS}, ${options.duration / 2} s each`)
-      metricsRounds.push({ on: await rate(`${on.url}${path}`), off: await rate(`${off.url}${path}`) })
+      // taking turns at going first, so neither always runs on a machine the other just warmed
+      if (round % 2 === 1) {
+        const onRate = await rate(`${on.url}${path}`)
+        metricsRounds.push({ on: onRate, off: await rate(`${off.url}${path}`) })
+      } else {
+        const offRate = await rate(`${off.url}${path}`)
+        metricsRounds.push({ on: await rate(`${on.url}${path}`), off: offRate })
+      }
     }
   } finally {
     result.peakRssKb = rss.stop()
@@ -456,8 +496,8 @@ function table (): string {
     serverLabels[cell.server],
     cell.description,
     cell.requestsPerSecond.toLocaleString('en-US'),
-    `${cell.latencyP50Ms} ms`,
-    `${cell.latencyP99Ms} ms`,
+    `${cell.latencyP50Ms.toFixed(2)} ms`,
+    `${cell.latencyP99Ms.toFixed(2)} ms`,
     String(cell.errors),
     cell.ratioToBaseline === null ? '' : `${Math.round(cell.ratioToBaseline * 100)} %`
   ])
