@@ -520,10 +520,7 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
       subscriptions: (id: number) => call(async ({ statements }) => isRowId(id) ? statements.subscriptionsOf.execute({ clientId: id }) : [])
     },
     events: {
-      // Ids come from a sequence, so two instances' inserts could commit out of id order and a
-      // client polling `after=<highest id seen>` would skip the one that committed late. The
-      // transaction lock makes each insert take its id and commit before the next one starts,
-      // as SQLite's single writer does.
+      // grouped, under the event-order lock: see insertEvent
       create: insertEvent,
       get: (id: number) => call(async ({ statements }) => isRowId(id) ? (await statements.eventById.execute({ id }))[0] : undefined),
       list: async (filter: ListFilter) => recent.list(filter) ?? call(({ statements }) => statements.eventList.execute(page(filter))),

@@ -43,6 +43,18 @@ async function open (t: Test, backend: Backend, sameAs?: Repositories): Promise<
   return { repos, raw: async (statement) => [...await sql.unsafe(statement)] }
 }
 
+/**
+ * Two instances on one new database, the first listening for notifications (PostgreSQL; with
+ * SQLite there are none to hear).
+ */
+async function twoListening (t: Test, backend: Backend): Promise<{ repos: Repositories, other: Opened }> {
+  const { repos } = await open(t, backend)
+  const other = await open(t, backend, repos)
+  const listening = await repos.notifications?.listen(() => {}, () => {})
+  if (listening !== undefined) t.teardown(() => listening.close())
+  return { repos, other }
+}
+
 /** What a list filter must return from `ids` (any order): newest first, filters, then offset, then limit. */
 function expected (ids: number[], { before, after, offset = 0, limit }: ListFilter): number[] {
   const kept = ids.filter((id) => (after === undefined || id > after) && (before === undefined || id < before)).sort((a, b) => b - a)
@@ -182,11 +194,8 @@ forEachBackend(t, async (t, backend) => {
   })
 
   t.test('events: while notifications are heard, another instance\'s posts are seen soon, its own at once', async (t) => {
-    const { repos } = await open(t, backend)
-    const other = await open(t, backend, repos)
     // on PostgreSQL the newest events are kept in memory only while notifications are heard
-    const listening = await repos.notifications?.listen(() => {}, () => {})
-    if (listening !== undefined) t.teardown(() => listening.close())
+    const { repos, other } = await twoListening(t, backend)
     const key = await repos.apikeys.create('write')
     const { id: clientId } = await repos.clients.create({ device: 'dev', location: 'Hall', apikeyId: key.id, subscriptions: [{ eventName: 'Outside', location: null }] })
     const post = (on: Repositories, value: string) =>
@@ -213,11 +222,8 @@ forEachBackend(t, async (t, backend) => {
   })
 
   t.test('sessions: one ended or whose key is revoked through another connection is refused', async (t) => {
-    const { repos } = await open(t, backend)
-    const other = await open(t, backend, repos)
     // on PostgreSQL the cache is used only while notifications are heard
-    const listening = await repos.notifications?.listen(() => {}, () => {})
-    if (listening !== undefined) t.teardown(() => listening.close())
+    const { repos, other } = await twoListening(t, backend)
     const key = await repos.apikeys.create('read')
     const first = await repos.clients.create({ device: 'a', location: null, apikeyId: key.id, subscriptions: [] })
     const second = await repos.clients.create({ device: 'b', location: null, apikeyId: key.id, subscriptions: [] })
