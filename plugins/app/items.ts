@@ -35,8 +35,7 @@ export default fp(async function items (fastify) {
   // every stream, so each is formatted once per base URL rather than once per answer.
   const fullEvents = new WeakMap<EventRecord, { base: string, item: EventItemOut }>()
   function event (baseUrl: string, record: EventRecord, full: boolean): EventItemOut {
-    const uri = `${baseUrl}/events/${record.id}`
-    if (!full) return { id: record.id, uri }
+    if (!full) return { id: record.id, uri: `${baseUrl}/events/${record.id}` }
     const known = fullEvents.get(record)
     if (known !== undefined && known.base === baseUrl) return known.item
     const item = {
@@ -47,7 +46,7 @@ export default fp(async function items (fastify) {
       action: record.action,
       value: record.value,
       time: isoTime(record.time),
-      uri
+      uri: `${baseUrl}/events/${record.id}`
     }
     fullEvents.set(record, { base: baseUrl, item })
     return item
