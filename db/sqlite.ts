@@ -117,18 +117,36 @@ function changeWatch (read: () => unknown) {
 }
 
 /**
- * Opens (creating if needed) the SQLite file, applies migrations and returns the repositories.
- * WAL mode with a busy timeout; synchronous stays FULL so an acknowledged write survives a crash.
+ * A connection as the repositories use it: WAL mode, a busy timeout, foreign keys enforced, and
+ * `synchronous = FULL`, so that every commit is flushed to disk (fsync of the WAL) before it
+ * returns and an acknowledged write survives a power loss or an OS crash. It has to be set:
+ * better-sqlite3 is built with SQLITE_DEFAULT_WAL_SYNCHRONOUS=1, i.e. NORMAL in WAL mode,
+ * where a commit is only flushed at the next checkpoint.
+ */
+export function openConnection (path: string): Database.Database {
+  const sqlite = new Database(path)
+  try {
+    sqlite.pragma('journal_mode = WAL')
+    sqlite.pragma('synchronous = FULL')
+    sqlite.pragma('busy_timeout = 5000')
+    sqlite.pragma('foreign_keys = ON')
+  } catch (err) {
+    sqlite.close()
+    throw err
+  }
+  return sqlite
+}
+
+/**
+ * Opens (creating if needed) the SQLite file, applies migrations and returns the repositories
+ * (on one connection from `openConnection`).
  */
 export function openSqlite (file: string): Repositories {
   const path = file === ':memory:' ? file : resolve(file)
   let sqlite: Database.Database
   try {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
-    sqlite = new Database(path)
-    sqlite.pragma('journal_mode = WAL')
-    sqlite.pragma('busy_timeout = 5000')
-    sqlite.pragma('foreign_keys = ON')
+    sqlite = openConnection(path)
   } catch (err) {
     throw new DatabaseUnavailableError(`cannot open SQLite database ${path}: ${(err as Error).message}`, { cause: err })
   }
@@ -177,7 +195,7 @@ export function openSqlite (file: string): Repositories {
   })
 
   // Group commit: the posts read from the sockets in one turn of the event loop are stored in
-  // one transaction, so they share one WAL flush (synchronous stays FULL: each is durable
+  // one transaction, so they share one WAL flush (synchronous is FULL: each is durable
   // before its 201).
   const insertOne = queries.eventInsert.prepare()
   const insertGroup = sqlite.transaction((group: NewEventRecord[]) => {

@@ -1,0 +1,56 @@
+// Durability of the SQLite repositories: a write is on disk before the call that made it returns.
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t, { type Test } from 'tap'
+import { openConnection } from '../../db/sqlite.js'
+
+const temp = (t: Test) => {
+  const dir = mkdtempSync(join(tmpdir(), 'cred-sqlite-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+t.test('connections flush every commit (synchronous FULL, not the build\'s WAL default NORMAL)', async (t) => {
+  const db = openConnection(join(temp(t), 'cred.db'))
+  t.teardown(() => { db.close() })
+  t.equal(db.pragma('journal_mode', { simple: true }), 'wal')
+  t.equal(db.pragma('synchronous', { simple: true }), 2, 'FULL')
+  t.equal(db.pragma('foreign_keys', { simple: true }), 1)
+  t.equal(db.pragma('busy_timeout', { simple: true }), 5000)
+})
+
+// What the pragma is for, seen from outside: the WAL is synced before an event's create()
+// returns (what a 201 waits for). strace shows the system calls; without it, this part skips.
+const strace = spawnSync('strace', ['-V'], { encoding: 'utf8' })
+t.test('an event is synced to the WAL file before create() resolves', { skip: strace.status === 0 ? false : 'strace is not installed' }, async (t) => {
+  const dir = temp(t)
+  const file = join(dir, 'cred.db')
+  const trace = join(dir, 'trace')
+  // the built module (npm test builds first), in a plain node process
+  const sqliteModule = fileURLToPath(new URL('../../dist/db/sqlite.js', import.meta.url))
+  // the child opens the repositories, then marks the moments around one create() with writes
+  // to a descriptor strace shows by name
+  const script = `
+    const { openSqlite } = await import(${JSON.stringify(sqliteModule)})
+    const { openSync, writeSync } = await import('node:fs')
+    const repos = openSqlite(${JSON.stringify(file)})
+    const key = await repos.apikeys.create('write')
+    const { id } = await repos.clients.create({ device: 'd', location: null, apikeyId: key.id, subscriptions: [] })
+    const mark = openSync('/dev/null', 'w')
+    writeSync(mark, 'before')
+    await repos.events.create({ clientId: id, device: 'd', name: 'Light', location: null, action: null, value: 'On' })
+    writeSync(mark, 'after')
+    repos.close()`
+  const run = spawnSync('strace', ['-f', '-y', '-e', 'trace=fsync,fdatasync,write,pwrite64', '-o', trace, process.execPath, '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 })
+  t.equal(run.status, 0, run.stderr)
+  const lines = readFileSync(trace, 'utf8').split('\n')
+  const before = lines.findIndex((line) => line.includes('</dev/null>, "before"'))
+  const after = lines.findIndex((line) => line.includes('</dev/null>, "after"'))
+  t.ok(before !== -1 && after > before, 'both marks traced')
+  const between = lines.slice(before, after)
+  t.ok(between.some((line) => /(p)?write(64)?\(\d+<[^>]*cred\.db-wal>/.test(line)), 'the event is written to the WAL')
+  t.ok(between.some((line) => /f(data)?sync\(\d+<[^>]*cred\.db-wal>/.test(line)), 'and the WAL is synced before create() returns')
+})
