@@ -28,11 +28,14 @@ cred-server on SQLite and cred-server on PostgreSQL, for these workloads:
      new, 10,000 events in the table)
   4  GET /clients?full=true                                (500 active clients)
   5  1 and 3 with 1,000,000 events in the table (seeded in bulk), to compare with 1 and 3
-and workload 1 once more on a second cred-server with metrics: False (same SQLite file),
-then on it and a third, with metrics on, in 3 alternating rounds (half --duration each):
+and workload 1 on two more cred-servers on the same SQLite file, one with metrics: False,
+in 3 alternating rounds of half --duration each (after half --duration of warm-up each):
 what metrics cost.
 
-Each measurement follows an unmeasured warm-up of --warmup requests on the same target.
+The baseline runs beside both cred servers: each cred row of workloads 1 to 4 takes 4 turns
+with the same workload on the baseline, which gets half as long, so that the ratio compares
+the two through the same moments. Each measurement follows an unmeasured warm-up of
+--warmup requests on the same target.
 
   --connections N   concurrent connections (default 10)
   --duration S      seconds per measurement (default 10)
@@ -89,6 +92,7 @@ const options = {
 // results
 
 type ServerKind = 'baseline' | 'sqlite' | 'sqlite-metrics-off' | 'postgresql'
+type CredKind = 'sqlite' | 'postgresql'
 type WorkloadKey = 'events' | 'post' | 'poll' | 'clients' | 'events-big' | 'poll-big'
 
 const workloadNames: Record<WorkloadKey, string> = {
@@ -99,8 +103,8 @@ const workloadNames: Record<WorkloadKey, string> = {
   'events-big': '5 = 1 with BIG events',
   'poll-big': '5 = 3 with BIG events'
 }
-/** which baseline measurement a workload is compared with */
-const baselineOf: Record<WorkloadKey, WorkloadKey> = {
+/** which baseline workload a workload is compared with */
+const baselineOf: Record<WorkloadKey, 'events' | 'poll' | 'clients' | 'post'> = {
   events: 'events', post: 'post', poll: 'poll', clients: 'clients',
   'events-big': 'events', 'poll-big': 'poll'
 }
@@ -109,6 +113,8 @@ const label = (key: WorkloadKey) => workloadNames[key]
 
 interface Cell {
   server: ServerKind
+  /** for a baseline cell: the cred server whose row it was measured with, turn about */
+  beside?: CredKind
   workload: WorkloadKey
   description: string
   requestsPerSecond: number
@@ -137,17 +143,50 @@ const servers: ServerResult[] = []
 
 interface Target { url: string, method?: 'GET' | 'POST', body?: string, headers?: Record<string, string> }
 
+/** What one or more autocannon runs on one target answered. */
+interface Run {
+  /** responses received */
+  count: number
+  seconds: number
+  /** every response's latency in ms, sorted */
+  latencies: Float64Array
+  errors: number
+  non2xx: number
+}
+
+const request = (target: Target) => ({
+  url: target.url,
+  method: target.method ?? 'GET',
+  connections: options.connections,
+  headers: target.headers,
+  body: target.body,
+  // autocannon notices that the duration is over only when it samples, by default once a
+  // second: a 2.5 s run would take 3 s
+  sampleInt: 100
+})
+
 /**
- * autocannon's run, keeping every response's latency: autocannon's own percentiles are whole
- * milliseconds, too coarse for answers that take 0.5–3 ms (1 → 2 ms would read as 2×).
+ * autocannon for `seconds`, keeping every response's latency: autocannon's own percentiles
+ * are whole milliseconds, too coarse for answers that take 0.5–3 ms (1 → 2 ms would read as
+ * 2×). The rate is responses over the run's own wall time, which stays exact for runs of a
+ * second or two (autocannon's req/s averages whole-second buckets).
  */
-function cannon (options: autocannon.Options): Promise<{ result: autocannon.Result, latencies: Float64Array }> {
+function cannon (target: Target, seconds: number): Promise<Run> {
   return new Promise((resolve, reject) => {
     let latencies = new Float64Array(1 << 16)
     let count = 0
-    const instance = autocannon(options, (err: Error | null, result: autocannon.Result) => {
+    const started = performance.now()
+    const instance = autocannon({ ...request(target), duration: seconds }, (err: Error | null, result: autocannon.Result) => {
       if (err !== null && err !== undefined) reject(err)
-      else resolve({ result, latencies: latencies.subarray(0, count).sort() })
+      else {
+        resolve({
+          count,
+          seconds: (performance.now() - started) / 1000,
+          latencies: latencies.subarray(0, count).sort(),
+          errors: result.errors + result.non2xx,
+          non2xx: result.non2xx
+        })
+      }
     })
     instance.on('response', (_client, _status, _bytes, responseTime) => {
       if (count === latencies.length) {
@@ -160,41 +199,81 @@ function cannon (options: autocannon.Options): Promise<{ result: autocannon.Resu
   })
 }
 
+/** Runs on one target taken together. */
+function merged (runs: Run[]): Run {
+  const latencies = new Float64Array(runs.reduce((sum, run) => sum + run.latencies.length, 0))
+  let at = 0
+  for (const run of runs) {
+    latencies.set(run.latencies, at)
+    at += run.latencies.length
+  }
+  return {
+    count: runs.reduce((sum, run) => sum + run.count, 0),
+    seconds: runs.reduce((sum, run) => sum + run.seconds, 0),
+    latencies: latencies.sort(),
+    errors: runs.reduce((sum, run) => sum + run.errors, 0),
+    non2xx: runs.reduce((sum, run) => sum + run.non2xx, 0)
+  }
+}
+
 /** The `q` quantile (0–1) of sorted latencies, in ms to two decimals. */
 function quantile (sorted: Float64Array, q: number): number {
   if (sorted.length === 0) return 0
   return Math.round(sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]! * 100) / 100
 }
 
-async function measure (server: ServerKind, workload: WorkloadKey, target: Target, problems: string[]): Promise<void> {
-  progress(`${server}: ${label(workload)} for ${options.duration} s`)
-  const request = {
-    url: target.url,
-    method: target.method ?? 'GET',
-    connections: options.connections,
-    headers: target.headers,
-    body: target.body
-  }
-  // warm-up: the JIT compiles the hot paths first, for every server alike
-  if (options.warmup > 0) {
-    const warm = await autocannon({ ...request, amount: options.warmup })
-    if (warm.errors + warm.non2xx > 0) problems.push(`${label(workload)}: ${warm.non2xx} non-2xx responses and ${warm.errors} connection errors while warming up`)
-  }
-  const { result, latencies } = await cannon({ ...request, duration: options.duration })
-  const errors = result.errors + result.non2xx
-  if (errors > 0) problems.push(`${label(workload)}: ${result.non2xx} non-2xx responses and ${result.errors} connection errors`)
+/** The unmeasured warm-up: the JIT compiles the hot paths first, for every server alike. */
+async function warm (target: Target, problems: string[], what: string): Promise<void> {
+  if (options.warmup === 0) return
+  const run = await autocannon({ ...request(target), amount: options.warmup })
+  if (run.errors + run.non2xx > 0) problems.push(`${what}: ${run.non2xx} non-2xx responses and ${run.errors} connection errors while warming up`)
+}
+
+function record (server: ServerKind, workload: WorkloadKey, run: Run, problems: string[], beside?: CredKind): void {
+  if (run.errors > 0) problems.push(`${label(workload)}: ${run.non2xx} non-2xx responses and ${run.errors - run.non2xx} connection errors`)
   cells.push({
     server,
+    ...(beside === undefined ? {} : { beside }),
     workload,
     description: label(workload),
-    requestsPerSecond: Math.round(result.requests.average),
-    latencyP50Ms: quantile(latencies, 0.5),
-    latencyP99Ms: quantile(latencies, 0.99),
-    requests: result.requests.total,
-    errors,
-    non2xx: result.non2xx,
+    requestsPerSecond: Math.round(run.count / run.seconds),
+    latencyP50Ms: quantile(run.latencies, 0.5),
+    latencyP99Ms: quantile(run.latencies, 0.99),
+    requests: run.count,
+    errors: run.errors,
+    non2xx: run.non2xx,
     ratioToBaseline: null
   })
+}
+
+/** Turns a measurement is split into when it takes turns with the baseline. */
+const TURNS = 4
+
+/**
+ * One row of a cred server, `--duration` seconds in all. With `baseline` (the same workload
+ * on the bare Fastify app), the two take TURNS turns, alternating which goes first, and the
+ * baseline gets half as long: both are measured through the same moments, so the ratio is not
+ * thrown off by what else this shared machine was doing at the time (run minutes apart, the
+ * same baseline row has measured anywhere from 18,000 to 27,000 req/s).
+ */
+async function measure (server: CredKind, workload: WorkloadKey, target: Target, problems: string[], baseline?: Baseline): Promise<void> {
+  const beside = baseline?.targets[baselineOf[workload]]
+  progress(`${server}: ${label(workload)} for ${options.duration} s${beside === undefined ? '' : `, in ${TURNS} turns with the baseline (${options.duration / 2} s)`}`)
+  await warm(target, problems, label(workload))
+  if (beside === undefined) {
+    record(server, workload, await cannon(target, options.duration), problems)
+    return
+  }
+  await warm(beside, baseline!.problems, label(workload))
+  const runs: Run[] = []
+  const baseRuns: Run[] = []
+  for (let turn = 0; turn < TURNS; turn++) {
+    if (turn % 2 === 0) runs.push(await cannon(target, options.duration / TURNS))
+    baseRuns.push(await cannon(beside, options.duration / TURNS / 2))
+    if (turn % 2 === 1) runs.push(await cannon(target, options.duration / TURNS))
+  }
+  record(server, workload, merged(runs), problems)
+  record('baseline', workload, merged(baseRuns), baseline!.problems, server)
 }
 
 /** Samples VmRSS of `pid` every 100 ms; `stop()` returns the peak in KiB. */
@@ -249,14 +328,24 @@ function postgresSeeder (adminUrl: string, database: string): Seeder {
     const [row] = await sql<Array<{ n: number }>>`select count(*)::int as n from events`
     const missing = total - row!.n
     if (missing <= 0) return
-    await sql`insert into events (client_id, device, name, location, action, value, time)
-      select ${clientId}, 'bench seed', 'Bench' || (i % 20), 'Bench', 'seed', i::text, ${Date.now() - missing}::bigint + i
-      from generate_series(1, ${missing}::int) as i`
+    // a superuser skips the foreign-key trigger on every row (they all name the poster, which
+    // exists): about a third less time for a million rows
+    const [role] = await sql<Array<{ super: boolean }>>`select rolsuper as super from pg_roles where rolname = current_user`
+    await sql.begin(async (tx) => {
+      if (role?.super === true) await tx`set local session_replication_role = replica`
+      await tx`insert into events (client_id, device, name, location, action, value, time)
+        select ${clientId}, 'bench seed', 'Bench' || (i % 20), 'Bench', 'seed', i::text, ${Date.now() - missing}::bigint + i
+        from generate_series(1, ${missing}::int) as i`
+    })
     await sql`analyze events`
   })
 }
 
-async function runCred (server: 'sqlite' | 'postgresql', database: DatabaseConfig, seed: Seeder): Promise<Fixtures> {
+/**
+ * A cred server's run. `baseline` gets the fixtures (SQLite's start the baseline app) and
+ * gives the baseline the rows take turns with; when it fails, the rows are measured alone.
+ */
+async function runCred (server: CredKind, database: DatabaseConfig, seed: Seeder, baseline: (fixtures: Fixtures) => Promise<Baseline | undefined>): Promise<void> {
   const problems: string[] = []
   const result: ServerResult = { server, peakRssKb: null, seedSeconds: {}, problems }
   servers.push(result)
@@ -318,11 +407,13 @@ async function runCred (server: 'sqlite' | 'postgresql', database: DatabaseConfi
       problems.push(`GET /clients lists ${(fixtures.clients as { clients: unknown[] }).clients.length} clients, not 500`)
     }
 
-    await measure(server, 'events', { url: eventsUrl, headers: pollerAuth }, problems)
-    if (server === 'sqlite') await measureWithoutMetrics(dir, database, eventsUrl, pollerAuth)
-    await measure(server, 'poll', { url: await pollUrl(), headers: pollerAuth }, problems)
-    await measure(server, 'clients', { url: `${cred.url}/clients?full=true`, headers: pollerAuth }, problems)
+    const beside = await baseline(fixtures)
+    await measure(server, 'events', { url: eventsUrl, headers: pollerAuth }, problems, beside)
+    if (server === 'sqlite') await measureMetricsCost(dir, database, eventsUrl, pollerAuth)
+    await measure(server, 'poll', { url: await pollUrl(), headers: pollerAuth }, problems, beside)
+    await measure(server, 'clients', { url: `${cred.url}/clients?full=true`, headers: pollerAuth }, problems, beside)
 
+    // workload 5 is compared with rows 1 and 3 (p99), not with the baseline
     await seedUpTo(options.big)
     await measure(server, 'events-big', { url: eventsUrl, headers: pollerAuth }, problems)
     await measure(server, 'poll-big', { url: await pollUrl(), headers: pollerAuth }, problems)
@@ -333,12 +424,11 @@ async function runCred (server: 'sqlite' | 'postgresql', database: DatabaseConfi
       method: 'POST',
       headers: { ...posterAuth, 'content-type': 'application/json' },
       body: JSON.stringify(postBody('42'))
-    }, problems)
+    }, problems, beside)
     for (const line of cred.warnings.slice(0, 5)) {
       const err = line.err as { message?: string } | undefined
       problems.push(`server log: ${line.msg}${err?.message === undefined ? '' : `: ${err.message}`}`)
     }
-    return fixtures
   } finally {
     result.peakRssKb = rss.stop()
     api.destroy()
@@ -351,14 +441,15 @@ const metricsRounds: Array<{ on: number, off: number }> = []
 const METRICS_ROUNDS = 3
 
 /**
- * Workload 1 on a second cred-server with `metrics: False`, on the same database (same rows,
- * same session): the row "metrics off". For the metrics cost, a third server, fresh like the
- * second but with metrics on, takes turns with it for METRICS_ROUNDS rounds of half the
- * duration each, and the cost is read from the sums. Comparing with the first server would
- * not be fair: having authenticated 500 clients first, it answers 5–8 % slower with or
- * without metrics (measured), and this machine's speed drifts by as much between runs.
+ * What metrics cost: workload 1 on two more cred-servers on the same database (same rows,
+ * same session), fresh alike, one with `metrics: False`. Both are warmed up for half the
+ * duration, then they take turns for METRICS_ROUNDS rounds of half the duration each (which
+ * one goes first alternates), and the cost is read from the sums. The metrics-off server's
+ * rounds together are the table's "metrics off" row. Comparing with the first server would not
+ * be fair: having authenticated 500 clients first, it answers 5–8 % slower with or without
+ * metrics (measured), and this machine's speed drifts by as much within a minute.
  */
-async function measureWithoutMetrics (dir: string, database: DatabaseConfig, firstUrl: string, headers: Record<string, string>): Promise<void> {
+async function measureMetricsCost (dir: string, database: DatabaseConfig, firstUrl: string, headers: Record<string, string>): Promise<void> {
   const problems: string[] = []
   const result: ServerResult = { server: 'sqlite-metrics-off', peakRssKb: null, problems }
   servers.push(result)
@@ -368,34 +459,32 @@ async function measureWithoutMetrics (dir: string, database: DatabaseConfig, fir
     progress(`sqlite: starting another cred-server with metrics: ${metrics ? 'True' : 'False'}`)
     return startServer(`sqlite ${name}`, config, port)
   }
+  const path = `${new URL(firstUrl).pathname}${new URL(firstUrl).search}`
   const off = await start('cred-metrics-off', false)
   const rss = watchRss(off.pid)
-  const path = `${new URL(firstUrl).pathname}${new URL(firstUrl).search}`
-  const rate = async (url: string) => {
-    const run = await autocannon({ url, headers, connections: options.connections, duration: options.duration / 2 })
-    if (run.errors + run.non2xx > 0) problems.push(`metrics rounds: ${run.non2xx} non-2xx responses and ${run.errors} connection errors`)
-    return run.requests.average
-  }
   let on: Awaited<ReturnType<typeof startServer>> | undefined
   try {
-    await measure('sqlite-metrics-off', 'events', { url: `${off.url}${path}`, headers }, problems)
     on = await start('cred-metrics-on', true)
-    // as warm as the other one, which has just answered a whole row: with only --warmup
-    // requests, its first round was up to half as fast while V8 was still compiling
-    progress(`sqlite: warming up the metrics-on server for ${options.duration} s`)
-    await autocannon({ url: `${on.url}${path}`, headers, connections: options.connections, amount: options.warmup })
-    await autocannon({ url: `${on.url}${path}`, headers, connections: options.connections, duration: options.duration })
+    const targets = { on: { url: `${on.url}${path}`, headers }, off: { url: `${off.url}${path}`, headers } }
+    // with only --warmup requests, a server's first round was up to half as fast as its
+    // later ones while V8 was still compiling
+    progress(`sqlite: warming up both for ${options.duration / 2} s`)
+    for (const target of [targets.on, targets.off]) {
+      await warm(target, problems, 'metrics rounds')
+      await cannon(target, options.duration / 2)
+    }
+    const offRuns: Run[] = []
     for (let round = 1; round <= METRICS_ROUNDS; round++) {
       progress(`sqlite: metrics on/off, round ${round} of ${METRICS_ROUNDS}, ${options.duration / 2} s each`)
       // taking turns at going first, so neither always runs on a machine the other just warmed
-      if (round % 2 === 1) {
-        const onRate = await rate(`${on.url}${path}`)
-        metricsRounds.push({ on: onRate, off: await rate(`${off.url}${path}`) })
-      } else {
-        const offRate = await rate(`${off.url}${path}`)
-        metricsRounds.push({ on: await rate(`${on.url}${path}`), off: offRate })
-      }
+      const order = round % 2 === 1 ? ['on', 'off'] as const : ['off', 'on'] as const
+      const runs: Partial<Record<'on' | 'off', Run>> = {}
+      for (const which of order) runs[which] = await cannon(targets[which], options.duration / 2)
+      offRuns.push(runs.off!)
+      if (runs.on!.errors > 0) problems.push(`metrics rounds: ${runs.on!.non2xx} non-2xx responses and ${runs.on!.errors - runs.on!.non2xx} connection errors`)
+      metricsRounds.push({ on: runs.on!.count / runs.on!.seconds, off: runs.off!.count / runs.off!.seconds })
     }
+    record('sqlite-metrics-off', 'events', merged(offRuns), problems)
   } finally {
     result.peakRssKb = rss.stop()
     await on?.stop()
@@ -406,7 +495,15 @@ async function measureWithoutMetrics (dir: string, database: DatabaseConfig, fir
 // ---------------------------------------------------------------------------------------------
 // baseline
 
-async function runBaseline (fixtures: Fixtures): Promise<void> {
+/** The bare Fastify app, running; its targets are the same workloads as cred's. */
+interface Baseline {
+  targets: Record<'events' | 'poll' | 'clients' | 'post', Target>
+  problems: string[]
+  stop: () => Promise<void>
+}
+
+/** Starts the baseline serving `fixtures`; it runs until `stop()`, beside both cred servers. */
+async function startBaseline (fixtures: Fixtures): Promise<Baseline> {
   const problems: string[] = []
   const result: ServerResult = { server: 'baseline', peakRssKb: null, problems }
   servers.push(result)
@@ -417,22 +514,31 @@ async function runBaseline (fixtures: Fixtures): Promise<void> {
   const script = fileURLToPath(new URL('./bench-baseline.js', import.meta.url))
   const child = spawn(process.execPath, [script, file, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] })
   trackProcess(child)
-  await waitForLine(child, 'listening', 15_000)
+  try {
+    await waitForLine(child, 'listening', 15_000)
+  } catch (err) {
+    await stopProcess(child)
+    throw err
+  }
   const rss = watchRss(child.pid!)
   const url = `http://127.0.0.1:${port}`
-  try {
-    await measure('baseline', 'events', { url: `${url}/events?full=true&limit=10` }, problems)
-    await measure('baseline', 'poll', { url: `${url}/clients/2/subscribedevents?full=true&after=10` }, problems)
-    await measure('baseline', 'clients', { url: `${url}/clients?full=true` }, problems)
-    await measure('baseline', 'post', {
-      url: `${url}/events`,
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ event: { name: 'Posted', location: 'Bench', action: 'bench', value: '42' } })
-    }, problems)
-  } finally {
-    result.peakRssKb = rss.stop()
-    await stopProcess(child)
+  return {
+    targets: {
+      events: { url: `${url}/events?full=true&limit=10` },
+      poll: { url: `${url}/clients/2/subscribedevents?full=true&after=10` },
+      clients: { url: `${url}/clients?full=true` },
+      post: {
+        url: `${url}/events`,
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ event: { name: 'Posted', location: 'Bench', action: 'bench', value: '42' } })
+      }
+    },
+    problems,
+    stop: async () => {
+      result.peakRssKb = rss.stop()
+      await stopProcess(child)
+    }
   }
 }
 
@@ -464,7 +570,13 @@ const serverLabels: Record<ServerKind, string> = {
   'sqlite-metrics-off': 'cred, SQLite, metrics off',
   postgresql: 'cred, PostgreSQL'
 }
-const serverOrder: ServerKind[] = ['baseline', 'sqlite', 'sqlite-metrics-off', 'postgresql']
+/** the table's order within a workload: each cred server after the baseline measured beside it */
+const rank = (cell: Cell): number => cell.server === 'baseline'
+  ? (cell.beside === 'postgresql' ? 3 : 0)
+  : ['', 'sqlite', 'sqlite-metrics-off', '', 'postgresql'].indexOf(cell.server)
+const cellLabel = (cell: Cell): string => cell.beside === undefined
+  ? serverLabels[cell.server]
+  : `${serverLabels[cell.server]}, beside ${cell.beside === 'sqlite' ? 'SQLite' : 'PostgreSQL'}`
 const order: WorkloadKey[] = ['events', 'post', 'poll', 'clients', 'events-big', 'poll-big']
 
 /** Workload 5: p99 latency on the big table divided by the same workload's on the small one. */
@@ -490,10 +602,9 @@ function metricsCostPercent (): number | null {
 function table (): string {
   const header = ['server', 'workload', 'req/s', 'p50', 'p99', 'errors', 'vs baseline']
   const sorted = [...cells].sort((a, b) =>
-    order.indexOf(a.workload) - order.indexOf(b.workload) ||
-    serverOrder.indexOf(a.server) - serverOrder.indexOf(b.server))
+    order.indexOf(a.workload) - order.indexOf(b.workload) || rank(a) - rank(b))
   const rows = sorted.map((cell) => [
-    serverLabels[cell.server],
+    cellLabel(cell),
     cell.description,
     cell.requestsPerSecond.toLocaleString('en-US'),
     `${cell.latencyP50Ms.toFixed(2)} ms`,
@@ -505,7 +616,7 @@ function table (): string {
   const widths = header.map((_, col) => Math.max(...lines.map((line) => line[col]!.length)))
   const out = [
     `cred HTTP throughput — ${cpus().length} cores (${cpus()[0]?.model.trim() ?? 'unknown CPU'}), Node ${process.version}, ` +
-      `${options.connections} connections, ${options.duration} s per row`,
+      `${options.connections} connections, ${options.duration} s per cred row (rows 1–4 in ${TURNS} turns with the baseline, ${options.duration / 2} s)`,
     '',
     ...lines.map((line) => line.map((cell, col) => col < 2 ? cell.padEnd(widths[col]!) : cell.padStart(widths[col]!)).join('  ').trimEnd()),
     '',
@@ -552,19 +663,10 @@ const timeLimit = setTimeout(() => {
 }, options.timeLimitMs)
 timeLimit.unref()
 
-async function main (): Promise<number> {
-  const started = performance.now()
-  const failed = (server: ServerKind, err: unknown) => {
-    const existing = servers.find((s) => s.server === server)
-    const message = `run failed: ${(err as Error).message}`
-    if (existing === undefined) servers.push({ server, peakRssKb: null, problems: [message] })
-    else existing.problems.push(message)
-  }
-
-  // SQLite first: its responses are what the baseline serves
+/** Every cred server's rows, SQLite first. */
+async function measureAll (withBaseline: (fixtures: Fixtures) => Promise<Baseline | undefined>, failed: (server: ServerKind, err: unknown) => void): Promise<void> {
   const sqliteFile = join(tempDir(), 'cred-bench.db')
-  const fixtures = await runCred('sqlite', { type: 'sqlite3', database: sqliteFile }, sqliteSeeder(sqliteFile))
-  await runBaseline(fixtures).catch((err: unknown) => failed('baseline', err))
+  await runCred('sqlite', { type: 'sqlite3', database: sqliteFile }, sqliteSeeder(sqliteFile), withBaseline)
 
   if (args['no-postgres']) {
     servers.push({ server: 'postgresql', skipped: '--no-postgres', peakRssKb: null, problems: [] })
@@ -582,12 +684,47 @@ async function main (): Promise<number> {
         user: decodeURIComponent(url.username),
         password: decodeURIComponent(url.password),
         database: name
-      }, postgresSeeder(args.postgres, name))).catch((err: unknown) => failed('postgresql', err))
+      }, postgresSeeder(args.postgres, name), withBaseline)).catch((err: unknown) => failed('postgresql', err))
     }
+  }
+}
+
+async function main (): Promise<number> {
+  const started = performance.now()
+  const failed = (server: ServerKind, err: unknown) => {
+    const existing = servers.find((s) => s.server === server)
+    const message = `run failed: ${(err as Error).message}`
+    if (existing === undefined) servers.push({ server, peakRssKb: null, problems: [message] })
+    else existing.problems.push(message)
+  }
+
+  // SQLite first: its responses are what the baseline serves. The baseline then runs
+  // beside both cred servers, taking turns with their rows.
+  let baseline: Baseline | undefined
+  let baselineFailed = false
+  const withBaseline = async (fixtures: Fixtures) => {
+    if (baseline === undefined && !baselineFailed) {
+      baseline = await startBaseline(fixtures).catch((err: unknown) => {
+        baselineFailed = true
+        failed('baseline', err)
+        return undefined
+      })
+    }
+    return baseline
+  }
+  try {
+    await measureAll(withBaseline, failed)
+  } finally {
+    await baseline?.stop()
   }
 
   for (const cell of cells) {
-    const base = cells.find((other) => other.server === 'baseline' && other.workload === baselineOf[cell.workload])
+    if (cell.server === 'baseline') {
+      cell.ratioToBaseline = 1
+      continue
+    }
+    const beside = cell.server === 'postgresql' ? 'postgresql' : 'sqlite'
+    const base = cells.find((other) => other.server === 'baseline' && other.beside === beside && other.workload === baselineOf[cell.workload])
     cell.ratioToBaseline = base === undefined || base.requestsPerSecond === 0 ? null : Math.round(cell.requestsPerSecond / base.requestsPerSecond * 1000) / 1000
   }
   const seconds = Math.round((performance.now() - started) / 1000)
