@@ -44,11 +44,23 @@ function immediately (flush: () => void): void {
   flush()
 }
 
+/** Turns of the event loop a group of a synchronous driver gathers posts for. */
+const GATHER_TURNS = 3
+
 /**
- * Writes after the requests already read from the sockets have been handled (setImmediate):
- * for a synchronous driver, where nothing could queue behind a write in progress, this is
- * what lets a burst of posts share one transaction.
+ * Writes after GATHER_TURNS turns of the event loop (setImmediate), each of which first reads
+ * and handles whatever requests have arrived: for a synchronous driver, where nothing could
+ * queue behind a write in progress, this is what lets a burst of posts share one transaction.
+ * One turn took in the posts read together (about 6 of 10 connections' under the benchmark);
+ * three also take in those the clients just answered send next (about 10), so a commit, whose
+ * fsync blocks the thread, is shared by more posts: 7,400 -> 8,400 posts/s on SQLite, averaged
+ * over six alternating pairs of runs. An idle server pays three empty turns, microseconds.
  */
 export function afterPendingIo (flush: () => void): void {
-  setImmediate(flush)
+  let turns = GATHER_TURNS
+  const turn = () => {
+    if (--turns === 0) flush()
+    else setImmediate(turn)
+  }
+  setImmediate(turn)
 }
