@@ -29,10 +29,10 @@ cred-server on SQLite and cred-server on PostgreSQL, for these workloads:
   4  GET /clients?full=true                                (500 active clients)
   5  1 and 3 with 1,000,000 events in the table (seeded in bulk), to compare with 1 and 3
 and workload 1 on two more cred-servers on the same SQLite file, one with metrics: False,
-in 3 alternating rounds of half --duration each (after half --duration of warm-up each):
+in 6 alternating rounds of a quarter of --duration each (after half --duration of warm-up each):
 what metrics cost.
 
-The baseline runs beside both cred servers: each cred row of workloads 1 to 4 takes 4 turns
+The baseline runs beside both cred servers: each cred row of workloads 1 to 4 takes 6 turns
 with the same workload on the baseline, which gets half as long, so that the ratio compares
 the two through the same moments. Each measurement follows an unmeasured warm-up of
 --warmup requests on the same target.
@@ -246,8 +246,12 @@ function record (server: ServerKind, workload: WorkloadKey, run: Run, problems: 
   })
 }
 
-/** Turns a measurement is split into when it takes turns with the baseline. */
-const TURNS = 4
+/**
+ * Turns a measurement is split into when it takes turns with the baseline. This VM's speed
+ * changes for seconds at a time (the same server, in 1 s runs: 43 µs of CPU per request for a
+ * few seconds, then 80 µs for six): turns shorter than that spread such spells over both.
+ */
+const TURNS = 6
 
 /**
  * One row of a cred server, `--duration` seconds in all. With `baseline` (the same workload
@@ -438,16 +442,17 @@ async function runCred (server: CredKind, database: DatabaseConfig, seed: Seeder
 
 /** Rounds of workload 1 on two fresh servers, metrics on then off: req/s of each. */
 const metricsRounds: Array<{ on: number, off: number }> = []
-const METRICS_ROUNDS = 3
+/** rounds of a quarter of the duration on each server: as for TURNS, shorter than a slow spell */
+const METRICS_ROUNDS = 6
 
 /**
  * What metrics cost: workload 1 on two more cred-servers on the same database (same rows,
  * same session), fresh alike, one with `metrics: False`. Both are warmed up for half the
- * duration, then they take turns for METRICS_ROUNDS rounds of half the duration each (which
- * one goes first alternates), and the cost is read from the sums. The metrics-off server's
- * rounds together are the table's "metrics off" row. Comparing with the first server would not
- * be fair: having authenticated 500 clients first, it answers 5–8 % slower with or without
- * metrics (measured), and this machine's speed drifts by as much within a minute.
+ * duration, then they take turns for METRICS_ROUNDS rounds of a quarter of the duration
+ * each (which one goes first alternates), and the cost is read from the sums. The metrics-off
+ * server's rounds together are the table's "metrics off" row. The first server is not compared
+ * with: it is measured at other moments, and this machine's speed changes by up to 2× for
+ * seconds at a time.
  */
 async function measureMetricsCost (dir: string, database: DatabaseConfig, firstUrl: string, headers: Record<string, string>): Promise<void> {
   const problems: string[] = []
@@ -475,11 +480,11 @@ async function measureMetricsCost (dir: string, database: DatabaseConfig, firstU
     }
     const offRuns: Run[] = []
     for (let round = 1; round <= METRICS_ROUNDS; round++) {
-      progress(`sqlite: metrics on/off, round ${round} of ${METRICS_ROUNDS}, ${options.duration / 2} s each`)
+      progress(`sqlite: metrics on/off, round ${round} of ${METRICS_ROUNDS}, ${options.duration / 4} s each`)
       // taking turns at going first, so neither always runs on a machine the other just warmed
       const order = round % 2 === 1 ? ['on', 'off'] as const : ['off', 'on'] as const
       const runs: Partial<Record<'on' | 'off', Run>> = {}
-      for (const which of order) runs[which] = await cannon(targets[which], options.duration / 2)
+      for (const which of order) runs[which] = await cannon(targets[which], options.duration / 4)
       offRuns.push(runs.off!)
       if (runs.on!.errors > 0) problems.push(`metrics rounds: ${runs.on!.non2xx} non-2xx responses and ${runs.on!.errors - runs.on!.non2xx} connection errors`)
       metricsRounds.push({ on: runs.on!.count / runs.on!.seconds, off: runs.off!.count / runs.off!.seconds })
