@@ -248,8 +248,8 @@ function record (server: ServerKind, workload: WorkloadKey, run: Run, problems: 
 
 /**
  * Turns a measurement is split into when it takes turns with the baseline. This VM's speed
- * changes for seconds at a time (the same server, in 1 s runs: 43 µs of CPU per request for a
- * few seconds, then 80 µs for six): turns shorter than that spread such spells over both.
+ * changes for seconds at a time (the same server, in 1 s runs: 78–105 µs of CPU per request
+ * for six seconds, then 43 µs): turns shorter than that spread such spells over both.
  */
 const TURNS = 6
 
