@@ -8,6 +8,7 @@ import type { Test } from 'tap'
 import cred from '../app.js'
 import { resolveConfig } from '../config/resolve.js'
 import { openDatabase, type Repositories } from '../db/index.js'
+import { CHANGE_CHECK_MS } from '../db/sqlite.js'
 import type { Permission } from '../schemas/apikeys.js'
 import type { CredConfig, SettingsInput } from '../schemas/config.js'
 
@@ -67,11 +68,12 @@ export const backends: Backend[] = postgresUnavailable === null ? ['sqlite', 'po
 
 /**
  * Waits until a change made to a session's row through another connection is seen: SQLite
- * sees it at once; a PostgreSQL instance uses a session it looked up for up to a second
- * (db/session-cache.ts) unless the change came with a notification.
+ * within CHANGE_CHECK_MS (the connection reads `data_version` at most that often); a
+ * PostgreSQL instance uses a session it looked up for up to a second (db/session-cache.ts)
+ * unless the change came with a notification.
  */
 export const sessionChangeSeen = (backend: Backend) =>
-  new Promise((resolve) => setTimeout(resolve, backend === 'postgresql' ? 1100 : 0))
+  new Promise((resolve) => setTimeout(resolve, backend === 'postgresql' ? 1100 : CHANGE_CHECK_MS + 1))
 
 /** Runs `fn` as one subtest per backend: the same tests, every database. */
 export function forEachBackend (t: Test, fn: (t: Test, backend: Backend) => Promise<void>): void {
