@@ -476,7 +476,8 @@ async function measureMetricsCost (dir: string, database: DatabaseConfig, firstU
     progress(`sqlite: warming up both for ${options.duration / 2} s`)
     for (const target of [targets.on, targets.off]) {
       await warm(target, problems, 'metrics rounds')
-      await cannon(target, options.duration / 2)
+      const run = await cannon(target, options.duration / 2)
+      if (run.errors > 0) problems.push(`metrics warm-up: ${run.non2xx} non-2xx responses and ${run.errors - run.non2xx} connection errors`)
     }
     const offRuns: Run[] = []
     for (let round = 1; round <= METRICS_ROUNDS; round++) {

@@ -1,20 +1,14 @@
 // Durability of the SQLite repositories: a write is on disk before the call that made it returns.
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { openConnection } from '../../db/sqlite.js'
-
-const temp = (t: Test) => {
-  const dir = mkdtempSync(join(tmpdir(), 'cred-sqlite-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  return dir
-}
+import { tempDir } from '../helper.js'
 
 t.test('connections flush every commit (synchronous FULL, not the build\'s WAL default NORMAL)', async (t) => {
-  const db = openConnection(join(temp(t), 'cred.db'))
+  const db = openConnection(join(tempDir(t), 'cred.db'))
   t.teardown(() => { db.close() })
   t.equal(db.pragma('journal_mode', { simple: true }), 'wal')
   t.equal(db.pragma('synchronous', { simple: true }), 2, 'FULL')
@@ -28,7 +22,7 @@ t.test('connections flush every commit (synchronous FULL, not the build\'s WAL d
 const straceMissing = spawnSync('strace', ['-V'], { encoding: 'utf8' }).status !== 0
 if (straceMissing && process.env.CI === 'true') throw new Error('strace is missing: in CI the SQLite durability test must run')
 t.test('an event is synced to the WAL file before create() resolves', { skip: straceMissing ? 'strace is not installed (apt-get install -y strace)' : false }, async (t) => {
-  const dir = temp(t)
+  const dir = tempDir(t)
   const file = join(dir, 'cred.db')
   const trace = join(dir, 'trace')
   // the built module (npm test builds first), in a plain node process
