@@ -194,9 +194,9 @@ export function openSqlite (file: string): Repositories {
     return row.id
   })
 
-  // Group commit: the posts read from the sockets in one turn of the event loop are stored in
-  // one transaction, so they share one WAL flush (synchronous is FULL: each is durable
-  // before its 201).
+  // Group commit: the posts read from the sockets in a few turns of the event loop
+  // (afterPendingIo) are stored in one transaction, so they share one WAL flush (synchronous
+  // is FULL: each is durable before its 201).
   const insertOne = queries.eventInsert.prepare()
   const insertGroup = sqlite.transaction((group: NewEventRecord[]) => {
     const time = Date.now()

@@ -229,8 +229,13 @@ async function warm (target: Target, problems: string[], what: string): Promise<
   if (run.errors + run.non2xx > 0) problems.push(`${what}: ${run.non2xx} non-2xx responses and ${run.errors} connection errors while warming up`)
 }
 
+/** Notes a run's failed requests, if any, among `problems`. */
+function checkErrors (run: Run, problems: string[], what: string): void {
+  if (run.errors > 0) problems.push(`${what}: ${run.non2xx} non-2xx responses and ${run.errors - run.non2xx} connection errors`)
+}
+
 function record (server: ServerKind, workload: WorkloadKey, run: Run, problems: string[], beside?: CredKind): void {
-  if (run.errors > 0) problems.push(`${label(workload)}: ${run.non2xx} non-2xx responses and ${run.errors - run.non2xx} connection errors`)
+  checkErrors(run, problems, label(workload))
   cells.push({
     server,
     ...(beside === undefined ? {} : { beside }),
@@ -477,7 +482,7 @@ async function measureMetricsCost (dir: string, database: DatabaseConfig, firstU
     for (const target of [targets.on, targets.off]) {
       await warm(target, problems, 'metrics rounds')
       const run = await cannon(target, options.duration / 2)
-      if (run.errors > 0) problems.push(`metrics warm-up: ${run.non2xx} non-2xx responses and ${run.errors - run.non2xx} connection errors`)
+      checkErrors(run, problems, 'metrics warm-up')
     }
     const offRuns: Run[] = []
     for (let round = 1; round <= METRICS_ROUNDS; round++) {
@@ -487,7 +492,7 @@ async function measureMetricsCost (dir: string, database: DatabaseConfig, firstU
       const runs: Partial<Record<'on' | 'off', Run>> = {}
       for (const which of order) runs[which] = await cannon(targets[which], options.duration / 4)
       offRuns.push(runs.off!)
-      if (runs.on!.errors > 0) problems.push(`metrics rounds: ${runs.on!.non2xx} non-2xx responses and ${runs.on!.errors - runs.on!.non2xx} connection errors`)
+      checkErrors(runs.on!, problems, 'metrics rounds')
       metricsRounds.push({ on: runs.on!.count / runs.on!.seconds, off: runs.off!.count / runs.off!.seconds })
     }
     record('sqlite-metrics-off', 'events', merged(offRuns), problems)

@@ -32,7 +32,6 @@ export function binNodeOptions (file: string): string[] {
   return match === null ? [] : match[1]!.trim().split(/\s+/).filter((option) => option !== '')
 }
 
-/** Progress goes to stderr, so stdout holds only the table or the JSON. */
 /**
  * A checker for numeric command-line options: `option(name, text, min)` returns the number,
  * or prints `<command>: --name must be a number >= min` with the usage and exits 2.
@@ -48,6 +47,7 @@ export function numberOption (command: string, usage: string) {
   }
 }
 
+/** Progress goes to stderr, so stdout holds only the table or the JSON. */
 export function progress (message: string): void {
   process.stderr.write(`# ${message}\n`)
 }
