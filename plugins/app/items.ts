@@ -1,7 +1,9 @@
+import fastJson from 'fast-json-stringify'
 import fp from 'fastify-plugin'
-import type { FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { ApiKeyRecord, ClientRecord, EventRecord } from '../../db/index.js'
 import { isoTime } from '../../lib/iso-time.js'
+import { EventItem, EventList } from '../../schemas/events.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -14,6 +16,11 @@ export interface ItemPresenter {
   event: (request: FastifyRequest, event: EventRecord, full: boolean) => EventItemOut
   /** a list of events: the same as `event` for each, with the request's base URL worked out once */
   events: (request: FastifyRequest, events: EventRecord[], full: boolean) => EventItemOut[]
+  /**
+   * Answers `list` (returned by the handler) as its route's EventList schema would serialize it,
+   * with each full-form event's JSON made once per record, not once per answer.
+   */
+  eventList: <T extends EventListOut>(reply: FastifyReply, list: T) => T
   client: (request: FastifyRequest, client: ClientRecord, full: boolean) => ClientItemOut
   clients: (request: FastifyRequest, clients: ClientRecord[], full: boolean) => ClientItemOut[]
   apikey: (request: FastifyRequest, apikey: ApiKeyRecord, full: boolean) => ApiKeyItemOut
@@ -23,8 +30,37 @@ interface EventItemOut {
   id: number, uri: string, device?: string | null, name?: string, location?: string | null,
   action?: string | null, value?: string | null, time?: string
 }
+interface EventListOut { status: number, message: string, events: EventItemOut[] }
 interface ClientItemOut { id: number, uri: string, device?: string | null, location?: string | null, lastActive?: string }
 interface ApiKeyItemOut { id: number, uri: string, permission?: ApiKeyRecord['permission'], created?: string, revoked?: string | null }
+
+/** One event item's JSON, by the EventItem schema (as the routes' schemas serialize it). */
+const eventJson = fastJson(EventItem)
+const emptyEventList = fastJson(EventList)
+
+/**
+ * The start of a list answer, `{"status":…,"message":…,"events":[`, by the EventList schema: it
+ * puts `events` last, so an empty list ends in `[]}` and the items go before that `]}`.
+ */
+function eventListHead (envelope: { status: number, message: string }): Buffer {
+  const empty = emptyEventList({ status: envelope.status, message: envelope.message, events: [] })
+  if (!empty.endsWith('[]}')) throw new Error(`an event list does not end with its events: ${empty}`)
+  return Buffer.from(empty.slice(0, -2))
+}
+const okHead = eventListHead({ status: 200, message: 'OK' })
+const comma = Buffer.from(',')
+const listEnd = Buffer.from(']}')
+
+/** A list answer's JSON, as the EventList schema would serialize it, from its items' JSON. */
+function eventListJson (list: EventListOut, itemJson: (item: EventItemOut) => Buffer): Buffer {
+  const parts = [list.status === 200 && list.message === 'OK' ? okHead : eventListHead(list)]
+  list.events.forEach((item, i) => {
+    if (i > 0) parts.push(comma)
+    parts.push(itemJson(item))
+  })
+  parts.push(listEnd)
+  return Buffer.concat(parts)
+}
 
 export default fp(async function items (fastify) {
   const root = fastify.mountPath
@@ -32,8 +68,13 @@ export default fp(async function items (fastify) {
 
   // The full form of an event, kept with the record it was made from: the newest events are the
   // same records from one request to the next (db/recent-events.ts), and a live event goes to
-  // every stream, so each is formatted once per base URL rather than once per answer.
+  // every stream, so each is formatted once per base URL rather than once per answer. Its JSON
+  // is kept with it (UTF-8), so that a list answer is mostly a copy of those bytes.
   const fullEvents = new WeakMap<EventRecord, { base: string, item: EventItemOut }>()
+  const fullJson = new WeakMap<EventItemOut, Buffer>()
+  const itemJson = (item: EventItemOut) => fullJson.get(item) ?? Buffer.from(eventJson(item))
+  // Fastify sends a Buffer from a reply serializer as it is (its type only says string)
+  const serializeEventList = ((list: EventListOut) => eventListJson(list, itemJson)) as unknown as (list: EventListOut) => string
   function event (baseUrl: string, record: EventRecord, full: boolean): EventItemOut {
     if (!full) return { id: record.id, uri: `${baseUrl}/events/${record.id}` }
     const known = fullEvents.get(record)
@@ -49,6 +90,7 @@ export default fp(async function items (fastify) {
       uri: `${baseUrl}/events/${record.id}`
     }
     fullEvents.set(record, { base: baseUrl, item })
+    fullJson.set(item, Buffer.from(eventJson(item)))
     return item
   }
   function client (baseUrl: string, record: ClientRecord, full: boolean): ClientItemOut {
@@ -62,6 +104,10 @@ export default fp(async function items (fastify) {
     events (request, records, full) {
       const baseUrl = base(request)
       return records.map((record) => event(baseUrl, record, full))
+    },
+    eventList (reply, list) {
+      reply.type('application/json; charset=utf-8').serializer(serializeEventList)
+      return list
     },
     client: (request, record, full) => client(base(request), record, full),
     clients (request, records, full) {

@@ -1,4 +1,6 @@
+import fastJson from 'fast-json-stringify'
 import t from 'tap'
+import { EventList } from '../../schemas/events.js'
 import { bearer, build, forEachBackend } from '../helper.js'
 
 forEachBackend(t, async (t, backend) => {
@@ -22,6 +24,43 @@ forEachBackend(t, async (t, backend) => {
     t.match(event, { id, device: 'Switch', name: 'Light', location: 'Living Room', action: 'Toggled', value: 'On', uri })
     t.match(event.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
     t.ok(Math.abs(Date.parse(event.time) - before) < 60_000, 'time is now')
+  })
+
+  t.test('event lists are the JSON their schema makes, byte for byte, on every list route', async (t) => {
+    // the lists are put together from each event's JSON (plugins/app/items.ts); this is the
+    // serializer Fastify would have used for the whole answer
+    const schemaJson = fastJson(EventList)
+    const { app, session } = await build(t, {}, { backend })
+    const writer = await session('write', { device: 'Sensor "7" \\ ☀️' })
+    const reader = await session('read', { subscribe: { Temp: {}, 'Li"ght': {} } })
+    const payloads = [
+      { name: 'Temp', location: 'Küche\t"oben"\n', action: 'Read', value: 21.5 },
+      { name: 'Li"ght', value: 'line\u2028sep </script> \u0001 😀' },
+      { name: 'Temp', location: null, action: null, value: null }
+    ]
+    for (const event of payloads) {
+      const res = await app.inject({ method: 'POST', url: '/events', headers: bearer(writer.sessionKey), payload: { event } })
+      t.equal(res.statusCode, 201)
+    }
+    const urls = ['/events', `/clients/${writer.id}/events`, `/clients/${reader.id}/subscribedevents`]
+    for (const url of urls) {
+      for (const query of ['?full=true', '', '?full=true&after=1000000']) {
+        for (const host of ['localhost', 'cred.example:8080']) {
+          const res = await app.inject({ url: url + query, headers: { ...bearer(reader.sessionKey), host } })
+          const what = `${host} ${url}${query}`
+          t.equal(res.statusCode, 200, what)
+          t.equal(res.headers['content-type'], 'application/json; charset=utf-8', what)
+          const body = res.json()
+          t.equal(res.body, schemaJson(body), `${what}: the schema's JSON`)
+          t.equal(body.events.length, query.includes('after') ? 0 : 3, `${what}: every event`)
+          for (const item of body.events) t.equal(item.uri, `http://${host}/events/${item.id}`, `${what}: uri of the request's host`)
+          if (query === '?full=true') {
+            t.same(body.events.map((e: { name: string, location: string | null, value: string | null }) => [e.name, e.location, e.value]),
+              payloads.map((e) => [e.name, e.location ?? null, e.value === null || e.value === undefined ? null : String(e.value)]).reverse(), `${what}: as posted`)
+          }
+        }
+      }
+    }
   })
 
   t.test('value is stored and returned as text; optional fields may be absent or null', async (t) => {
