@@ -75,11 +75,19 @@ function canonicalDecimal (text: string): string {
 }
 
 /**
+ * Whether a JSON text may hold a number that is not exact: one with an exponent, or with 16 or
+ * more digits. A decimal of at most 15 digits and no exponent always is (a double holds 15
+ * significant decimal digits), so most bodies need no scan of their tokens (~1.4 us a post).
+ */
+const mayBeInexact = /\d[eE]|\d(?:\.?\d){15}/
+
+/**
  * The first number in a (valid) JSON text that a JavaScript number cannot hold exactly, so that
  * its text as cred would store it (`String(value)`) names a different number: too many digits
  * (`12345678901234567890`), too large (`1e400`) or too small (`1e-400`).
  */
 export function inexactNumber (json: string): string | undefined {
+  if (!mayBeInexact.test(json)) return undefined
   for (const [token] of json.matchAll(jsonTokens)) {
     if (token.charCodeAt(0) === 0x22) continue // a string
     if (canonicalDecimal(token) !== canonicalDecimal(String(Number(token)))) return token
