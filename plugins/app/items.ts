@@ -17,10 +17,10 @@ export interface ItemPresenter {
   /** a list of events: the same as `event` for each, with the request's base URL worked out once */
   events: (request: FastifyRequest, events: EventRecord[], full: boolean) => EventItemOut[]
   /**
-   * Answers `list` (returned by the handler) as its route's EventList schema would serialize it,
-   * with each full-form event's JSON made once per record, not once per answer.
+   * The 200 answer with `events` (for the handler to return), serialized as its route's EventList
+   * schema would, with each full-form event's JSON made once per record, not once per answer.
    */
-  eventList: <T extends EventListOut>(reply: FastifyReply, list: T) => T
+  eventList: (reply: FastifyReply, events: EventItemOut[]) => EventListOut
   client: (request: FastifyRequest, client: ClientRecord, full: boolean) => ClientItemOut
   clients: (request: FastifyRequest, clients: ClientRecord[], full: boolean) => ClientItemOut[]
   apikey: (request: FastifyRequest, apikey: ApiKeyRecord, full: boolean) => ApiKeyItemOut
@@ -36,25 +36,23 @@ interface ApiKeyItemOut { id: number, uri: string, permission?: ApiKeyRecord['pe
 
 /** One event item's JSON, by the EventItem schema (as the routes' schemas serialize it). */
 const eventJson = fastJson(EventItem)
-const emptyEventList = fastJson(EventList)
 
 /**
- * The start of a list answer, `{"status":…,"message":…,"events":[`, by the EventList schema: it
- * puts `events` last, so an empty list ends in `[]}` and the items go before that `]}`.
+ * The start of an event list answer, `{"status":200,"message":"OK","events":[`, by the EventList
+ * schema: it puts `events` last, so an empty list ends in `[]}` and the items go before that `]}`.
  */
-function eventListHead (envelope: { status: number, message: string }): Buffer {
-  const empty = emptyEventList({ status: envelope.status, message: envelope.message, events: [] })
+const listHead = (() => {
+  const empty = fastJson(EventList)({ status: 200, message: 'OK', events: [] })
   if (!empty.endsWith('[]}')) throw new Error(`an event list does not end with its events: ${empty}`)
   return Buffer.from(empty.slice(0, -2))
-}
-const okHead = eventListHead({ status: 200, message: 'OK' })
+})()
 const comma = Buffer.from(',')
 const listEnd = Buffer.from(']}')
 
-/** A list answer's JSON, as the EventList schema would serialize it, from its items' JSON. */
-function eventListJson (list: EventListOut, itemJson: (item: EventItemOut) => Buffer): Buffer {
-  const parts = [list.status === 200 && list.message === 'OK' ? okHead : eventListHead(list)]
-  list.events.forEach((item, i) => {
+/** An event list answer's JSON, as the EventList schema would serialize it, from its items' JSON. */
+function eventListJson (events: EventItemOut[], itemJson: (item: EventItemOut) => Buffer): Buffer {
+  const parts = [listHead]
+  events.forEach((item, i) => {
     if (i > 0) parts.push(comma)
     parts.push(itemJson(item))
   })
@@ -74,7 +72,7 @@ export default fp(async function items (fastify) {
   const fullJson = new WeakMap<EventItemOut, Buffer>()
   const itemJson = (item: EventItemOut) => fullJson.get(item) ?? Buffer.from(eventJson(item))
   // Fastify sends a Buffer from a reply serializer as it is (its type only says string)
-  const serializeEventList = ((list: EventListOut) => eventListJson(list, itemJson)) as unknown as (list: EventListOut) => string
+  const serializeEventList = ((list: EventListOut) => eventListJson(list.events, itemJson)) as unknown as (list: EventListOut) => string
   function event (baseUrl: string, record: EventRecord, full: boolean): EventItemOut {
     if (!full) return { id: record.id, uri: `${baseUrl}/events/${record.id}` }
     const known = fullEvents.get(record)
@@ -105,9 +103,9 @@ export default fp(async function items (fastify) {
       const baseUrl = base(request)
       return records.map((record) => event(baseUrl, record, full))
     },
-    eventList (reply, list) {
+    eventList (reply, events) {
       reply.type('application/json; charset=utf-8').serializer(serializeEventList)
-      return list
+      return { status: 200, message: 'OK', events }
     },
     client: (request, record, full) => client(base(request), record, full),
     clients (request, records, full) {

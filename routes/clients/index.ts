@@ -79,7 +79,7 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
     const { full, wait, ...filter } = request.query
     const matcher = { subscriptions: null, clientId }
     const rows = await live.poll(reply, matcher, wait, () => repos.events.listByClient(clientId, filter))
-    return items.eventList(reply, { status: 200, message: 'OK', events: items.events(request, rows, wantsFull(full)) })
+    return items.eventList(reply, items.events(request, rows, wantsFull(full)))
   })
 
   fastify.get('/:id/subscribedevents', {
@@ -100,7 +100,7 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
     const matcher = wait === undefined ? null : live.matcherFor(await repos.clients.subscriptions(clientId))
     const query = () => repos.events.listSubscribed(clientId, filter)
     const rows = matcher === null ? await query() : await live.poll(reply, matcher, wait, query)
-    return items.eventList(reply, { status: 200, message: 'OK', events: items.events(request, rows, wantsFull(full)) })
+    return items.eventList(reply, items.events(request, rows, wantsFull(full)))
   })
 
   fastify.get('/:id/subscribedevents/stream', {

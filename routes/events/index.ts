@@ -21,7 +21,7 @@ const events: FastifyPluginAsyncTypebox = async function (fastify) {
   }, async function (request, reply) {
     const { full, wait, ...filter } = request.query
     const rows = await live.poll(reply, everyEvent, wait, () => repos.events.list(filter))
-    return items.eventList(reply, { status: 200, message: 'OK', events: items.events(request, rows, wantsFull(full)) })
+    return items.eventList(reply, items.events(request, rows, wantsFull(full)))
   })
 
   fastify.get('/stream', {
