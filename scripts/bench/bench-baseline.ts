@@ -1,6 +1,7 @@
 // The baseline of `npm run bench`: a bare Fastify app serving cred's response shapes from
 // memory (no authentication, no database, no validation), started as its own node process
-// on dist/ like cred-server. Usage: node bench-baseline.js FIXTURES.json PORT
+// on dist/ like cred-server. Usage: node bench-baseline.js FIXTURES.json
+// It listens on a port the system picks and prints `listening <port>`.
 import { readFileSync } from 'node:fs'
 import Fastify from 'fastify'
 
@@ -12,7 +13,6 @@ interface Fixtures {
 }
 
 const fixtures = JSON.parse(readFileSync(process.argv[2]!, 'utf8')) as Fixtures
-const port = Number(process.argv[3])
 
 const app = Fastify({ logger: false })
 let nextId = 1
@@ -24,8 +24,9 @@ app.post('/events', async (_request, reply) => {
   return reply.code(201).send({ ...fixtures.created, event: { ...fixtures.created.event, id } })
 })
 
-await app.listen({ host: '127.0.0.1', port })
-process.stdout.write('listening\n')
+await app.listen({ host: '127.0.0.1', port: 0 })
+const address = app.server.address()
+process.stdout.write(`listening ${typeof address === 'object' && address !== null ? address.port : 0}\n`)
 const stop = () => { app.close().finally(() => process.exit(0)) }
 process.on('SIGTERM', stop)
 process.on('SIGINT', stop)

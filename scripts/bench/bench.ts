@@ -15,8 +15,8 @@ import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
 import Database from 'better-sqlite3'
 import {
-  cleanUp, createDatabase, createKey, freePort, inParallel, postgresAdmin, postgresProblem, progress, requestJson,
-  rssKb, sleep, startServer, stopProcess, tempDir, trackProcess, writeConfig, numberOption, type DatabaseConfig } from './harness.js'
+  cleanUp, createDatabase, createKey, inParallel, postgresAdmin, postgresProblem, progress, requestJson,
+  rssKb, sleep, startOnFreePort, stopProcess, tempDir, trackProcess, numberOption, type DatabaseConfig, type ServerProcess } from './harness.js'
 
 const usage = `Usage: npm run bench -- [options]      (node dist/scripts/bench/bench.js after npm run build)
 
@@ -359,10 +359,8 @@ async function runCred (server: CredKind, database: DatabaseConfig, seed: Seeder
   const result: ServerResult = { server, peakRssKb: null, seedSeconds: {}, problems }
   servers.push(result)
   const dir = tempDir()
-  const port = await freePort()
-  const config = writeConfig(dir, 'cred', port, database)
   progress(`${server}: starting cred-server`)
-  const cred = await startServer(server, config, port)
+  const { server: cred, config } = await startOnFreePort(server, dir, 'cred', database)
   const rss = watchRss(cred.pid)
   const api = new Agent({ keepAlive: true, maxSockets: 16 })
   try {
@@ -464,15 +462,13 @@ async function measureMetricsCost (dir: string, database: DatabaseConfig, firstU
   const result: ServerResult = { server: 'sqlite-metrics-off', peakRssKb: null, problems }
   servers.push(result)
   const start = async (name: string, metrics: boolean) => {
-    const port = await freePort()
-    const config = writeConfig(dir, name, port, database, { metrics })
     progress(`sqlite: starting another cred-server with metrics: ${metrics ? 'True' : 'False'}`)
-    return startServer(`sqlite ${name}`, config, port)
+    return (await startOnFreePort(`sqlite ${name}`, dir, name, database, { settings: { metrics } })).server
   }
   const path = `${new URL(firstUrl).pathname}${new URL(firstUrl).search}`
   const off = await start('cred-metrics-off', false)
   const rss = watchRss(off.pid)
-  let on: Awaited<ReturnType<typeof startServer>> | undefined
+  let on: ServerProcess | undefined
   try {
     on = await start('cred-metrics-on', true)
     const targets = { on: { url: `${on.url}${path}`, headers }, off: { url: `${off.url}${path}`, headers } }
@@ -520,13 +516,13 @@ async function startBaseline (fixtures: Fixtures): Promise<Baseline> {
   servers.push(result)
   const file = join(tempDir(), 'fixtures.json')
   writeFileSync(file, JSON.stringify(fixtures))
-  const port = await freePort()
   progress('baseline: starting the bare Fastify app')
   const script = fileURLToPath(new URL('./bench-baseline.js', import.meta.url))
-  const child = spawn(process.execPath, [script, file, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(process.execPath, [script, file], { stdio: ['ignore', 'pipe', 'inherit'] })
   trackProcess(child)
+  let port: number
   try {
-    await waitForLine(child, 'listening', 15_000)
+    port = await listeningPort(child, 15_000)
   } catch (err) {
     await stopProcess(child)
     throw err
@@ -553,16 +549,18 @@ async function startBaseline (fixtures: Fixtures): Promise<Baseline> {
   }
 }
 
-function waitForLine (child: ChildProcess, text: string, timeoutMs: number): Promise<void> {
+/** The port of the baseline's `listening <port>` line (it listens on one the system picks). */
+function listeningPort (child: ChildProcess, timeoutMs: number): Promise<number> {
   return new Promise((resolve, reject) => {
     let out = ''
     const timer = setTimeout(() => reject(new Error(`baseline did not start within ${timeoutMs / 1000} s`)), timeoutMs)
     child.stdout!.setEncoding('utf8')
     child.stdout!.on('data', (chunk: string) => {
       out += chunk
-      if (out.includes(text)) {
+      const listening = /^listening (\d+)\n/m.exec(out)
+      if (listening !== null) {
         clearTimeout(timer)
-        resolve()
+        resolve(Number(listening[1]))
       }
     })
     child.once('exit', (code) => {

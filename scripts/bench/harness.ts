@@ -280,6 +280,28 @@ export async function startServer (label: string, configFile: string, port: numb
   }
 }
 
+/**
+ * Starts cred-server on a free port with a config written for it (`writeConfig`), and returns
+ * the server and its config file. A port that was free when chosen can be taken by another
+ * process before the server binds it (the test files run in parallel): the server then exits
+ * with EADDRINUSE, and another port is tried, up to five times. `choosePort` is for tests.
+ */
+export async function startOnFreePort (
+  label: string, dir: string, name: string, database: DatabaseConfig,
+  { settings = {}, nodeArgs = [], choosePort = freePort }: { settings?: Record<string, string | number | boolean>, nodeArgs?: string[], choosePort?: () => Promise<number> } = {}
+): Promise<{ server: ServerProcess, config: string }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await choosePort()
+    const config = writeConfig(dir, name, port, database, settings)
+    try {
+      return { server: await startServer(label, config, port, nodeArgs), config }
+    } catch (err) {
+      if (attempt === 5 || !(err as Error).message.includes('EADDRINUSE')) throw err
+      progress(`${label}: port ${port} was taken before cred-server could bind it: trying another`)
+    }
+  }
+}
+
 /** True when an HTTP server answers on `port` (any status). */
 function answers (port: number): Promise<boolean> {
   return new Promise((resolve) => {

@@ -11,8 +11,8 @@ import { resolve } from 'node:path'
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import {
-  cleanUp, cpuSeconds, createDatabase, createKey, freePort, inParallel, machineBusySeconds, openFiles, openFilesLimit,
-  postgresProblem, progress, requestJson, rssKb, sleep, startServer, tempDir, writeConfig, numberOption, type DatabaseConfig, type ServerProcess } from './harness.js'
+  cleanUp, cpuSeconds, createDatabase, createKey, inParallel, machineBusySeconds, openFiles, openFilesLimit,
+  postgresProblem, progress, requestJson, rssKb, sleep, startOnFreePort, tempDir, numberOption, type DatabaseConfig, type ServerProcess } from './harness.js'
 import { SseParser } from './sse.js'
 
 const usage = `Usage: npm run bench:live -- [options]      (node dist/scripts/bench/live.js after npm run build)
@@ -151,15 +151,12 @@ async function runOnce (backend: 'sqlite' | 'postgresql', database: DatabaseConf
   }
 
   // instance A takes the posts; B (= A on SQLite) holds the streams
-  const portA = await freePort()
-  const configA = writeConfig(dir, 'a', portA, database)
   progress(`${backend}: starting cred-server${crossInstance ? ' A' : ''}`)
-  const a = await startServer(crossInstance ? 'A' : 'server', configA, portA, serverNodeArgs)
+  const { server: a, config: configA } = await startOnFreePort(crossInstance ? 'A' : 'server', dir, 'a', database, { nodeArgs: serverNodeArgs })
   let b: ServerProcess = a
   if (crossInstance) {
-    const portB = await freePort()
     progress(`${backend}: starting cred-server B`)
-    b = await startServer('B', writeConfig(dir, 'b', portB, database), portB, serverNodeArgs)
+    b = (await startOnFreePort('B', dir, 'b', database, { nodeArgs: serverNodeArgs })).server
   }
   const servers = crossInstance ? [a, b] : [a]
 

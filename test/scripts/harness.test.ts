@@ -1,0 +1,53 @@
+// The benchmarks' harness, built (dist/: run `npm run build` first): starting cred-server on a
+// free port when another process takes the chosen one first.
+import { existsSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+
+const file = fileURLToPath(new URL('../../dist/scripts/bench/harness.js', import.meta.url))
+if (!existsSync(file)) throw new Error(`${file} is missing: run \`npm run build\` before these tests`)
+const harness = await import(file) as typeof import('../../scripts/bench/harness.js')
+t.teardown(() => harness.cleanUp())
+
+/** Ports handed out in order, then free ones; each one handed out is recorded. */
+function ports (first: number[]) {
+  const chosen: number[] = []
+  return {
+    chosen,
+    choosePort: async () => {
+      const port = first.shift() ?? await harness.freePort()
+      chosen.push(port)
+      return port
+    }
+  }
+}
+
+t.test('startOnFreePort tries another port when the chosen one is taken before cred-server binds it', async (t) => {
+  // another process's port (it hangs up on whoever connects)
+  const taken = createServer((socket) => socket.destroy())
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => taken.close(() => resolve())))
+  const takenPort = (taken.address() as { port: number }).port
+  const dir = harness.tempDir()
+  const { chosen, choosePort } = ports([takenPort])
+  const { server, config } = await harness.startOnFreePort('test', dir, 'cred', { type: 'sqlite3', database: join(dir, 'cred.db') }, { choosePort })
+  t.teardown(() => server.stop())
+  t.equal(chosen.length, 2, 'a second port was chosen')
+  t.equal(chosen[0], takenPort)
+  t.equal(server.port, chosen[1], 'the server is on the second')
+  t.match(config, /cred\.yaml$/)
+  const res = await fetch(`${server.url}/health/ready`)
+  t.equal(res.status, 200, 'and answers')
+  await res.text()
+})
+
+t.test('startOnFreePort does not retry other failures', async (t) => {
+  const dir = harness.tempDir()
+  const { chosen, choosePort } = ports([])
+  // a config cred-server refuses
+  await t.rejects(harness.startOnFreePort('test', dir, 'cred', { type: 'sqlite3', database: join(dir, 'cred.db') }, { choosePort, settings: { colour: 'blue' } }),
+    /exited \(1\) before serving: .*colour/)
+  t.equal(chosen.length, 1, 'one port, one attempt')
+})
