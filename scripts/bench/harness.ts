@@ -3,7 +3,7 @@
 // error, on Ctrl-C and (for what can be done synchronously) on exit.
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
 import { request, type Agent } from 'node:http'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -256,7 +256,8 @@ export async function startServer (label: string, configFile: string, port: numb
       throw new Error(`${label}: cred-server exited (${child.exitCode ?? child.signalCode}) before serving: ${stderr.trim()}`)
     }
     const probe = announced ?? port
-    if (probe !== 0 && await answers(probe)) {
+    // (another process may hold the port: then cred-server exits with EADDRINUSE, above)
+    if (probe !== 0 && await answers(probe) && listensOn(child.pid!, probe) !== false) {
       return {
         label,
         pid: child.pid!,
@@ -392,6 +393,30 @@ export function openFilesLimit (pid: number | 'self'): { soft: number, hard: num
     if (match === null) return null
     const value = (text: string) => text === 'unlimited' ? Infinity : Number(text)
     return { soft: value(match[1]!), hard: value(match[2]!) }
+  } catch {
+    return null
+  }
+}
+
+/**
+ * Whether a process holds the listening TCP socket of `port` (its socket inodes in
+ * /proc/<pid>/fd against the LISTEN entries of /proc/net/tcp and tcp6), or null when /proc
+ * cannot tell. Something answering on a port is not proof that it is the process just started.
+ */
+export function listensOn (pid: number, port: number): boolean | null {
+  try {
+    const sockets = new Set(readdirSync(`/proc/${pid}/fd`).map((fd) => {
+      try {
+        return /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1]
+      } catch {
+        return undefined // closed meanwhile
+      }
+    }))
+    const hexPort = port.toString(16).toUpperCase().padStart(4, '0')
+    return ['/proc/net/tcp', '/proc/net/tcp6'].some((table) => readFileSync(table, 'utf8').split('\n').slice(1).some((line) => {
+      const fields = line.trim().split(/\s+/)
+      return fields[1]?.endsWith(`:${hexPort}`) === true && fields[3] === '0A' && sockets.has(fields[9])
+    }))
   } catch {
     return null
   }

@@ -1,7 +1,7 @@
 // The benchmarks' harness, built (dist/: run `npm run build` first): starting cred-server on a
 // free port when another process takes the chosen one first.
 import { existsSync } from 'node:fs'
-import { createServer } from 'node:net'
+import { createServer } from 'node:http'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
@@ -25,8 +25,8 @@ function ports (first: number[]) {
 }
 
 t.test('startOnFreePort tries another port when the chosen one is taken before cred-server binds it', async (t) => {
-  // another process's port (it hangs up on whoever connects)
-  const taken = createServer((socket) => socket.destroy())
+  // another process's port, with an HTTP server on it that answers like cred-server
+  const taken = createServer((req, res) => res.writeHead(401, { 'content-type': 'application/json' }).end('{"status":401,"message":"Not Authenticated"}'))
   await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
   t.teardown(() => new Promise<void>((resolve) => taken.close(() => resolve())))
   const takenPort = (taken.address() as { port: number }).port
