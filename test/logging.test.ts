@@ -56,3 +56,76 @@ t.test('logs: a request id on every request line, and never a key, session key o
   const queryLine = lines.find((line) => typeof (line.req as { url?: string } | undefined)?.url === 'string' && (line.req as { url: string }).url.startsWith('/auth?'))
   t.match((queryLine?.req as { url: string }).url, /^\/auth\?apikey=\[redacted\]&device=Lamp$/, 'the URL is logged with the key redacted')
 })
+
+t.test('request loggers: made only when a line is logged, with the request id on it', async (t) => {
+  const lines: Array<Record<string, unknown>> = []
+  const stream = new Writable({
+    write (chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line))
+      done()
+    }
+  })
+  const options = serverLogging('warn')
+  const app = Fastify({ ...options, logger: { ...(options.logger as object), stream } })
+  app.get('/quiet', async (request) => {
+    request.log.info('not at warn')
+    request.log.debug({ apikey: 'secret' }, 'not at warn either')
+    return { level: request.log.level }
+  })
+  app.get('/loud', async (request) => {
+    request.log.warn({ apikey: 'secret' }, 'a warning')
+    request.log.info('still not at warn')
+    request.log.child({ part: 'inner' }).error('from a child')
+    return { level: request.log.level }
+  })
+  app.get('/verbose', async (request) => {
+    request.log.level = 'debug'
+    request.log.debug('this request logs at debug')
+    return { level: request.log.level, app: app.log.level }
+  })
+  app.get('/own-level', { logLevel: 'info' }, async (request) => {
+    request.log.info('a route with a level of its own')
+    return { level: request.log.level }
+  })
+  t.teardown(() => app.close())
+  let children = 0
+  const child = app.log.child
+  // (pino's children inherit this from the app's logger: only the app's own calls are counted)
+  app.log.child = function (this: typeof app.log, ...args: Parameters<typeof child>) {
+    if (this === app.log) children++
+    return child.apply(this, args)
+  }
+
+  const quiet = await app.inject({ url: '/quiet', headers: { 'x-request-id': 'quiet-1' } })
+  t.same(quiet.json(), { level: 'warn' })
+  t.same(lines, [], 'nothing logged below the level')
+  t.equal(children, 0, 'and no pino child made for the request')
+
+  await app.inject({ url: '/loud', headers: { 'x-request-id': 'loud-1' } })
+  t.match(lines, [
+    { level: 40, reqId: 'loud-1', msg: 'a warning', apikey: '[redacted]' },
+    { level: 50, reqId: 'loud-1', part: 'inner', msg: 'from a child' }
+  ])
+  t.equal(lines.length, 2)
+  t.equal(children, 1, 'one child, made for the first line')
+
+  lines.length = 0
+  const verbose = await app.inject({ url: '/verbose', headers: { 'x-request-id': 'verbose-1' } })
+  t.same(verbose.json(), { level: 'debug', app: 'warn' }, 'a request\'s own level changes that request only')
+  t.match(lines, [
+    { level: 20, reqId: 'verbose-1', msg: 'this request logs at debug' },
+    { level: 30, reqId: 'verbose-1', msg: 'request completed' }
+  ])
+  t.equal(lines.length, 2)
+  await app.inject({ url: '/quiet' })
+  t.equal(lines.length, 2, 'the next request is back at warn')
+
+  lines.length = 0
+  const own = await app.inject({ url: '/own-level', headers: { 'x-request-id': 'own-1' } })
+  t.same(own.json(), { level: 'info' })
+  t.match(lines, [
+    { level: 30, reqId: 'own-1', msg: 'incoming request' },
+    { level: 30, reqId: 'own-1', msg: 'a route with a level of its own' },
+    { level: 30, reqId: 'own-1', msg: 'request completed' }
+  ])
+})
