@@ -11,9 +11,13 @@ const common: Options = { useDefaults: true, removeAdditional: true, allErrors: 
  */
 function nonFinite (data: unknown): string | undefined {
   if (typeof data !== 'object' || data === null) return undefined
-  for (const [key, value] of Object.entries(data)) {
-    for (const item of Array.isArray(value) ? value : [value]) {
-      if (typeof item === 'number' && !Number.isFinite(item)) return key
+  // (a for…in loop: no array of entries to make for every request)
+  for (const key in data) {
+    const value = (data as Record<string, unknown>)[key]
+    if (typeof value === 'number') {
+      if (!Number.isFinite(value)) return key
+    } else if (Array.isArray(value) && value.some((item) => typeof item === 'number' && !Number.isFinite(item))) {
+      return key
     }
   }
   return undefined
