@@ -134,6 +134,24 @@ t.test('CORS: any origin with credentials by default, like the original', async 
   t.equal(simple.headers['access-control-allow-origin'], 'http://old-web-ui.example', 'also on errors (401 here)')
 })
 
+t.test('CORS: a request without an Origin header gets only Vary: Origin; OPTIONS without one is still answered', async (t) => {
+  const { app, session } = await build(t)
+  const { sessionKey } = await session('read')
+  const cors = (headers: Record<string, string | string[] | number | undefined>) =>
+    Object.keys(headers).filter((name) => name.startsWith('access-control-')).sort()
+  const plain = await app.inject({ url: '/events', headers: bearer(sessionKey) })
+  t.equal(plain.statusCode, 200)
+  t.equal(plain.headers.vary, 'Origin', 'the answer depends on Origin: caches must know')
+  t.same(cors(plain.headers), [], 'no CORS headers without an Origin')
+  const withOrigin = await app.inject({ url: '/events', headers: { ...bearer(sessionKey), origin: 'http://old-web-ui.example' } })
+  t.equal(withOrigin.headers.vary, 'Origin')
+  t.same(cors(withOrigin.headers), ['access-control-allow-credentials', 'access-control-allow-origin', 'access-control-expose-headers'])
+  t.equal(withOrigin.headers['access-control-expose-headers'], 'Retry-After')
+  const options = await app.inject({ method: 'OPTIONS', url: '/events' })
+  t.equal(options.statusCode, 204, 'an incomplete preflight is answered like any preflight')
+  t.equal(options.headers['access-control-allow-methods'], 'GET, POST, DELETE, OPTIONS')
+})
+
 t.test('CORS: with a list, only those origins', async (t) => {
   const { app } = await build(t, { cors: ['https://ui.example'] })
   const allowed = await app.inject({ url: '/events', headers: { origin: 'https://ui.example' } })
