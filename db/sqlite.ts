@@ -92,7 +92,7 @@ export function sqliteQueries (db: SqliteDb) {
 const page = (filter: ListFilter) => pageValues('sqlite', filter)
 
 /** How long a reading of `data_version` is used for: a commit by another process is seen this much later at most. */
-export const CHANGE_CHECK_MS = 1
+export const CHANGE_CHECK_MS = 10
 
 /**
  * Commits by other connections (another process on the same file, or a script), as SQLite's
