@@ -26,13 +26,20 @@ export class SessionCache {
     private readonly maxEntries = 10_000
   ) {}
 
-  async lookup (key: string, load: (key: string) => Promise<SessionRecord | undefined> | SessionRecord | undefined): Promise<SessionRecord | undefined> {
-    if (!this.usable()) return load(key)
+  lookup (key: string, load: (key: string) => Promise<SessionRecord | undefined> | SessionRecord | undefined): Promise<SessionRecord | undefined> {
+    if (!this.usable()) return this.loaded(key, load)
     const now = Date.now()
     const entry = this.entries.get(key)
-    if (entry !== undefined && entry.until > now) return entry.session
+    // a hit, the common case, is one resolved promise (no async function around it)
+    if (entry !== undefined && entry.until > now) return Promise.resolve(entry.session)
+    return this.loaded(key, load, now)
+  }
+
+  /** `load(key)`, kept for `ttlMs` from `now` unless the cache was cleared meanwhile (without `now`: not kept). */
+  private async loaded (key: string, load: (key: string) => Promise<SessionRecord | undefined> | SessionRecord | undefined, now?: number): Promise<SessionRecord | undefined> {
     const generation = this.generation
     const session = await load(key)
+    if (now === undefined) return session
     if (session === undefined || generation !== this.generation || !this.usable()) {
       this.entries.delete(key)
       return session

@@ -216,8 +216,13 @@ export function openSqlite (file: string): Repositories {
   // connection's own ends and revocations empty it directly.
   const sessions = new SessionCache()
   let sessionsVersion = changes.seen()
-  function findSession (sessionKey: string) {
-    const version = changes.seen()
+  function findSession (sessionKey: string): Promise<SessionRecord | undefined> {
+    let version: unknown
+    try {
+      version = changes.seen()
+    } catch (err) {
+      return Promise.reject(err)
+    }
     if (version !== sessionsVersion) {
       sessionsVersion = version
       sessions.clear()
@@ -275,9 +280,8 @@ export function openSqlite (file: string): Repositories {
         const id = insertClient(client, hashSecret(sessionKey), Date.now())
         return { id, sessionKey }
       },
-      async findBySession (sessionKey: string): Promise<SessionRecord | undefined> {
-        return findSession(sessionKey)
-      },
+      // not async: an async function returning a promise adds two turns of the microtask queue
+      findBySession: (sessionKey: string): Promise<SessionRecord | undefined> => findSession(sessionKey),
       async touch (id: number, now: number) {
         statements.clientTouch.run({ id, now })
       },

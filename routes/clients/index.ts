@@ -12,10 +12,13 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
     if (client === undefined) throw fastify.httpErrors.notFound('Client Not Found')
     return client
   }
-  /** The id of the client a route names: the caller's own (the common case) needs no query. */
-  const clientIdOf = async (request: FastifyRequest<{ Params: { id: number } }>): Promise<number> => {
+  /**
+   * The id of the client a route names: the caller's own (the common case) needs no query, and
+   * is given back as it is, not in a promise.
+   */
+  const clientIdOf = (request: FastifyRequest<{ Params: { id: number } }>): number | Promise<number> => {
     const id = request.params.id
-    return request.client?.id === id ? id : (await findClient(id)).id
+    return request.client?.id === id ? id : findClient(id).then((client) => client.id)
   }
 
   fastify.get('/', {

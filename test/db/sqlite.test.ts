@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { openConnection } from '../../db/sqlite.js'
+import { CHANGE_CHECK_MS, openConnection, openSqlite } from '../../db/sqlite.js'
 import { tempDir } from '../helper.js'
 
 t.test('connections flush every commit (synchronous FULL, not the build\'s WAL default NORMAL)', async (t) => {
@@ -49,4 +49,14 @@ t.test('an event is synced to the WAL file before create() resolves', { skip: st
   const between = lines.slice(before, after)
   t.ok(between.some((line) => /(p)?write(64)?\(\d+<[^>]*cred\.db-wal>/.test(line)), 'the event is written to the WAL')
   t.ok(between.some((line) => /f(data)?sync\(\d+<[^>]*cred\.db-wal>/.test(line)), 'and the WAL is synced before create() returns')
+})
+
+t.test('a session lookup on a closed database is a rejected promise, not an exception', async (t) => {
+  const repos = openSqlite(join(tempDir(t), 'closed.db'))
+  await repos.close()
+  // past CHANGE_CHECK_MS, so that the lookup reads data_version first (which fails)
+  await new Promise((resolve) => setTimeout(resolve, CHANGE_CHECK_MS + 1))
+  let lookup: Promise<unknown> | undefined
+  t.doesNotThrow(() => { lookup = repos.clients.findBySession('0'.repeat(64)) })
+  await t.rejects(lookup!, /not open/)
 })
