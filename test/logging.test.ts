@@ -70,11 +70,15 @@ t.test('request loggers: made only when a line is logged, with the request id on
   app.get('/quiet', async (request) => {
     request.log.info('not at warn')
     request.log.debug({ apikey: 'secret' }, 'not at warn either')
+    request.log.trace('nor this')
+    request.log.silent('never')
     return { level: request.log.level }
   })
   app.get('/loud', async (request) => {
     request.log.warn({ apikey: 'secret' }, 'a warning')
     request.log.info('still not at warn')
+    request.log.error('an error')
+    request.log.fatal('a fatal one')
     request.log.child({ part: 'inner' }).error('from a child')
     return { level: request.log.level }
   })
@@ -104,9 +108,11 @@ t.test('request loggers: made only when a line is logged, with the request id on
   await app.inject({ url: '/loud', headers: { 'x-request-id': 'loud-1' } })
   t.match(lines, [
     { level: 40, reqId: 'loud-1', msg: 'a warning', apikey: '[redacted]' },
+    { level: 50, reqId: 'loud-1', msg: 'an error' },
+    { level: 60, reqId: 'loud-1', msg: 'a fatal one' },
     { level: 50, reqId: 'loud-1', part: 'inner', msg: 'from a child' }
   ])
-  t.equal(lines.length, 2)
+  t.equal(lines.length, 4)
   t.equal(children, 1, 'one child, made for the first line')
 
   lines.length = 0
