@@ -27,7 +27,7 @@ export class SessionCache {
   ) {}
 
   lookup (key: string, load: (key: string) => Promise<SessionRecord | undefined> | SessionRecord | undefined): Promise<SessionRecord | undefined> {
-    if (!this.usable()) return this.loaded(key, load)
+    if (!this.usable()) return Promise.resolve().then(() => load(key))
     const now = Date.now()
     const entry = this.entries.get(key)
     // a hit, the common case, is one resolved promise (no async function around it)
@@ -35,11 +35,10 @@ export class SessionCache {
     return this.loaded(key, load, now)
   }
 
-  /** `load(key)`, kept for `ttlMs` from `now` unless the cache was cleared meanwhile (without `now`: not kept). */
-  private async loaded (key: string, load: (key: string) => Promise<SessionRecord | undefined> | SessionRecord | undefined, now?: number): Promise<SessionRecord | undefined> {
+  /** `load(key)`, kept for `ttlMs` from `now` unless the cache was cleared meanwhile or became unusable. */
+  private async loaded (key: string, load: (key: string) => Promise<SessionRecord | undefined> | SessionRecord | undefined, now: number): Promise<SessionRecord | undefined> {
     const generation = this.generation
     const session = await load(key)
-    if (now === undefined) return session
     if (session === undefined || generation !== this.generation || !this.usable()) {
       this.entries.delete(key)
       return session
