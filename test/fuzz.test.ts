@@ -122,7 +122,6 @@ async function within<T> (ms: number, work: Promise<T>, what: () => Error): Prom
   }
 }
 
-/** Sends a request and checks what every answer must be; returns the answer. */
 /**
  * The newest event's id as the app reads it (0: none): through the app's own connection, which
  * sees its own commits at once (the test's `repos`, another connection, sees them on SQLite
@@ -134,6 +133,7 @@ async function appLatestId (app: FastifyInstance, sessionKey: string): Promise<n
   return (res.json().events as Array<{ id: number }>)[0]?.id ?? 0
 }
 
+/** Sends a request and checks what every answer must be; returns the answer. */
 async function send (app: FastifyInstance, options: InjectOptions): Promise<LightMyRequestResponse> {
   const res = await app.inject(options)
   const problem = contractProblem(options, res)
