@@ -17,6 +17,8 @@ export function requestId (request: IncomingMessage): string {
 type LogLevel = Exclude<LevelWithSilent, 'silent'>
 type Bindings = Parameters<FastifyBaseLogger['child']>[0]
 type ChildLoggerOptions = NonNullable<Parameters<FastifyBaseLogger['child']>[1]>
+/** a pino logger: `isLevelEnabled` answers for its children too, which have its level */
+type PinoLike = FastifyBaseLogger & { isLevelEnabled: (level: string) => boolean }
 
 /**
  * A request's logger (`request.log`): the pino child with the request id bound is made only when
@@ -27,11 +29,7 @@ type ChildLoggerOptions = NonNullable<Parameters<FastifyBaseLogger['child']>[1]>
 class RequestLogger implements FastifyBaseLogger {
   private made: FastifyBaseLogger | undefined
 
-  constructor (
-    /** a pino logger: `isLevelEnabled` answers for the child, which has the same level */
-    private readonly parent: FastifyBaseLogger & { isLevelEnabled: (level: string) => boolean },
-    private readonly bindings: Bindings
-  ) {}
+  constructor (private readonly parent: PinoLike, private readonly bindings: Bindings) {}
 
   private get logger (): FastifyBaseLogger {
     return (this.made ??= this.parent.child(this.bindings))
@@ -59,6 +57,7 @@ class RequestLogger implements FastifyBaseLogger {
   }
 }
 
+/** Whether `object` has a key of its own (without making an array of them, as Object.keys would). */
 function hasOwnKeys (object: object): boolean {
   for (const key in object) if (Object.hasOwn(object, key)) return true
   return false
@@ -69,9 +68,8 @@ function hasOwnKeys (object: object): boolean {
  * its own for its logger (a `logLevel` or serializers), or the logger is not pino's.
  */
 export function requestLogger (logger: FastifyBaseLogger, bindings: Bindings, options: ChildLoggerOptions): FastifyBaseLogger {
-  const parent = logger as FastifyBaseLogger & { isLevelEnabled?: (level: string) => boolean }
-  if (hasOwnKeys(options) || typeof parent.isLevelEnabled !== 'function') return logger.child(bindings, options)
-  return new RequestLogger(parent as FastifyBaseLogger & { isLevelEnabled: (level: string) => boolean }, bindings)
+  if (hasOwnKeys(options) || typeof (logger as Partial<PinoLike>).isLevelEnabled !== 'function') return logger.child(bindings, options)
+  return new RequestLogger(logger as PinoLike, bindings)
 }
 
 /**
