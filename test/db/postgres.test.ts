@@ -10,7 +10,7 @@ import cred from '../../app.js'
 import { loadConfig } from '../../config/load.js'
 import { resolveConfig } from '../../config/resolve.js'
 import { openDatabase, DatabaseUnavailableError, type Repositories } from '../../db/index.js'
-import { lockNames, openPostgres } from '../../db/postgres.js'
+import { lockNames, openPostgres, writerApplicationName } from '../../db/postgres.js'
 import type { SettingsInput } from '../../schemas/config.js'
 import { bearer, postgresUnavailable, tempDir, testDatabase, testPostgres } from '../helper.js'
 import { tcpProxy } from './tcp-proxy.js'
@@ -151,6 +151,39 @@ if (postgresUnavailable !== null) {
     t.match(await repos.events.get(id), { id, name: 'Light' }, 'it goes ahead once the lock is free')
   })
 
+  t.test('events are inserted on a connection of their own, in groups: posts arriving during a write share the next one', async (t) => {
+    const database = await testDatabase(t, 'postgresql')
+    const app = await instance(t, database)
+    const repos = await handle(t, database)
+    const writer = await auth(app, (await repos.apikeys.create('write')).apikey)
+    const sql = connection(t, database.database)
+    const inserters = async () => (await sql`select count(*)::int as n from pg_stat_activity
+      where datname = current_database() and application_name = ${writerApplicationName}`)[0]!.n
+
+    let first: Promise<number> | undefined
+    let next: Array<Promise<number>> = []
+    await sql.begin(async (tx) => {
+      await tx`select pg_advisory_xact_lock(hashtextextended(${lockNames.eventOrder}, 0))`
+      first = postEvent(app, writer.sessionKey, 'Light')
+      const waiting = await eventually(async () => {
+        // (within a transaction pg_stat_activity is read once, unless the snapshot is cleared)
+        await tx`select pg_stat_clear_snapshot()`
+        const [row] = await tx`select count(*)::int as n from pg_stat_activity
+          where datname = current_database() and application_name = ${writerApplicationName} and wait_event_type = 'Lock'`
+        return row!.n === 1
+      })
+      t.ok(waiting, 'the first insert waits for the lock, on the events connection')
+      next = ['Door', 'Window', 'Fan', 'Heater'].map((name) => postEvent(app, writer.sessionKey, name))
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    })
+    const ids = [await first!, ...await Promise.all(next)]
+    const stored = await sql<Array<{ id: number, name: string, time: string }>>`select id, name, time from events order by id`
+    t.same(stored.map((row) => row.id), ids, 'ids in the order the posts arrived')
+    t.same(stored.map((row) => row.name), ['Light', 'Door', 'Window', 'Fan', 'Heater'])
+    t.equal(new Set(stored.slice(1).map((row) => row.time)).size, 1, 'the four that arrived during the first write went in one statement')
+    t.equal(await inserters(), 1, 'one connection inserts events')
+  })
+
   t.test('instances starting at once on a fresh database apply the migrations once, without error', async (t) => {
     const database = await testDatabase(t, 'postgresql')
     const settings = resolveConfig({ database }, 'test').database
@@ -214,15 +247,22 @@ if (postgresUnavailable !== null) {
     })
     t.teardown(() => repos.close())
     t.same(await repos.events.list({}), [])
+    const { id: clientId } = await repos.clients.create({ device: 'dev', location: null, apikeyId: (await repos.apikeys.create('write')).id, subscriptions: [] })
+    const event = { clientId, device: 'dev', name: 'Light', location: 'Hall', action: 'Toggled', value: 'On' }
+    await repos.events.create(event)
 
     proxy.freeze()
-    const error = await repos.events.list({}).then(() => null, (err: unknown) => err)
-    t.ok(error instanceof DatabaseUnavailableError, `DatabaseUnavailableError, got ${String(error)}`)
-    t.match((error as Error).message, /did not answer/)
+    for (const call of [() => repos.events.list({}), () => repos.events.create(event)]) {
+      const error = await call().then(() => null, (err: unknown) => err)
+      t.ok(error instanceof DatabaseUnavailableError, `DatabaseUnavailableError, got ${String(error)}`)
+      // the second call runs on the pool that replaced the frozen one, which cannot connect either
+      t.match((error as Error).message, /did not answer|no answer within/)
+    }
 
     // the frozen connections stay open and silent: only a new pool can answer
     proxy.acceptFresh()
-    t.same(await repos.events.list({}), [], 'answered on a fresh connection')
+    t.same((await repos.events.list({})).map((e) => e.name), ['Light'], 'answered on a fresh connection')
+    t.match(await repos.events.create(event), { name: 'Light' }, 'events are inserted on a fresh connection too')
   })
 
   t.test('DATABASE_URL, and the flat layout with type postgresql+psycopg2, reach PostgreSQL', async (t) => {
