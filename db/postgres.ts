@@ -366,7 +366,13 @@ export const writerApplicationName = 'cred-server events'
 function openPool (settings: PostgresSettings, timeouts: PostgresTimeouts) {
   const options = connectionOptions(settings, timeouts, timeouts.statementMs)
   const client = connect(settings, options, settings.poolSize)
-  const writer = connect(settings, { ...options, connection: { ...options.connection, application_name: writerApplicationName } }, 1)
+  // The insert's plan does not depend on its values, so the writer uses a generic plan, made
+  // once, instead of planning the statement again on every execution (force_custom_plan, which
+  // the list statements need): 270-295 -> 205-210 us of PostgreSQL CPU per 10-event group.
+  const writer = connect(settings, {
+    ...options,
+    connection: { ...options.connection, application_name: writerApplicationName, plan_cache_mode: 'auto' }
+  }, 1)
   const db: PgDb = drizzle({ client })
   const queries = postgresQueries(db)
   const statements = {
