@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
 import Database from 'better-sqlite3'
 import {
-  cleanUp, createDatabase, createKey, inParallel, postgresAdmin, postgresProblem, progress, requestJson,
+  cleanUp, cleanUpOnSignals, createDatabase, createKey, inParallel, postgresAdmin, postgresProblem, progress, requestJson,
   rssKb, sleep, startOnFreePort, stopProcess, tempDir, trackProcess, numberOption, type DatabaseConfig, type ServerProcess } from './harness.js'
 
 const usage = `Usage: npm run bench -- [options]      (node dist/scripts/bench/bench.js after npm run build)
@@ -658,15 +658,7 @@ function table (): string {
 // ---------------------------------------------------------------------------------------------
 // main
 
-let interrupted = false
-const onSignal = (signal: NodeJS.Signals) => {
-  if (interrupted) process.exit(130) // the exit hook still kills the servers and removes the files
-  interrupted = true
-  progress(`${signal}: cleaning up (again to quit at once)`)
-  cleanUp().finally(() => process.exit(130))
-}
-process.on('SIGINT', onSignal)
-process.on('SIGTERM', onSignal)
+cleanUpOnSignals()
 
 const timeLimit = setTimeout(() => {
   progress(`time limit of ${options.timeLimitMs / 1000} s reached: cleaning up`)

@@ -86,6 +86,22 @@ function cleanUpNow (): void {
 process.on('exit', cleanUpNow)
 
 /** Registers a process started elsewhere, so that clean-up ends it too. */
+/**
+ * SIGINT and SIGTERM clean up (servers, files, databases) and exit with 130; a second signal
+ * exits at once (the exit hook still kills the servers and removes the files).
+ */
+export function cleanUpOnSignals (): void {
+  let interrupted = false
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (interrupted) process.exit(130)
+    interrupted = true
+    progress(`${signal}: cleaning up (again to quit at once)`)
+    cleanUp().finally(() => process.exit(130))
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+}
+
 export function trackProcess (child: ChildProcess): void {
   children.add(child)
   child.once('exit', () => children.delete(child))
@@ -126,9 +142,9 @@ export async function postgresProblem (url: string): Promise<string | null> {
     .then(() => null, (err: unknown) => (err as Error).message)
 }
 
-/** A fresh database `cred_bench_<random>`, dropped at clean-up. */
-export async function createDatabase (url: string): Promise<string> {
-  const name = `cred_bench_${randomBytes(6).toString('hex')}`
+/** A fresh database `<prefix><random>` (`cred_bench_…` by default), dropped at clean-up. */
+export async function createDatabase (url: string, prefix = 'cred_bench_'): Promise<string> {
+  const name = `${prefix}${randomBytes(6).toString('hex')}`
   await postgresAdmin(url, (sql) => sql.unsafe(`create database "${name}"`))
   databases.set(name, url)
   return name

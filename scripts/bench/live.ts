@@ -11,7 +11,7 @@ import { resolve } from 'node:path'
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import {
-  cleanUp, cpuSeconds, createDatabase, createKey, inParallel, machineBusySeconds, openFiles, openFilesLimit,
+  cleanUp, cleanUpOnSignals, cpuSeconds, createDatabase, createKey, inParallel, machineBusySeconds, openFiles, openFilesLimit,
   postgresProblem, progress, requestJson, rssKb, sleep, startOnFreePort, tempDir, numberOption, type DatabaseConfig, type ServerProcess } from './harness.js'
 import { SseParser } from './sse.js'
 
@@ -487,18 +487,7 @@ function table (results: RunResult[], openFilesNote: string): string {
 // ---------------------------------------------------------------------------------------------
 // main
 
-let interrupted = false
-const onSignal = (signal: NodeJS.Signals) => {
-  if (interrupted) {
-    process.exit(130) // the exit hook still kills the servers and removes the files
-  }
-  interrupted = true
-  progress(`${signal}: cleaning up (again to quit at once)`)
-  shuttingDown = true
-  cleanUp().finally(() => process.exit(130))
-}
-process.on('SIGINT', onSignal)
-process.on('SIGTERM', onSignal)
+cleanUpOnSignals()
 
 const timeLimit = setTimeout(() => {
   progress(`time limit of ${options.timeLimitMs / 1000} s reached: cleaning up`)

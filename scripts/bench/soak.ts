@@ -7,16 +7,13 @@
 // failed, and reports the server's memory (RSS) at the start and at the end.
 //
 // Runs from dist/ (npm run build compiles it): node dist/scripts/bench/soak.js --help
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { Agent, request, type ClientRequest } from 'node:http'
-import { createServer } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
-import { parseArgs, promisify } from 'node:util'
-import postgres from 'postgres'
+import { parseArgs } from 'node:util'
+import {
+  cleanUp, cleanUpOnSignals, createDatabase, createKey, progress, rssKb, sleep, startOnFreePort, tempDir,
+  type DatabaseConfig, type ServerProcess
+} from './harness.js'
 
 const usage = `Usage: npm run soak -- [--devices N] [--seconds S] [--postgres [--postgres-url URL]] [--json]
        node dist/scripts/bench/soak.js [same options]
@@ -101,160 +98,31 @@ function usageError (message: string): never {
   process.exit(2)
 }
 
-const progress = (message: string) => process.stderr.write(`# ${message}\n`)
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+cleanUpOnSignals()
 
-// ---------------------------------------------------------------------------------------------
-// What is started here, and its clean-up (on success, failure, Ctrl-C and, synchronously, exit)
-
-const cleanup = {
-  dir: null as string | null,
-  server: null as ChildProcess | null,
-  database: null as { name: string, url: string } | null
+/** RSS of the server in bytes, after a full garbage collection in it when `collect`. */
+async function rss (server: ServerProcess, collect: boolean): Promise<number> {
+  if (collect) await server.collectGarbage()
+  const kb = rssKb(server.pid)
+  if (kb === null) throw new Error(`no VmRSS for cred-server (pid ${server.pid})`)
+  return kb * 1024
 }
 
-async function postgresAdmin<T> (url: string, work: (sql: postgres.Sql) => Promise<T>): Promise<T> {
-  const sql = postgres(url, { max: 1, connect_timeout: 5, onnotice: () => {} })
-  try {
-    return await work(sql)
-  } finally {
-    await sql.end({ timeout: 1 })
-  }
-}
-
-async function cleanUp (): Promise<void> {
-  const server = cleanup.server
-  if (server !== null && server.exitCode === null && server.signalCode === null) {
-    server.kill('SIGKILL')
-    await new Promise((resolve) => server.once('close', resolve))
-  }
-  cleanup.server = null
-  if (cleanup.database !== null) {
-    const { name, url } = cleanup.database
-    await postgresAdmin(url, (sql) => sql.unsafe(`drop database if exists "${name}" with (force)`))
-      .catch((err: unknown) => progress(`could not drop database ${name}: ${(err as Error).message}`))
-    cleanup.database = null
-  }
-  if (cleanup.dir !== null) rmSync(cleanup.dir, { recursive: true, force: true })
-  cleanup.dir = null
-}
-
-process.on('exit', () => {
-  cleanup.server?.kill('SIGKILL')
-  if (cleanup.dir !== null) rmSync(cleanup.dir, { recursive: true, force: true })
-  if (cleanup.database !== null) process.stderr.write(`# database ${cleanup.database.name} was left behind: drop it by hand\n`)
-})
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    progress(`${signal}: stopping`)
-    void cleanUp().finally(() => process.exit(130))
-  })
-}
-
-// ---------------------------------------------------------------------------------------------
-// The server
-
-const built = (file: string) => {
-  const path = fileURLToPath(new URL(file, import.meta.url))
-  if (!existsSync(path)) throw new Error(`${path} is missing: run \`npm run build\` first`)
-  return path
-}
-
-function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer()
-    probe.once('error', reject)
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address()
-      probe.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0))
-    })
-  })
-}
-
-/** The environment of cred-gen and cred-server: no DATABASE_URL, which would override the credrc. */
-function childEnv (): NodeJS.ProcessEnv {
-  const env = { ...process.env }
-  delete env.DATABASE_URL
-  return env
-}
-
-async function createKey (config: string, permission: 'write' | 'read'): Promise<string> {
-  const { stdout } = await promisify(execFile)(process.execPath, [built('../cred-gen.js'), `--${permission}`, '--json', '--config', config], { env: childEnv() })
-  return (JSON.parse(stdout) as { apikey: string }).apikey
-}
-
-interface Server {
-  child: ChildProcess
-  pid: number
-  origin: string
-  /** log lines at warn level and above */
-  warnings: string[]
-  exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
-  /** RSS in bytes, after a full garbage collection in the server when `collect` */
-  rss: (collect?: boolean) => Promise<number>
-}
-
-function rssOf (pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
-  const kb = /^VmRSS:\s+(\d+)\s+kB/m.exec(status)
-  if (kb === null) throw new Error(`no VmRSS in /proc/${pid}/status`)
-  return Number(kb[1]) * 1024
-}
-
-async function startServer (config: string, port: number): Promise<Server> {
-  const gcPreload = pathToFileURL(built('./soak-gc.js')).href
-  const child = spawn(process.execPath, ['--expose-gc', '--import', gcPreload, built('../cred-server.js'), '--config', config], {
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-    env: childEnv()
-  })
-  cleanup.server = child
-  const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('close', (code, signal) => resolve({ code, signal }))
-  })
-  const warnings: string[] = []
-  let stderr = ''
-  let partial = ''
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-    const lines = (partial + chunk).split('\n')
-    partial = lines.pop()!
-    for (const line of lines) {
-      try {
-        if ((JSON.parse(line) as { level: number }).level >= 40) warnings.push(line)
-      } catch {
-        if (line.trim() !== '') warnings.push(line)
-      }
-    }
-  })
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
-  const origin = `http://127.0.0.1:${port}`
-  // logLevel warn says nothing once it serves: ask it until it answers
-  const deadline = Date.now() + 30_000
-  for (;;) {
+/** Sends SIGTERM and waits up to `ms` for the server to exit: its exit code, or null if it did not. */
+function terminate (server: ServerProcess, ms: number): Promise<{ code: number | null, signal: NodeJS.Signals | null } | null> {
+  const { child } = server
+  return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`cred-server ended while starting (code ${child.exitCode}):\n${stderr}${warnings.join('\n')}`)
+      resolve({ code: child.exitCode, signal: child.signalCode })
+      return
     }
-    const status = await call('GET', origin, '/events', {}).then((res) => res.status, () => 0)
-    if (status === 401) break
-    if (Date.now() > deadline) throw new Error(`cred-server did not answer on ${origin} within 30 s:\n${stderr}`)
-    await sleep(100)
-  }
-  const rss = async (collect = false) => {
-    if (collect && child.connected) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 5000)
-        const done = (message: unknown) => {
-          if (message !== 'gc-done') return
-          clearTimeout(timer)
-          child.off('message', done)
-          resolve()
-        }
-        child.on('message', done)
-        child.send('gc')
-      })
-    }
-    return rssOf(child.pid!)
-  }
-  return { child, pid: child.pid!, origin, warnings, exited, rss }
+    const timer = setTimeout(() => resolve(null), ms)
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer)
+      resolve({ code, signal })
+    })
+    child.kill('SIGTERM')
+  })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -547,35 +415,27 @@ const mb = (bytes: number) => Math.round(bytes / 1024 / 102.4) / 10
 
 async function main (): Promise<number> {
   const opts = options()
-  const dir = mkdtempSync(join(tmpdir(), 'cred-soak-'))
-  cleanup.dir = dir
-  let database: string
+  const dir = tempDir('cred-soak-')
+  let database: DatabaseConfig
   if (opts.postgresUrl !== null) {
     const url = new URL(opts.postgresUrl)
-    const name = `cred_soak_${randomBytes(6).toString('hex')}`
-    await postgresAdmin(opts.postgresUrl, (sql) => sql.unsafe(`create database "${name}"`))
-    cleanup.database = { name, url: opts.postgresUrl }
-    database = [
-      'database:',
-      '  type: postgresql',
-      `  host: ${JSON.stringify(url.hostname)}`,
-      `  port: ${JSON.stringify(url.port === '' ? '5432' : url.port)}`,
-      `  user: ${JSON.stringify(decodeURIComponent(url.username))}`,
-      `  password: ${JSON.stringify(decodeURIComponent(url.password))}`,
-      `  database: ${JSON.stringify(name)}`
-    ].join('\n')
+    database = {
+      type: 'postgresql',
+      host: url.hostname,
+      port: url.port === '' ? 5432 : Number(url.port),
+      user: decodeURIComponent(url.username),
+      password: decodeURIComponent(url.password),
+      database: await createDatabase(opts.postgresUrl, 'cred_soak_')
+    }
   } else {
-    database = `database:\n  database: ${JSON.stringify(join(dir, 'soak.db'))}`
+    database = { type: 'sqlite3', database: join(dir, 'soak.db') }
   }
-  const port = await freePort()
-  const config = join(dir, 'credrc.yaml')
-  writeFileSync(config, `host: 127.0.0.1\nport: ${port}\nlogLevel: warn\n${database}\n`)
   const backend = opts.postgresUrl === null ? 'SQLite' : 'PostgreSQL'
 
-  progress(`starting cred-server on ${backend}, port ${port}`)
+  progress(`starting cred-server on ${backend}`)
+  const { server, config } = await startOnFreePort('soak', dir, 'credrc', database)
   const writeKey = await createKey(config, 'write')
-  const server = await startServer(config, port)
-  const rssStart = await server.rss(true)
+  const rssStart = await rss(server, true)
 
   // A bound on everything: the run ends in failure rather than hang.
   const bound = 60 + opts.seconds + opts.drain + 60
@@ -584,14 +444,14 @@ async function main (): Promise<number> {
     void cleanUp().finally(() => process.exit(1))
   }, bound * 1000).unref()
 
-  const soak = new Soak(server.origin, opts)
+  const soak = new Soak(server.url, opts)
   progress(`${opts.devices} devices authenticate; ${Math.ceil(opts.devices / 2)} open event streams`)
   await soak.connect(writeKey)
-  const rssConnected = await server.rss(true)
+  const rssConnected = await rss(server, true)
   let rssPeak = Math.max(rssStart, rssConnected)
   const sampler = setInterval(() => {
     try {
-      rssPeak = Math.max(rssPeak, rssOf(server.pid))
+      rssPeak = Math.max(rssPeak, (rssKb(server.pid) ?? 0) * 1024)
     } catch {}
   }, 1000)
 
@@ -607,13 +467,12 @@ async function main (): Promise<number> {
   await Promise.all(polls)
   soak.closeStreams()
   clearInterval(sampler)
-  const rssEnd = await server.rss(true)
-  const rssEndRaw = await server.rss(false)
+  const rssEnd = await rss(server, true)
+  const rssEndRaw = await rss(server, false)
   rssPeak = Math.max(rssPeak, rssEndRaw)
 
   progress('stopping cred-server (SIGTERM)')
-  server.child.kill('SIGTERM')
-  const stopped = await Promise.race([server.exited, sleep(20_000).then(() => null)])
+  const stopped = await terminate(server, 20_000)
   if (stopped === null) soak.error('cred-server did not exit within 20 s of SIGTERM')
   else if (stopped.code !== 0) soak.error(`cred-server exited with code ${stopped.code} (signal ${stopped.signal}) after SIGTERM`)
   clearTimeout(watchdog)
@@ -645,7 +504,7 @@ async function main (): Promise<number> {
   }
   result.pass = soak.errors === 0 && deliveries.lost === 0 && deliveries.duplicated === 0 &&
     deliveries.unexpected === 0 && deliveries.altered === 0
-  if (server.warnings.length > 0) progress(`server warnings (first 5):\n${server.warnings.slice(0, 5).join('\n')}`)
+  if (server.warnings.length > 0) progress(`server warnings (first 5):\n${server.warnings.slice(0, 5).map((line) => JSON.stringify(line)).join('\n')}`)
 
   if (opts.json) {
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`)

@@ -1,5 +1,6 @@
 // The benchmarks' harness, built (dist/: run `npm run build` first): starting cred-server on a
-// free port when another process takes the chosen one first.
+// free port when another process takes the chosen one first, and cleaning up on Ctrl-C.
+import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { createServer } from 'node:http'
 import { join } from 'node:path'
@@ -50,4 +51,36 @@ t.test('startOnFreePort does not retry other failures', async (t) => {
   await t.rejects(harness.startOnFreePort('test', dir, 'cred', { type: 'sqlite3', database: join(dir, 'cred.db') }, { choosePort, settings: { colour: 'blue' } }),
     /exited \(1\) before serving: .*colour/)
   t.equal(chosen.length, 1, 'one port, one attempt')
+})
+
+t.test('on SIGINT a benchmark stops its servers, removes its files and exits with 130', async (t) => {
+  // a benchmark in its own process: one cred-server, its temp dir, then waiting for a signal
+  const script = `
+    const harness = await import(${JSON.stringify(file)})
+    const { join } = await import('node:path')
+    harness.cleanUpOnSignals()
+    const dir = harness.tempDir()
+    const { server } = await harness.startOnFreePort('signal test', dir, 'cred', { type: 'sqlite3', database: join(dir, 'cred.db') })
+    process.stdout.write(JSON.stringify({ pid: server.pid, dir }) + '\\n')
+    setInterval(() => {}, 1000)
+  `
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => { child.kill('SIGKILL') })
+  let stderr = ''
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
+  const started = await new Promise<{ pid: number, dir: string }>((resolve, reject) => {
+    let out = ''
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      out += chunk
+      if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0]!))
+    })
+    child.once('exit', (code) => reject(new Error(`the benchmark exited (${code}) before starting its server: ${stderr}`)))
+  })
+  t.ok(existsSync(started.dir), 'its temp dir exists while it runs')
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  child.kill('SIGINT')
+  t.equal(await exited, 130, 'exit code 130')
+  t.match(stderr, /SIGINT: cleaning up/)
+  t.notOk(existsSync(started.dir), 'the temp dir is removed')
+  t.throws(() => process.kill(started.pid, 0), { code: 'ESRCH' }, 'the cred-server is stopped')
 })
