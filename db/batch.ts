@@ -43,7 +43,7 @@ export function groupCommit<In, Out> (
   })
 }
 
-/** Writes at once: items queue only while a write is in progress. */
+/** Writes as soon as the code running now has finished (a microtask): items queue only while a write is in progress, or arrive in the same run of code. */
 function immediately (flush: () => void): void {
   flush()
 }
