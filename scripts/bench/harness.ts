@@ -85,23 +85,25 @@ function cleanUpNow (): void {
 }
 process.on('exit', cleanUpNow)
 
-/** Registers a process started elsewhere, so that clean-up ends it too. */
 /**
  * SIGINT and SIGTERM clean up (servers, files, databases) and exit with 130; a second signal
- * exits at once (the exit hook still kills the servers and removes the files).
+ * exits at once (the exit hook still kills the servers and removes the files). `stopping`
+ * runs first, for a script to note that what closes now is not closing early.
  */
-export function cleanUpOnSignals (): void {
+export function cleanUpOnSignals (stopping: () => void = () => {}): void {
   let interrupted = false
   const onSignal = (signal: NodeJS.Signals) => {
     if (interrupted) process.exit(130)
     interrupted = true
     progress(`${signal}: cleaning up (again to quit at once)`)
+    stopping()
     cleanUp().finally(() => process.exit(130))
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
 }
 
+/** Registers a process started elsewhere, so that clean-up ends it too. */
 export function trackProcess (child: ChildProcess): void {
   children.add(child)
   child.once('exit', () => children.delete(child))

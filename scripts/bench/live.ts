@@ -487,7 +487,8 @@ function table (results: RunResult[], openFilesNote: string): string {
 // ---------------------------------------------------------------------------------------------
 // main
 
-cleanUpOnSignals()
+// streams the clean-up closes are not counted as closed early
+cleanUpOnSignals(() => { shuttingDown = true })
 
 const timeLimit = setTimeout(() => {
   progress(`time limit of ${options.timeLimitMs / 1000} s reached: cleaning up`)
