@@ -530,6 +530,7 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
       }),
       findBySession: (sessionKey: string): Promise<SessionRecord | undefined> => sessions.lookup(sessionKey,
         (key) => call(async ({ statements }) => (await statements.sessionByHash.execute({ hash: hashSecret(key) }))[0])),
+      cachedSession: (sessionKey: string) => sessions.peek(sessionKey),
       touch: (id: number, now: number) => call(async ({ statements }) => {
         if (isRowId(id)) await statements.clientTouch.execute({ id, now })
       }),

@@ -88,6 +88,13 @@ export interface ClientRepository {
   /** Creates a client with its subscriptions and a new session; returns the plain session key. */
   create (client: NewClient): Promise<{ id: number, sessionKey: string }>
   findBySession (sessionKey: string): Promise<SessionRecord | undefined>
+  /**
+   * The session `findBySession` would answer from this process's memory (a session looked up in
+   * the last second, and not ended or revoked since), with no query and no promise: the
+   * authentication of most requests. Undefined when it is not held (or cannot be vouched for
+   * now): ask `findBySession`.
+   */
+  cachedSession (sessionKey: string): SessionRecord | undefined
   /** Marks the client active at `now` (epoch ms). */
   touch (id: number, now: number): Promise<void>
   /** Ends the client's session: its key is refused from now on and it is no longer active. */

@@ -35,6 +35,13 @@ export class SessionCache {
     return this.loaded(key, load, now)
   }
 
+  /** The session `lookup(key)` would answer from memory, without a promise; undefined when it would load it. */
+  peek (key: string): SessionRecord | undefined {
+    if (!this.usable()) return undefined
+    const entry = this.entries.get(key)
+    return entry !== undefined && entry.until > Date.now() ? entry.session : undefined
+  }
+
   /** `load(key)`, kept for `ttlMs` from `now` unless the cache was cleared meanwhile or became unusable. */
   private async loaded (key: string, load: (key: string) => Promise<SessionRecord | undefined> | SessionRecord | undefined, now: number): Promise<SessionRecord | undefined> {
     const generation = this.generation

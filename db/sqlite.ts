@@ -236,18 +236,29 @@ export function openSqlite (file: string): Repositories {
   // connection's own ends and revocations empty it directly.
   const sessions = new SessionCache()
   let sessionsVersion = changes.seen()
-  function findSession (sessionKey: string): Promise<SessionRecord | undefined> {
-    let version: unknown
-    try {
-      version = changes.seen()
-    } catch (err) {
-      return Promise.reject(err)
-    }
+  /** Empties the session cache when another connection has committed since (throws when data_version cannot be read). */
+  function sessionsCurrent (): void {
+    const version = changes.seen()
     if (version !== sessionsVersion) {
       sessionsVersion = version
       sessions.clear()
     }
+  }
+  function findSession (sessionKey: string): Promise<SessionRecord | undefined> {
+    try {
+      sessionsCurrent()
+    } catch (err) {
+      return Promise.reject(err)
+    }
     return sessions.lookup(sessionKey, (key) => statements.sessionByHash.get({ hash: hashSecret(key) }))
+  }
+  function cachedSession (sessionKey: string): SessionRecord | undefined {
+    try {
+      sessionsCurrent()
+    } catch {
+      return undefined // findBySession reports it
+    }
+    return sessions.peek(sessionKey)
   }
 
   /** true when nothing can come after `after`: a poll with nothing new needs no query */
@@ -302,6 +313,7 @@ export function openSqlite (file: string): Repositories {
       },
       // not async: an async function returning a promise adds two turns of the microtask queue
       findBySession: (sessionKey: string): Promise<SessionRecord | undefined> => findSession(sessionKey),
+      cachedSession,
       async touch (id: number, now: number) {
         statements.clientTouch.run({ id, now })
       },

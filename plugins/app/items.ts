@@ -48,9 +48,12 @@ const listHead = (() => {
 })()
 const comma = Buffer.from(',')
 const listEnd = Buffer.from(']}')
+/** the answer of a poll with nothing new, the most common of all: the same bytes every time */
+const emptyList = Buffer.concat([listHead, listEnd])
 
 /** An event list answer's JSON, as the EventList schema would serialize it, from its items' JSON. */
 function eventListJson (events: EventItemOut[], itemJson: (item: EventItemOut) => Buffer): Buffer {
+  if (events.length === 0) return emptyList
   const parts = [listHead]
   events.forEach((item, i) => {
     if (i > 0) parts.push(comma)
@@ -100,6 +103,7 @@ export default fp(async function items (fastify) {
   fastify.decorate('items', {
     event: (request, record, full) => event(base(request), record, full),
     events (request, records, full) {
+      if (records.length === 0) return []
       const baseUrl = base(request)
       return records.map((record) => event(baseUrl, record, full))
     },

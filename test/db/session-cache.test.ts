@@ -71,3 +71,23 @@ t.test('it holds at most maxEntries sessions, dropping the oldest', async (t) =>
   await cache.lookup('2', loads[2]!)
   t.same(loads.map((load) => load.calls), [2, 1, 1], 'the first was dropped, the newest kept')
 })
+
+t.test('peek answers what lookup would answer from memory, and nothing else', async (t) => {
+  let usable = true
+  const cache = new SessionCache(() => usable, 30)
+  t.equal(cache.peek('a'), undefined, 'never looked up')
+  await cache.lookup('a', counting(session(1)))
+  t.same(cache.peek('a'), session(1), 'looked up: held')
+  t.equal(cache.peek('b'), undefined, 'another key')
+  usable = false
+  t.equal(cache.peek('a'), undefined, 'not while the cache is not usable')
+  usable = true
+  t.same(cache.peek('a'), session(1))
+  cache.clear()
+  t.equal(cache.peek('a'), undefined, 'cleared')
+  await cache.lookup('a', counting(session(1)))
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  t.equal(cache.peek('a'), undefined, 'past the ttl')
+  await cache.lookup('x', counting(undefined))
+  t.equal(cache.peek('x'), undefined, 'an unknown session is not held')
+})

@@ -179,6 +179,22 @@ forEachBackend(t, async (t, backend) => {
     t.equal((await app.inject({ method: 'DELETE', url: '/auth' })).statusCode, 401)
   })
 
+  t.test('a session used a moment ago (answered from memory) is checked as fully as on its first request', async (t) => {
+    const { app, session } = await build(t, {}, { backend })
+    const reader = await session('read')
+    const other = await session('read')
+    const payload = { event: { name: 'Light' } }
+    for (let i = 0; i < 3; i++) {
+      t.equal((await app.inject({ url: '/clients/me', headers: bearer(reader.sessionKey) })).json().client.id, reader.id, 'its own client')
+      t.equal((await app.inject({ url: '/clients/me', headers: bearer(other.sessionKey) })).json().client.id, other.id, 'and the other its own')
+      const post = await app.inject({ method: 'POST', url: '/events', headers: bearer(reader.sessionKey), payload })
+      t.same([post.statusCode, post.json()], [403, { status: 403, message: 'Insufficient Permissions' }], 'read may not post')
+    }
+    t.equal((await app.inject({ method: 'DELETE', url: '/auth', headers: bearer(reader.sessionKey) })).statusCode, 204)
+    t.same((await app.inject({ url: '/clients/me', headers: bearer(reader.sessionKey) })).json(), { status: 401, message: 'Not Authenticated' }, 'ended: refused at once')
+    t.equal((await app.inject({ url: '/clients/me', headers: bearer(other.sessionKey) })).statusCode, 200, 'the other session still works')
+  })
+
   t.test('sessionTimeout: a session unused for longer is refused', async (t) => {
     const { app, session, repos } = await build(t, { sessionTimeout: 60 }, { backend })
     const me = await session('read')
