@@ -41,22 +41,20 @@ export default fp(async function auth (fastify) {
   const idleLimit = fastify.config.sessionTimeout * 1000
 
   fastify.decorate('authorize', function authorize (permission: Permission) {
-    const clients = () => fastify.repos.clients
+    const unused = (session: SessionRecord, now: number) => idleLimit > 0 && now - session.lastActive > idleLimit
     /** Admits the session's client to the route at `now`: undefined, or the 401 or 403 to answer. */
     function admit (request: FastifyRequest, session: SessionRecord | undefined, now: number): Error | undefined {
-      if (session === undefined || (idleLimit > 0 && now - session.lastActive > idleLimit)) {
-        return fastify.httpErrors.unauthorized('Not Authenticated')
-      }
+      if (session === undefined || unused(session, now)) return fastify.httpErrors.unauthorized('Not Authenticated')
       if (rank[session.permission] < rank[permission]) return fastify.httpErrors.forbidden('Insufficient Permissions')
       request.client = session
       return undefined
     }
     /** The session from the database (or the session cache), its "last active" time written if due. */
     async function lookUp (request: FastifyRequest, key: string): Promise<void> {
-      const session = await clients().findBySession(key)
+      const session = await fastify.repos.clients.findBySession(key)
       const now = Date.now()
-      if (session !== undefined && !(idleLimit > 0 && now - session.lastActive > idleLimit) && now - session.lastActive >= TOUCH_INTERVAL_MS) {
-        await clients().touch(session.id, now)
+      if (session !== undefined && !unused(session, now) && now - session.lastActive >= TOUCH_INTERVAL_MS) {
+        await fastify.repos.clients.touch(session.id, now)
         session.lastActive = now
       }
       const refused = admit(request, session, now)
@@ -70,7 +68,7 @@ export default fp(async function auth (fastify) {
     return function requireSession (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
       const key = sessionKeyOf(request)
       if (key === undefined) return done(fastify.httpErrors.unauthorized('Not Authenticated'))
-      const cached = clients().cachedSession(key)
+      const cached = fastify.repos.clients.cachedSession(key)
       const now = Date.now()
       if (cached !== undefined && now - cached.lastActive < TOUCH_INTERVAL_MS) return done(admit(request, cached, now))
       lookUp(request, key).then(() => done(), done)
