@@ -422,8 +422,17 @@ export function openFilesLimit (pid: number | 'self'): { soft: number, hard: num
  * cannot tell. Something answering on a port is not proof that it is the process just started.
  */
 export function listensOn (pid: number, port: number): boolean | null {
+  if (!existsSync('/proc/self/fd')) return null // no procfs: cannot tell
+  let fds: string[]
   try {
-    const sockets = new Set(readdirSync(`/proc/${pid}/fd`).map((fd) => {
+    fds = readdirSync(`/proc/${pid}/fd`)
+  } catch {
+    // the process is gone: it exited (e.g. with EADDRINUSE) while the port was being probed,
+    // and the port's answer came from whoever holds it
+    return false
+  }
+  try {
+    const sockets = new Set(fds.map((fd) => {
       try {
         return /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1]
       } catch {

@@ -44,6 +44,21 @@ t.test('startOnFreePort tries another port when the chosen one is taken before c
   await res.text()
 })
 
+t.test('listensOn: whether a process holds the listening socket of a port', async (t) => {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())))
+  const port = (server.address() as { port: number }).port
+  t.equal(harness.listensOn(process.pid, port), true, 'this process, on its port')
+  const gone = spawn(process.execPath, ['-e', ''])
+  await new Promise((resolve) => gone.on('exit', resolve))
+  t.equal(harness.listensOn(gone.pid!, port), false, 'a process that has exited (the race a cred-server failing with EADDRINUSE makes)')
+  const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 10000)'])
+  t.teardown(() => { other.kill() })
+  await new Promise((resolve) => other.on('spawn', resolve))
+  t.equal(harness.listensOn(other.pid!, port), false, 'a live process that does not hold it')
+})
+
 t.test('startOnFreePort does not retry other failures', async (t) => {
   const dir = harness.tempDir()
   const { chosen, choosePort } = ports([])
