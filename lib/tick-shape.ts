@@ -12,9 +12,9 @@ import { createHook } from 'node:async_hooks'
  * megamorphic, and it stays so: from then on every nextTick goes through V8's runtime.
  *
  * In a loop this is 0.22 instead of 0.05 µs per tick. In a cred-server it was 23–25 instead of
- * 19–20 µs of CPU per request on workload 3 of `npm run bench` (the poll). Before this fix, two
- * of three server processes were slow, each for its whole life, by the luck of when its
- * collections ran.
+ * 19–20 µs of CPU per request on workload 3 of `npm run bench` (the poll). Before this fix,
+ * about three server processes in four were slow, each for its whole life, by the luck of when
+ * its collections ran.
  *
  * Holding one tick object keeps its map, and the maps it was built from, alive.
  */
