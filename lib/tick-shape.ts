@@ -35,3 +35,6 @@ export function keepTickObjectShape (): void {
     hook.disable()
   }
 }
+
+/** Whether this process holds its tick object (keepTickObjectShape has run). */
+export const tickObjectShapeKept = (): boolean => kept.length > 0

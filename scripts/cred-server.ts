@@ -10,7 +10,6 @@ import cred, { frameworkErrors } from '../app.js'
 import { loadConfig } from '../config/load.js'
 import { ConfigError } from '../config/resolve.js'
 import { serverLogging } from '../config/logging.js'
-import { keepTickObjectShape } from '../lib/tick-shape.js'
 import type { CredConfig } from '../schemas/config.js'
 import { failAndExit, parseCommandLine } from './cli.js'
 
@@ -139,7 +138,6 @@ function closeGracefully (app: FastifyInstance, graceSeconds: number) {
 }
 
 async function main () {
-  keepTickObjectShape()
   const args = parseCommandLine('cred-server', usage, () => parseArgs({ strict: true, options: {
     config: { type: 'string', short: 'c' },
     'log-level': { type: 'string', short: 'l' },

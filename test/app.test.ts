@@ -4,7 +4,18 @@ import Database from 'better-sqlite3'
 import Fastify from 'fastify'
 import t from 'tap'
 import cred from '../app.js'
+import { tickObjectShapeKept } from '../lib/tick-shape.js'
 import { bearer, build, tempDir } from './helper.js'
+
+// first: no other test of this file has registered cred yet
+t.test('registering cred keeps process.nextTick on its fast path for the whole process', async (t) => {
+  t.equal(tickObjectShapeKept(), false, 'not before')
+  const app = Fastify({ logger: false })
+  t.teardown(() => app.close())
+  await app.register(cred, { config: { database: { database: join(tempDir(t), 'tick.db') } } })
+  await app.ready()
+  t.equal(tickObjectShapeKept(), true, 'after (see test/lib/tick-shape.test.ts for what it does)')
+})
 
 t.test('unknown routes are 404 Not Found in the envelope', async (t) => {
   const { app, session } = await build(t)
