@@ -18,15 +18,15 @@ import { createHook } from 'node:async_hooks'
  *
  * Holding one tick object keeps its map, and the maps it was built from, alive.
  */
-const kept: object[] = []
+let kept: object | undefined
 
 export function keepTickObjectShape (): void {
-  if (kept.length > 0) return
+  if (kept !== undefined) return
   // An async hook's `init` is the one place Node hands out a tick object. It is enabled only
   // for this one call: no other async resource passes through it.
   const hook = createHook({
     init (_asyncId, type, _triggerAsyncId, resource) {
-      if (type === 'TickObject' && kept.length === 0) kept.push(resource)
+      if (type === 'TickObject' && kept === undefined) kept = resource
     }
   }).enable()
   try {
@@ -37,4 +37,4 @@ export function keepTickObjectShape (): void {
 }
 
 /** Whether this process holds its tick object (keepTickObjectShape has run). */
-export const tickObjectShapeKept = (): boolean => kept.length > 0
+export const tickObjectShapeKept = (): boolean => kept !== undefined

@@ -13,7 +13,8 @@ interface Fixtures {
   created: { status: number, message: string, event: Record<string, unknown> }
 }
 
-// as cred-server does: the same process set-up, without which a process's speed is a matter of luck
+// as cred-server does (through the plugin): the same process set-up, without which a process's
+// speed is a matter of luck (see lib/tick-shape.ts)
 keepTickObjectShape()
 
 const fixtures = JSON.parse(readFileSync(process.argv[2]!, 'utf8')) as Fixtures
