@@ -7,11 +7,11 @@ import type { Permission } from '../schemas/apikeys.js'
 import type { CredConfig } from '../schemas/config.js'
 import { apikeys, clients, events, subscriptions } from './schema/pg.js'
 import {
-  apikeyColumns, clientColumns, depth, eventColumns, idWindow, limit, offset, pageValues, subscriptionMatches
+  apikeyColumns, clientColumns, depth, eventColumns, idWindow, insertedEvents, limit, offset, pageValues, subscriptionMatches
 } from './queries.js'
 import {
   DatabaseUnavailableError,
-  type ApiKeyRecord, type EventRecord, type ListFilter, type NewClient, type NewEventRecord, type Repositories, type RevokeResult, type SessionRecord
+  type ApiKeyRecord, type ListFilter, type NewClient, type NewEventRecord, type Repositories, type RevokeResult, type SessionRecord
 } from './repositories.js'
 import { afterPendingIo, groupCommit } from './batch.js'
 import { NotifiedRecentEvents } from './recent-events.js'
@@ -489,9 +489,7 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
     const time = Date.now()
     const [answer] = await writer.unsafe<Array<{ ids: string }>>(insertGroupStatement,
       [lockNames.eventOrder, time, JSON.stringify(rows), eventsChannel], { prepare: true })
-    const ids = answer!.ids.split(',')
-    if (ids.length !== group.length) throw new Error(`the group insert stored ${ids.length} events for ${group.length}`)
-    const committed = group.map((event, i): EventRecord => ({ id: Number(ids[i]), ...event, time }))
+    const committed = insertedEvents(group, answer!.ids.split(','), time)
     recent.added(committed)
     return committed
   }), { gather: afterPendingIo })

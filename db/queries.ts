@@ -3,7 +3,7 @@
 // ./sqlite.ts and ./postgres.ts build their statements from these, side by side.
 import { and, eq, gt, isNull, lt, or, sql, type AnyColumn, type Placeholder, type SQL } from 'drizzle-orm'
 import type { DatabaseKind } from '../schemas/config.js'
-import type { ListFilter } from './repositories.js'
+import type { EventRecord, ListFilter, NewEventRecord } from './repositories.js'
 
 const afterId = sql.placeholder('after')
 const beforeId = sql.placeholder('before')
@@ -76,4 +76,16 @@ export function subscriptionMatches (
     eq(events.name, subscriptions.eventName),
     or(isNull(subscriptions.location), eq(events.location, subscriptions.location))
   )
+}
+
+/**
+ * The records of a group of events just inserted, whose insert answered only their ids (in
+ * the order of the group): each event as sent, with its id and the group's time, its
+ * properties in the order of a row read back, so that both kinds of record share one shape.
+ */
+export function insertedEvents (group: NewEventRecord[], ids: ReadonlyArray<number | string>, time: number): EventRecord[] {
+  if (ids.length !== group.length) throw new Error(`the group insert stored ${ids.length} events for ${group.length}`)
+  return group.map((event, i) => ({
+    id: Number(ids[i]), clientId: event.clientId, device: event.device, name: event.name, location: event.location, action: event.action, value: event.value, time
+  }))
 }

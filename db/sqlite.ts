@@ -13,7 +13,7 @@ import {
   type ApiKeyRecord, type EventRecord, type ListFilter, type NewEventRecord, type Repositories, type RevokeResult, type SessionRecord
 } from './repositories.js'
 import {
-  apikeyColumns, clientColumns, eventColumns, idWindow, limit, offset, pageValues, subscriptionMatches
+  apikeyColumns, clientColumns, eventColumns, idWindow, insertedEvents, limit, offset, pageValues, subscriptionMatches
 } from './queries.js'
 import { afterPendingIo, groupCommit } from './batch.js'
 import { RecentEvents } from './recent-events.js'
@@ -221,13 +221,9 @@ export function openSqlite (file: string): Repositories {
     const time = Date.now()
     const ids: number[] = []
     for (let start = 0; start < group.length; start += INSERT_ROWS) ids.push(...insertRows(group.slice(start, start + INSERT_ROWS), time))
-    if (ids.length !== group.length) throw new Error(`the group insert stored ${ids.length} events for ${group.length}`)
     // RETURNING does not promise an order, and the rows take ids in the order of the group:
-    // sorted, the ids line up with the group again. Properties in the order of a row read back.
-    ids.sort((a, b) => a - b)
-    return group.map((event, i): EventRecord => ({
-      id: ids[i]!, clientId: event.clientId, device: event.device, name: event.name, location: event.location, action: event.action, value: event.value, time
-    }))
+    // sorted, the ids line up with the group again
+    return insertedEvents(group, ids.sort((a, b) => a - b), time)
   })
   const insertEvent = groupCommit((group: NewEventRecord[]) => {
     const rows = insertGroup.immediate(group)
