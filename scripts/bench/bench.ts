@@ -16,7 +16,7 @@ import autocannon from 'autocannon'
 import Database from 'better-sqlite3'
 import {
   cleanUp, cleanUpOnSignals, createDatabase, createKey, inParallel, postgresAdmin, postgresProblem, progress, requestJson,
-  rssKb, sleep, startOnFreePort, stopProcess, tempDir, trackProcess, numberOption, type DatabaseConfig, type ServerProcess } from './harness.js'
+  cpuSeconds, rssKb, sleep, startOnFreePort, stopProcess, tempDir, trackProcess, numberOption, type DatabaseConfig, type ServerProcess } from './harness.js'
 
 const usage = `Usage: npm run bench -- [options]      (node dist/scripts/bench/bench.js after npm run build)
 
@@ -35,7 +35,9 @@ what metrics cost.
 The baseline runs beside both cred servers: each cred row of workloads 1 to 4 takes 6 turns
 with the same workload on the baseline, which gets half as long, so that the ratio compares
 the two through the same moments. Each measurement follows an unmeasured warm-up of
---warmup requests on the same target.
+--warmup requests on the same target. Each row also shows the server process's CPU time per
+response (all its threads, from /proc), which this shared machine measures more steadily than
+req/s.
 
   --connections N   concurrent connections (default 10)
   --duration S      seconds per measurement (default 10)
@@ -123,6 +125,8 @@ interface Cell {
   requests: number
   errors: number
   non2xx: number
+  /** the server process's CPU time (all threads) per response, in µs to one decimal */
+  serverCpuUsPerRequest: number | null
   ratioToBaseline: number | null
 }
 
@@ -141,7 +145,8 @@ const servers: ServerResult[] = []
 // ---------------------------------------------------------------------------------------------
 // measuring
 
-interface Target { url: string, method?: 'GET' | 'POST', body?: string, headers?: Record<string, string> }
+/** A request to load, and the server process answering it (for its CPU time). */
+interface Target { url: string, pid: number, method?: 'GET' | 'POST', body?: string, headers?: Record<string, string> }
 
 /** What one or more autocannon runs on one target answered. */
 interface Run {
@@ -152,6 +157,8 @@ interface Run {
   latencies: Float64Array
   errors: number
   non2xx: number
+  /** CPU time the server process (all its threads) used during the run; null when /proc could not tell */
+  cpuSeconds: number | null
 }
 
 const request = (target: Target) => ({
@@ -176,15 +183,18 @@ function cannon (target: Target, seconds: number): Promise<Run> {
     let latencies = new Float64Array(1 << 16)
     let count = 0
     const started = performance.now()
+    const cpuBefore = cpuSeconds(target.pid)
     const instance = autocannon({ ...request(target), duration: seconds }, (err: Error | null, result: autocannon.Result) => {
       if (err !== null && err !== undefined) reject(err)
       else {
+        const cpuAfter = cpuSeconds(target.pid)
         resolve({
           count,
           seconds: (performance.now() - started) / 1000,
           latencies: latencies.subarray(0, count).sort(),
           errors: result.errors + result.non2xx,
-          non2xx: result.non2xx
+          non2xx: result.non2xx,
+          cpuSeconds: cpuBefore === null || cpuAfter === null ? null : cpuAfter - cpuBefore
         })
       }
     })
@@ -212,7 +222,8 @@ function merged (runs: Run[]): Run {
     seconds: runs.reduce((sum, run) => sum + run.seconds, 0),
     latencies: latencies.sort(),
     errors: runs.reduce((sum, run) => sum + run.errors, 0),
-    non2xx: runs.reduce((sum, run) => sum + run.non2xx, 0)
+    non2xx: runs.reduce((sum, run) => sum + run.non2xx, 0),
+    cpuSeconds: runs.some((run) => run.cpuSeconds === null) ? null : runs.reduce((sum, run) => sum + run.cpuSeconds!, 0)
   }
 }
 
@@ -234,6 +245,15 @@ function checkErrors (run: Run, problems: string[], what: string): void {
   if (run.errors > 0) problems.push(`${what}: ${run.non2xx} non-2xx responses and ${run.errors - run.non2xx} connection errors`)
 }
 
+/**
+ * The server's CPU time per response, in µs. On this shared VM it is steadier than req/s, which
+ * also moves with the load generator's own speed; /proc counts it in 10 ms ticks, fine enough
+ * over a row's 1.7 s turns.
+ */
+function cpuPerRequest (run: Run): number | null {
+  return run.cpuSeconds === null || run.count === 0 ? null : Math.round(run.cpuSeconds / run.count * 1e7) / 10
+}
+
 function record (server: ServerKind, workload: WorkloadKey, run: Run, problems: string[], beside?: CredKind): void {
   checkErrors(run, problems, label(workload))
   cells.push({
@@ -247,6 +267,7 @@ function record (server: ServerKind, workload: WorkloadKey, run: Run, problems: 
     requests: run.count,
     errors: run.errors,
     non2xx: run.non2xx,
+    serverCpuUsPerRequest: cpuPerRequest(run),
     ratioToBaseline: null
   })
 }
@@ -417,19 +438,20 @@ async function runCred (server: CredKind, database: DatabaseConfig, seed: Seeder
     }
 
     const beside = await baseline(fixtures)
-    await measure(server, 'events', { url: eventsUrl, headers: pollerAuth }, problems, beside)
+    await measure(server, 'events', { url: eventsUrl, pid: cred.pid, headers: pollerAuth }, problems, beside)
     if (server === 'sqlite') await measureMetricsCost(dir, database, eventsUrl, pollerAuth)
-    await measure(server, 'poll', { url: await pollUrl(), headers: pollerAuth }, problems, beside)
-    await measure(server, 'clients', { url: `${cred.url}/clients?full=true`, headers: pollerAuth }, problems, beside)
+    await measure(server, 'poll', { url: await pollUrl(), pid: cred.pid, headers: pollerAuth }, problems, beside)
+    await measure(server, 'clients', { url: `${cred.url}/clients?full=true`, pid: cred.pid, headers: pollerAuth }, problems, beside)
 
     // workload 5 is compared with rows 1 and 3 (p99), not with the baseline
     await seedUpTo(options.big)
-    await measure(server, 'events-big', { url: eventsUrl, headers: pollerAuth }, problems)
-    await measure(server, 'poll-big', { url: await pollUrl(), headers: pollerAuth }, problems)
+    await measure(server, 'events-big', { url: eventsUrl, pid: cred.pid, headers: pollerAuth }, problems)
+    await measure(server, 'poll-big', { url: await pollUrl(), pid: cred.pid, headers: pollerAuth }, problems)
 
     // last, so that the posted events do not change the table sizes above
     await measure(server, 'post', {
       url: `${cred.url}/events`,
+      pid: cred.pid,
       method: 'POST',
       headers: { ...posterAuth, 'content-type': 'application/json' },
       body: JSON.stringify(postBody('42'))
@@ -445,8 +467,10 @@ async function runCred (server: CredKind, database: DatabaseConfig, seed: Seeder
   }
 }
 
-/** Rounds of workload 1 on two fresh servers, metrics on then off: req/s of each. */
-const metricsRounds: Array<{ on: number, off: number }> = []
+/** Rounds of workload 1 on two fresh servers, metrics on then off: req/s of each, and CPU µs per request. */
+const metricsRounds: Array<{ on: number, off: number, onCpuUs: number | null, offCpuUs: number | null }> = []
+/** all the rounds of each server taken together */
+const metricsRuns: Partial<Record<'on' | 'off', Run>> = {}
 /** rounds of a quarter of the duration on each server: as for TURNS, shorter than a slow spell */
 const METRICS_ROUNDS = 6
 
@@ -473,7 +497,7 @@ async function measureMetricsCost (dir: string, database: DatabaseConfig, firstU
   let on: ServerProcess | undefined
   try {
     on = await start('cred-metrics-on', true)
-    const targets = { on: { url: `${on.url}${path}`, headers }, off: { url: `${off.url}${path}`, headers } }
+    const targets = { on: { url: `${on.url}${path}`, pid: on.pid, headers }, off: { url: `${off.url}${path}`, pid: off.pid, headers } }
     // with only --warmup requests, a server's first round was up to half as fast as its
     // later ones while V8 was still compiling
     progress(`sqlite: warming up both for ${options.duration / 2} s`)
@@ -482,18 +506,26 @@ async function measureMetricsCost (dir: string, database: DatabaseConfig, firstU
       const run = await cannon(target, options.duration / 2)
       checkErrors(run, problems, 'metrics warm-up')
     }
-    const offRuns: Run[] = []
+    const allRuns: Record<'on' | 'off', Run[]> = { on: [], off: [] }
     for (let round = 1; round <= METRICS_ROUNDS; round++) {
       progress(`sqlite: metrics on/off, round ${round} of ${METRICS_ROUNDS}, ${options.duration / 4} s each`)
       // taking turns at going first, so neither always runs on a machine the other just warmed
       const order = round % 2 === 1 ? ['on', 'off'] as const : ['off', 'on'] as const
       const runs: Partial<Record<'on' | 'off', Run>> = {}
       for (const which of order) runs[which] = await cannon(targets[which], options.duration / 4)
-      offRuns.push(runs.off!)
+      allRuns.on.push(runs.on!)
+      allRuns.off.push(runs.off!)
       checkErrors(runs.on!, problems, 'metrics rounds')
-      metricsRounds.push({ on: runs.on!.count / runs.on!.seconds, off: runs.off!.count / runs.off!.seconds })
+      metricsRounds.push({
+        on: runs.on!.count / runs.on!.seconds,
+        off: runs.off!.count / runs.off!.seconds,
+        onCpuUs: cpuPerRequest(runs.on!),
+        offCpuUs: cpuPerRequest(runs.off!)
+      })
     }
-    record('sqlite-metrics-off', 'events', merged(offRuns), problems)
+    metricsRuns.on = merged(allRuns.on)
+    metricsRuns.off = merged(allRuns.off)
+    record('sqlite-metrics-off', 'events', metricsRuns.off, problems)
   } finally {
     result.peakRssKb = rss.stop()
     await on?.stop()
@@ -529,15 +561,17 @@ async function startBaseline (fixtures: Fixtures): Promise<Baseline> {
     await stopProcess(child)
     throw err
   }
-  const rss = watchRss(child.pid!)
+  const pid = child.pid!
+  const rss = watchRss(pid)
   const url = `http://127.0.0.1:${port}`
   return {
     targets: {
-      events: { url: `${url}/events?full=true&limit=10` },
-      poll: { url: `${url}/clients/2/subscribedevents?full=true&after=10` },
-      clients: { url: `${url}/clients?full=true` },
+      events: { url: `${url}/events?full=true&limit=10`, pid },
+      poll: { url: `${url}/clients/2/subscribedevents?full=true&after=10`, pid },
+      clients: { url: `${url}/clients?full=true`, pid },
       post: {
         url: `${url}/events`,
+        pid,
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ event: { name: 'Posted', location: 'Bench', action: 'bench', value: '42' } })
@@ -610,8 +644,15 @@ function metricsCostPercent (): number | null {
   return Math.round((1 - on / off) * 1000) / 10
 }
 
+/** How much more CPU per request the metrics-on server used than the metrics-off one over all the rounds, in percent. */
+function metricsCpuCostPercent (): number | null {
+  const on = metricsRuns.on === undefined ? null : cpuPerRequest(metricsRuns.on)
+  const off = metricsRuns.off === undefined ? null : cpuPerRequest(metricsRuns.off)
+  return on === null || off === null || off === 0 ? null : Math.round((on / off - 1) * 1000) / 10
+}
+
 function table (): string {
-  const header = ['server', 'workload', 'req/s', 'p50', 'p99', 'errors', 'vs baseline']
+  const header = ['server', 'workload', 'req/s', 'p50', 'p99', 'errors', 'vs baseline', 'CPU/req']
   const sorted = [...cells].sort((a, b) =>
     order.indexOf(a.workload) - order.indexOf(b.workload) || rank(a) - rank(b))
   const rows = sorted.map((cell) => [
@@ -621,7 +662,8 @@ function table (): string {
     `${cell.latencyP50Ms.toFixed(2)} ms`,
     `${cell.latencyP99Ms.toFixed(2)} ms`,
     String(cell.errors),
-    cell.ratioToBaseline === null ? '' : `${Math.round(cell.ratioToBaseline * 100)} %`
+    cell.ratioToBaseline === null ? '' : `${Math.round(cell.ratioToBaseline * 100)} %`,
+    cell.serverCpuUsPerRequest === null ? 'n/a' : `${cell.serverCpuUsPerRequest.toFixed(1)} µs`
   ])
   const lines = [header, ...rows]
   const widths = header.map((_, col) => Math.max(...lines.map((line) => line[col]!.length)))
@@ -650,6 +692,10 @@ function table (): string {
   if (metricsCost !== null) {
     const rounds = metricsRounds.map((round) => `${Math.round(round.on).toLocaleString('en-US')} vs ${Math.round(round.off).toLocaleString('en-US')}`).join(', ')
     out.push(`metrics cost on workload 1 (SQLite, metrics on vs off, ${metricsRounds.length} alternating rounds: ${rounds} req/s): ${metricsCost} % of req/s`)
+  }
+  const metricsCpuCost = metricsCpuCostPercent()
+  if (metricsCpuCost !== null) {
+    out.push(`metrics cost in the server's CPU per request over the same rounds: ${cpuPerRequest(metricsRuns.on!)!.toFixed(1)} vs ${cpuPerRequest(metricsRuns.off!)!.toFixed(1)} µs, ${metricsCpuCost > 0 ? '+' : ''}${metricsCpuCost} %`)
   }
   for (const server of servers) for (const problem of server.problems) out.push(`${serverLabels[server.server]}: PROBLEM — ${problem}`)
   return `${out.join('\n')}\n`
@@ -740,6 +786,7 @@ async function main (): Promise<number> {
       seconds,
       servers,
       metricsCostPercent: metricsCostPercent(),
+      metricsCpuCostPercent: metricsCpuCostPercent(),
       metricsRounds,
       p99GrowthWithBigTable: { sqlite: p99Growth('sqlite'), postgresql: p99Growth('postgresql') },
       results: cells

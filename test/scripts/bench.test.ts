@@ -35,6 +35,7 @@ interface Cell {
   latencyP99Ms: number
   requests: number
   errors: number
+  serverCpuUsPerRequest: number | null
   ratioToBaseline: number | null
 }
 
@@ -51,8 +52,9 @@ t.test('a short run measures every workload on every server, each beside the bas
   const out = JSON.parse(stdout) as {
     servers: Array<{ server: string, skipped?: string, peakRssKb: number | null, problems: string[], seedSeconds?: Record<string, number> }>
     results: Cell[]
-    metricsRounds: Array<{ on: number, off: number }>
+    metricsRounds: Array<{ on: number, off: number, onCpuUs: number | null, offCpuUs: number | null }>
     metricsCostPercent: number | null
+    metricsCpuCostPercent: number | null
     p99GrowthWithBigTable: Record<string, { events: number, poll: number } | null>
   }
 
@@ -81,9 +83,17 @@ t.test('a short run measures every workload on every server, each beside the bas
     t.same(Object.keys(result?.seedSeconds ?? {}).sort(), ['300', '50'], `${server}: seeded up to both sizes`)
   }
   t.notOk(out.results.some((cell) => cell.server === 'baseline' && !credServers.includes(cell.beside ?? '')), 'every baseline cell names its server')
+  // each row's server process, read from /proc: a wrong pid would read nothing (null) or another
+  // process's idle time (0), and a request costs far less than 100 ms of CPU
+  for (const cell of out.results) {
+    const cpu = cell.serverCpuUsPerRequest
+    t.ok(cpu !== null && cpu > 0 && cpu < 100_000, `${cell.server}${cell.beside === undefined ? '' : ` beside ${cell.beside}`} ${cell.workload}: CPU per request (${cpu} µs)`)
+  }
   t.equal(out.metricsRounds.length, 6, 'six metrics rounds')
   t.ok(out.metricsRounds.every((round) => round.on > 0 && round.off > 0))
   t.type(out.metricsCostPercent, 'number')
+  t.ok(out.metricsRounds.every((round) => (round.onCpuUs ?? 0) > 0 && (round.offCpuUs ?? 0) > 0), 'CPU per request of both servers in every round')
+  t.type(out.metricsCpuCostPercent, 'number')
   t.ok((find('sqlite-metrics-off', 'events')?.requests ?? 0) > 0, 'the metrics-off row')
   if (!withPostgres) t.match(out.servers.find((entry) => entry.server === 'postgresql')?.skipped, /--no-postgres/)
   else t.same(await benchDatabases(), databasesBefore, 'its database dropped afterwards')
