@@ -406,6 +406,8 @@ async function runCred (server: CredKind, database: DatabaseConfig, seed: Seeder
       progress(`${server}: seeded in ${seconds} s`)
     }
     const pollerAuth = { authorization: `Bearer ${poller.sessionKey}` }
+    /** a GET of this server as the polling client */
+    const asPoller = (url: string): Target => ({ url, pid: cred.pid, headers: pollerAuth })
     const postBody = (value: string) => ({ event: { name: 'Posted', location: 'Bench', action: 'bench', value } })
 
     // SMALL events in bulk, then 10 posted like a device would
@@ -438,15 +440,15 @@ async function runCred (server: CredKind, database: DatabaseConfig, seed: Seeder
     }
 
     const beside = await baseline(fixtures)
-    await measure(server, 'events', { url: eventsUrl, pid: cred.pid, headers: pollerAuth }, problems, beside)
+    await measure(server, 'events', asPoller(eventsUrl), problems, beside)
     if (server === 'sqlite') await measureMetricsCost(dir, database, eventsUrl, pollerAuth)
-    await measure(server, 'poll', { url: await pollUrl(), pid: cred.pid, headers: pollerAuth }, problems, beside)
-    await measure(server, 'clients', { url: `${cred.url}/clients?full=true`, pid: cred.pid, headers: pollerAuth }, problems, beside)
+    await measure(server, 'poll', asPoller(await pollUrl()), problems, beside)
+    await measure(server, 'clients', asPoller(`${cred.url}/clients?full=true`), problems, beside)
 
     // workload 5 is compared with rows 1 and 3 (p99), not with the baseline
     await seedUpTo(options.big)
-    await measure(server, 'events-big', { url: eventsUrl, pid: cred.pid, headers: pollerAuth }, problems)
-    await measure(server, 'poll-big', { url: await pollUrl(), pid: cred.pid, headers: pollerAuth }, problems)
+    await measure(server, 'events-big', asPoller(eventsUrl), problems)
+    await measure(server, 'poll-big', asPoller(await pollUrl()), problems)
 
     // last, so that the posted events do not change the table sizes above
     await measure(server, 'post', {
