@@ -16,7 +16,7 @@ import autocannon from 'autocannon'
 import Database from 'better-sqlite3'
 import {
   cleanUp, cleanUpOnSignals, createDatabase, createKey, inParallel, postgresAdmin, postgresProblem, progress, requestJson,
-  cpuSeconds, rssKb, sleep, startOnFreePort, stopProcess, tempDir, trackProcess, numberOption, type DatabaseConfig, type ServerProcess } from './harness.js'
+  cpuSeconds, postgresDatabaseConfig, rssKb, sleep, startOnFreePort, stopProcess, tempDir, trackProcess, numberOption, type DatabaseConfig, type ServerProcess } from './harness.js'
 
 const usage = `Usage: npm run bench -- [options]      (node dist/scripts/bench/bench.js after npm run build)
 
@@ -27,7 +27,9 @@ cred-server on SQLite and cred-server on PostgreSQL, for these workloads:
   3  GET /clients/{id}/subscribedevents?full=true&after=<latest>   (5 subscriptions, nothing
      new, 10,000 events in the table)
   4  GET /clients?full=true                                (500 active clients)
-  5  1 and 3 with 1,000,000 events in the table (seeded in bulk), to compare with 1 and 3
+  5  1 and 3 with 1,000,000 events in the table (seeded in bulk), on a second cred-server
+     set up like the first, each row in 6 turns with the same workload on the first server
+     (10,000 events; half as long): their p99, through the same moments
 and workload 1 on two more cred-servers on the same SQLite file, one with metrics: False,
 in 6 alternating rounds of a quarter of --duration each (after half --duration of warm-up each):
 what metrics cost.
@@ -93,7 +95,7 @@ const options = {
 // ---------------------------------------------------------------------------------------------
 // results
 
-type ServerKind = 'baseline' | 'sqlite' | 'sqlite-metrics-off' | 'postgresql'
+type ServerKind = 'baseline' | 'sqlite' | 'sqlite-metrics-off' | 'sqlite-big' | 'postgresql' | 'postgresql-big'
 type CredKind = 'sqlite' | 'postgresql'
 type WorkloadKey = 'events' | 'post' | 'poll' | 'clients' | 'events-big' | 'poll-big'
 
@@ -128,6 +130,8 @@ interface Cell {
   /** the server process's CPU time (all threads) per response, in µs to one decimal */
   serverCpuUsPerRequest: number | null
   ratioToBaseline: number | null
+  /** workload 5: p99 of the same workload on the first server (SMALL events), measured in turns with this row */
+  smallTableP99Ms?: number
 }
 
 interface ServerResult {
@@ -254,9 +258,9 @@ function cpuPerRequest (run: Run): number | null {
   return run.cpuSeconds === null || run.count === 0 ? null : Math.round(run.cpuSeconds / run.count * 1e7) / 10
 }
 
-function record (server: ServerKind, workload: WorkloadKey, run: Run, problems: string[], beside?: CredKind): void {
+function record (server: ServerKind, workload: WorkloadKey, run: Run, problems: string[], beside?: CredKind): Cell {
   checkErrors(run, problems, label(workload))
-  cells.push({
+  const cell: Cell = {
     server,
     ...(beside === undefined ? {} : { beside }),
     workload,
@@ -269,7 +273,9 @@ function record (server: ServerKind, workload: WorkloadKey, run: Run, problems: 
     non2xx: run.non2xx,
     serverCpuUsPerRequest: cpuPerRequest(run),
     ratioToBaseline: null
-  })
+  }
+  cells.push(cell)
+  return cell
 }
 
 /**
@@ -295,15 +301,24 @@ async function measure (server: CredKind, workload: WorkloadKey, target: Target,
     return
   }
   await warm(beside, baseline!.problems, label(workload))
+  const { runs, besideRuns } = await inTurns(target, beside)
+  record(server, workload, runs, problems)
+  record('baseline', workload, besideRuns, baseline!.problems, server)
+}
+
+/**
+ * `--duration` seconds on `target` in TURNS turns with `beside`, which gets half as long and
+ * goes first every other turn: the runs on each, taken together.
+ */
+async function inTurns (target: Target, beside: Target): Promise<{ runs: Run, besideRuns: Run }> {
   const runs: Run[] = []
-  const baseRuns: Run[] = []
+  const besideRuns: Run[] = []
   for (let turn = 0; turn < TURNS; turn++) {
     if (turn % 2 === 0) runs.push(await cannon(target, options.duration / TURNS))
-    baseRuns.push(await cannon(beside, options.duration / TURNS / 2))
+    besideRuns.push(await cannon(beside, options.duration / TURNS / 2))
     if (turn % 2 === 1) runs.push(await cannon(target, options.duration / TURNS))
   }
-  record(server, workload, merged(runs), problems)
-  record('baseline', workload, merged(baseRuns), baseline!.problems, server)
+  return { runs: merged(runs), besideRuns: merged(besideRuns) }
 }
 
 /** Samples VmRSS of `pid` every 100 ms; `stop()` returns the peak in KiB. */
@@ -373,19 +388,40 @@ function postgresSeeder (adminUrl: string, database: string): Seeder {
   })
 }
 
+/** A cred server set up for the rows: the clients, the events, and the requests of each workload. */
+interface CredUnderTest {
+  cred: ServerProcess
+  api: Agent
+  posterAuth: Record<string, string>
+  pollerAuth: Record<string, string>
+  eventsUrl: string
+  /** workload 3's URL: the polling client's subscribed events after the newest one */
+  pollUrl: () => Promise<string>
+  /** a GET of this server as the polling client */
+  asPoller: (url: string) => Target
+  seedUpTo: (total: number) => Promise<void>
+  /** stops the server and reads its peak RSS into its result */
+  stop: () => Promise<void>
+}
+
+const postBody = (value: string) => ({ event: { name: 'Posted', location: 'Bench', action: 'bench', value } })
+
 /**
- * A cred server's run. `baseline` gets the fixtures (SQLite's start the baseline app) and
- * gives the baseline the rows take turns with; when it fails, the rows are measured alone.
+ * Starts a cred server on `database` and sets it up as every row expects: a writing client
+ * (the poster) and a polling client subscribed to 5 event names, SMALL events (seeded in bulk,
+ * then 10 posted like a device would), and 498 more clients (workload 4 lists 500).
  */
-async function runCred (server: CredKind, database: DatabaseConfig, seed: Seeder, baseline: (fixtures: Fixtures) => Promise<Baseline | undefined>): Promise<void> {
-  const problems: string[] = []
-  const result: ServerResult = { server, peakRssKb: null, seedSeconds: {}, problems }
-  servers.push(result)
+async function startCred (result: ServerResult, database: DatabaseConfig, seed: Seeder, name: string): Promise<CredUnderTest> {
   const dir = tempDir()
-  progress(`${server}: starting cred-server`)
-  const { server: cred, config } = await startOnFreePort(server, dir, 'cred', database)
+  progress(`${result.server}: starting cred-server`)
+  const { server: cred, config } = await startOnFreePort(result.server, dir, name, database)
   const rss = watchRss(cred.pid)
   const api = new Agent({ keepAlive: true, maxSockets: 16 })
+  const stop = async () => {
+    result.peakRssKb = rss.stop()
+    api.destroy()
+    await cred.stop()
+  }
   try {
     const writeKey = await createKey(config, 'write')
     const readKey = await createKey(config, 'read')
@@ -397,18 +433,15 @@ async function runCred (server: CredKind, database: DatabaseConfig, seed: Seeder
     const poster = await auth(writeKey, 'bench poster')
     const poller = await auth(readKey, 'bench poller', Object.fromEntries(subscribedNames.map((name) => [name, {}])))
     const posterAuth = { authorization: `Bearer ${poster.sessionKey}` }
+    const pollerAuth = { authorization: `Bearer ${poller.sessionKey}` }
     const seedUpTo = async (total: number) => {
-      progress(`${server}: seeding events up to ${total.toLocaleString('en-US')}`)
+      progress(`${result.server}: seeding events up to ${total.toLocaleString('en-US')}`)
       const start = performance.now()
       await seed(total, poster.id)
       const seconds = Math.round((performance.now() - start) / 100) / 10
-      result.seedSeconds![String(total)] = seconds
-      progress(`${server}: seeded in ${seconds} s`)
+      result.seedSeconds = { ...result.seedSeconds, [String(total)]: seconds }
+      progress(`${result.server}: seeded in ${seconds} s`)
     }
-    const pollerAuth = { authorization: `Bearer ${poller.sessionKey}` }
-    /** a GET of this server as the polling client */
-    const asPoller = (url: string): Target => ({ url, pid: cred.pid, headers: pollerAuth })
-    const postBody = (value: string) => ({ event: { name: 'Posted', location: 'Bench', action: 'bench', value } })
 
     // SMALL events in bulk, then 10 posted like a device would
     await seedUpTo(options.small - 10)
@@ -421,19 +454,50 @@ async function runCred (server: CredKind, database: DatabaseConfig, seed: Seeder
       if (res.status !== 200) throw new Error(`GET /events?limit=1: ${res.status} ${JSON.stringify(res.body)}`)
       return res.body.events[0].id as number
     }
-    const eventsUrl = `${cred.url}/events?full=true&limit=10`
-    const pollUrl = async () => `${cred.url}/clients/${poller.id}/subscribedevents?full=true&after=${await latest()}`
 
     // the 498 other clients for workload 4 (authenticated now, so active)
-    progress(`${server}: authenticating 498 more clients`)
+    progress(`${result.server}: authenticating 498 more clients`)
     await inParallel(Array.from({ length: 498 }, (_, i) => i), 8, (i) => auth(readKey, `bench client ${i}`))
+    return {
+      cred,
+      api,
+      posterAuth,
+      pollerAuth,
+      eventsUrl: `${cred.url}/events?full=true&limit=10`,
+      pollUrl: async () => `${cred.url}/clients/${poller.id}/subscribedevents?full=true&after=${await latest()}`,
+      asPoller: (url: string): Target => ({ url, pid: cred.pid, headers: pollerAuth }),
+      seedUpTo,
+      stop
+    }
+  } catch (err) {
+    await stop()
+    throw err
+  }
+}
 
+/** How to open one more database of a kind, for workload 5's server. */
+type AnotherDatabase = () => Promise<{ database: DatabaseConfig, seed: Seeder }>
+
+/**
+ * A cred server's run. `baseline` gets the fixtures (SQLite's start the baseline app) and
+ * gives the baseline the rows take turns with; when it fails, the rows are measured alone.
+ * Workload 5 runs on a second server of the same kind, on `another` database seeded up to BIG
+ * events, in turns with this one (see measureBigTable).
+ */
+async function runCred (server: CredKind, database: DatabaseConfig, seed: Seeder, another: AnotherDatabase,
+  baseline: (fixtures: Fixtures) => Promise<Baseline | undefined>): Promise<void> {
+  const problems: string[] = []
+  const result: ServerResult = { server, peakRssKb: null, seedSeconds: {}, problems }
+  servers.push(result)
+  const small = await startCred(result, database, seed, 'cred')
+  const { cred, api, eventsUrl, pollerAuth, asPoller } = small
+  try {
     // what the baseline serves: the same bodies
     const fixtures: Fixtures = {
       events: (await requestJson(api, 'GET', eventsUrl, undefined, pollerAuth)).body,
-      subscribed: (await requestJson(api, 'GET', await pollUrl(), undefined, pollerAuth)).body,
+      subscribed: (await requestJson(api, 'GET', await small.pollUrl(), undefined, pollerAuth)).body,
       clients: (await requestJson(api, 'GET', `${cred.url}/clients?full=true`, undefined, pollerAuth)).body,
-      created: (await requestJson(api, 'POST', `${cred.url}/events`, postBody('fixture'), posterAuth)).body
+      created: (await requestJson(api, 'POST', `${cred.url}/events`, postBody('fixture'), small.posterAuth)).body
     }
     if ((fixtures.clients as { clients: unknown[] }).clients.length < 500) {
       problems.push(`GET /clients lists ${(fixtures.clients as { clients: unknown[] }).clients.length} clients, not 500`)
@@ -441,31 +505,70 @@ async function runCred (server: CredKind, database: DatabaseConfig, seed: Seeder
 
     const beside = await baseline(fixtures)
     await measure(server, 'events', asPoller(eventsUrl), problems, beside)
-    if (server === 'sqlite') await measureMetricsCost(dir, database, eventsUrl, pollerAuth)
-    await measure(server, 'poll', asPoller(await pollUrl()), problems, beside)
+    if (server === 'sqlite') await measureMetricsCost(tempDir(), database, eventsUrl, pollerAuth)
+    await measure(server, 'poll', asPoller(await small.pollUrl()), problems, beside)
     await measure(server, 'clients', asPoller(`${cred.url}/clients?full=true`), problems, beside)
 
-    // workload 5 is compared with rows 1 and 3 (p99), not with the baseline
-    await seedUpTo(options.big)
-    await measure(server, 'events-big', asPoller(eventsUrl), problems)
-    await measure(server, 'poll-big', asPoller(await pollUrl()), problems)
+    await measureBigTable(server, small, another, problems)
 
     // last, so that the posted events do not change the table sizes above
     await measure(server, 'post', {
       url: `${cred.url}/events`,
       pid: cred.pid,
       method: 'POST',
-      headers: { ...posterAuth, 'content-type': 'application/json' },
+      headers: { ...small.posterAuth, 'content-type': 'application/json' },
       body: JSON.stringify(postBody('42'))
     }, problems, beside)
-    for (const line of cred.warnings.slice(0, 5)) {
-      const err = line.err as { message?: string } | undefined
-      problems.push(`server log: ${line.msg}${err?.message === undefined ? '' : `: ${err.message}`}`)
-    }
+    serverLogProblems(cred, problems)
   } finally {
-    result.peakRssKb = rss.stop()
-    api.destroy()
-    await cred.stop()
+    await small.stop()
+  }
+}
+
+/** The first warnings a server logged, as problems. */
+function serverLogProblems (cred: ServerProcess, problems: string[]): void {
+  for (const line of cred.warnings.slice(0, 5)) {
+    const err = line.err as { message?: string } | undefined
+    problems.push(`server log: ${line.msg}${err?.message === undefined ? '' : `: ${err.message}`}`)
+  }
+}
+
+/**
+ * Workload 5: workloads 1 and 3 on a second cred server, set up like the first but with BIG
+ * events in its table, each row in TURNS turns with the same workload on the first server
+ * (SMALL events), which gets half as long. The p99 growth compares the two through the same
+ * moments: measured minutes apart, as a row alone, one run's p99 read 1.54x on PostgreSQL
+ * while the server used twice the CPU per request of the rows before it (this machine's speed
+ * changes for seconds at a time; workloads 1 and 3 answer from memory whatever the size).
+ */
+async function measureBigTable (server: CredKind, small: CredUnderTest, another: AnotherDatabase, problems: string[]): Promise<void> {
+  const bigServer = server === 'sqlite' ? 'sqlite-big' : 'postgresql-big'
+  const bigProblems: string[] = []
+  const result: ServerResult = { server: bigServer, peakRssKb: null, seedSeconds: {}, problems: bigProblems }
+  servers.push(result)
+  const { database, seed } = await another()
+  const big = await startCred(result, database, seed, 'cred-big')
+  try {
+    await big.seedUpTo(options.big)
+    const rows = [
+      ['events-big', big.asPoller(big.eventsUrl), small.asPoller(small.eventsUrl)],
+      ['poll-big', big.asPoller(await big.pollUrl()), small.asPoller(await small.pollUrl())]
+    ] as const
+    for (const [workload, target, smallTarget] of rows) {
+      progress(`${server}: ${label(workload)} for ${options.duration} s, in ${TURNS} turns with the first server (${options.small.toLocaleString('en-US')} events, ${options.duration / 2} s)`)
+      // the second server is new to the workload, the first has served it for a while: warmed
+      // up for a quarter of the duration too, so that V8 has compiled the path before the turns
+      await warm(target, bigProblems, label(workload))
+      checkErrors(await cannon(target, options.duration / 4), bigProblems, `${label(workload)}, warming up`)
+      await warm(smallTarget, problems, label(workload))
+      const { runs, besideRuns } = await inTurns(target, smallTarget)
+      const cell = record(server, workload, runs, bigProblems)
+      checkErrors(besideRuns, problems, `${label(workload)}, the first server's turns`)
+      cell.smallTableP99Ms = quantile(besideRuns.latencies, 0.99)
+    }
+    serverLogProblems(big.cred, bigProblems)
+  } finally {
+    await big.stop()
   }
 }
 
@@ -615,7 +718,9 @@ const serverLabels: Record<ServerKind, string> = {
   baseline: 'baseline (bare Fastify)',
   sqlite: 'cred, SQLite',
   'sqlite-metrics-off': 'cred, SQLite, metrics off',
-  postgresql: 'cred, PostgreSQL'
+  'sqlite-big': 'cred, SQLite, workload 5',
+  postgresql: 'cred, PostgreSQL',
+  'postgresql-big': 'cred, PostgreSQL, workload 5'
 }
 /** the table's order within a workload: each cred server after the baseline measured beside it */
 const rank = (cell: Cell): number => cell.server === 'baseline'
@@ -626,15 +731,15 @@ const cellLabel = (cell: Cell): string => cell.beside === undefined
   : `${serverLabels[cell.server]}, beside ${cell.beside === 'sqlite' ? 'SQLite' : 'PostgreSQL'}`
 const order: WorkloadKey[] = ['events', 'post', 'poll', 'clients', 'events-big', 'poll-big']
 
-/** Workload 5: p99 latency on the big table divided by the same workload's on the small one. */
-function p99Growth (server: ServerKind): { events: number, poll: number } | null {
-  const ratio = (big: WorkloadKey, small: WorkloadKey) => {
-    const a = cells.find((cell) => cell.server === server && cell.workload === big)
-    const b = cells.find((cell) => cell.server === server && cell.workload === small)
-    return a === undefined || b === undefined || b.latencyP99Ms === 0 ? null : Math.round(a.latencyP99Ms / b.latencyP99Ms * 100) / 100
+/** Workload 5: p99 latency on the big table divided by the same workload's on the small one, through the same moments. */
+function p99Growth (server: CredKind): { events: number, poll: number } | null {
+  const ratio = (big: WorkloadKey) => {
+    const cell = cells.find((cell) => cell.server === server && cell.workload === big)
+    const small = cell?.smallTableP99Ms
+    return cell === undefined || small === undefined || small === 0 ? null : Math.round(cell.latencyP99Ms / small * 100) / 100
   }
-  const events = ratio('events-big', 'events')
-  const poll = ratio('poll-big', 'poll')
+  const events = ratio('events-big')
+  const poll = ratio('poll-big')
   return events === null || poll === null ? null : { events, poll }
 }
 
@@ -688,7 +793,7 @@ function table (): string {
   }
   for (const server of ['sqlite', 'postgresql'] as const) {
     const growth = p99Growth(server)
-    if (growth !== null) out.push(`${serverLabels[server]}: p99 with ${options.big.toLocaleString('en-US')} events vs ${options.small.toLocaleString('en-US')}: workload 1 ${growth.events}x, workload 3 ${growth.poll}x`)
+    if (growth !== null) out.push(`${serverLabels[server]}: p99 with ${options.big.toLocaleString('en-US')} events vs ${options.small.toLocaleString('en-US')} (in turns): workload 1 ${growth.events}x, workload 3 ${growth.poll}x`)
   }
   const metricsCost = metricsCostPercent()
   if (metricsCost !== null) {
@@ -716,8 +821,13 @@ timeLimit.unref()
 
 /** Every cred server's rows, SQLite first. */
 async function measureAll (withBaseline: (fixtures: Fixtures) => Promise<Baseline | undefined>, failed: (server: ServerKind, err: unknown) => void): Promise<void> {
-  const sqliteFile = join(tempDir(), 'cred-bench.db')
-  await runCred('sqlite', { type: 'sqlite3', database: sqliteFile }, sqliteSeeder(sqliteFile), withBaseline)
+  const sqliteDatabase = () => {
+    const file = join(tempDir(), 'cred-bench.db')
+    const database: DatabaseConfig = { type: 'sqlite3', database: file }
+    return { database, seed: sqliteSeeder(file) }
+  }
+  const first = sqliteDatabase()
+  await runCred('sqlite', first.database, first.seed, async () => sqliteDatabase(), withBaseline)
 
   if (args['no-postgres']) {
     servers.push({ server: 'postgresql', skipped: '--no-postgres', peakRssKb: null, problems: [] })
@@ -728,14 +838,14 @@ async function measureAll (withBaseline: (fixtures: Fixtures) => Promise<Baselin
       progress(`PostgreSQL at ${url.host} is not reachable (${problem}): skipping it`)
       servers.push({ server: 'postgresql', skipped: `PostgreSQL at ${url.host} not reachable: ${problem}`, peakRssKb: null, problems: [] })
     } else {
-      await createDatabase(args.postgres).then((name) => runCred('postgresql', {
-        type: 'postgresql',
-        host: url.hostname,
-        port: Number(url.port === '' ? 5432 : url.port),
-        user: decodeURIComponent(url.username),
-        password: decodeURIComponent(url.password),
-        database: name
-      }, postgresSeeder(args.postgres, name), withBaseline)).catch((err: unknown) => failed('postgresql', err))
+      // a fresh database, dropped at clean-up
+      const postgresDatabase = async () => {
+        const name = await createDatabase(args.postgres)
+        return { database: postgresDatabaseConfig(args.postgres, name), seed: postgresSeeder(args.postgres, name) }
+      }
+      await postgresDatabase()
+        .then((first) => runCred('postgresql', first.database, first.seed, postgresDatabase, withBaseline))
+        .catch((err: unknown) => failed('postgresql', err))
     }
   }
 }

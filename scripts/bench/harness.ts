@@ -176,6 +176,19 @@ export interface DatabaseConfig {
   password?: string
 }
 
+/** The config of database `name` on the PostgreSQL server of `url` (with its user and password). */
+export function postgresDatabaseConfig (url: string, name: string): DatabaseConfig {
+  const server = new URL(url)
+  return {
+    type: 'postgresql',
+    host: server.hostname,
+    port: Number(server.port === '' ? 5432 : server.port),
+    user: decodeURIComponent(server.username),
+    password: decodeURIComponent(server.password),
+    database: name
+  }
+}
+
 /** Writes a credrc for one instance; only settings every cred version knows. */
 export function writeConfig (dir: string, name: string, port: number, database: DatabaseConfig, settings: Record<string, string | number | boolean> = {}): string {
   const file = join(dir, `${name}.yaml`)

@@ -12,7 +12,7 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import {
   cleanUp, cleanUpOnSignals, cpuSeconds, createDatabase, createKey, inParallel, machineBusySeconds, openFiles, openFilesLimit,
-  postgresProblem, progress, requestJson, rssKb, sleep, startOnFreePort, tempDir, numberOption, type DatabaseConfig, type ServerProcess } from './harness.js'
+  postgresDatabaseConfig, postgresProblem, progress, requestJson, rssKb, sleep, startOnFreePort, tempDir, numberOption, type DatabaseConfig, type ServerProcess } from './harness.js'
 import { SseParser } from './sse.js'
 
 const usage = `Usage: npm run bench:live -- [options]      (node dist/scripts/bench/live.js after npm run build)
@@ -520,14 +520,9 @@ async function main (): Promise<number> {
       progress(`PostgreSQL at ${url.host} is not reachable (${problem}): skipping the cross-instance run`)
       results.push({ backend: 'postgresql', setup: '', skipped: `PostgreSQL at ${url.host} not reachable: ${problem}`, problems: [] })
     } else {
-      const result = await createDatabase(args.postgres).then((name) => runOnce('postgresql', {
-        type: 'postgresql',
-        host: url.hostname,
-        port: Number(url.port === '' ? 5432 : url.port),
-        user: decodeURIComponent(url.username),
-        password: decodeURIComponent(url.password),
-        database: name
-      })).catch((err: unknown) => failed('postgresql', err))
+      const result = await createDatabase(args.postgres)
+        .then((name) => runOnce('postgresql', postgresDatabaseConfig(args.postgres, name)))
+        .catch((err: unknown) => failed('postgresql', err))
       results.push(result)
     }
   }

@@ -37,6 +37,7 @@ interface Cell {
   errors: number
   serverCpuUsPerRequest: number | null
   ratioToBaseline: number | null
+  smallTableP99Ms?: number
 }
 
 const benchDatabases = () => postgresAdmin(async (sql) =>
@@ -75,12 +76,25 @@ t.test('a short run measures every workload on every server, each beside the bas
       t.equal(cell.ratioToBaseline, Math.round(cell.requestsPerSecond / base.requestsPerSecond * 1000) / 1000,
         `${server} ${workload}: ratio to the baseline beside it`)
     }
+    // workload 5: on a second server with the big table, in turns with the first, and its p99
+    // compared with the first server's in the same turns
     const growth = out.p99GrowthWithBigTable[server]
-    t.ok(growth !== null && growth !== undefined && growth.events > 0 && growth.poll > 0, `${server}: p99 growth of workload 5`)
+    for (const workload of ['events-big', 'poll-big'] as const) {
+      const cell = find(server, workload)
+      const small = cell?.smallTableP99Ms
+      t.ok(small !== undefined && small > 0, `${server} ${workload}: p99 of the first server's turns`)
+      if (cell === undefined || small === undefined || growth === null || growth === undefined) continue
+      t.equal(growth[workload === 'events-big' ? 'events' : 'poll'], Math.round(cell.latencyP99Ms / small * 100) / 100, `${server} ${workload}: p99 growth`)
+    }
+    t.ok(growth !== null && growth !== undefined, `${server}: p99 growth of workload 5`)
     const result = out.servers.find((entry) => entry.server === server)
-    t.same(result?.problems, [], `${server}: no problems`)
-    t.ok((result?.peakRssKb ?? 0) > 0, `${server}: peak RSS`)
-    t.same(Object.keys(result?.seedSeconds ?? {}).sort(), ['300', '50'], `${server}: seeded up to both sizes`)
+    const big = out.servers.find((entry) => entry.server === `${server}-big`)
+    for (const [entry, what] of [[result, server], [big, `${server}-big`]] as const) {
+      t.same(entry?.problems, [], `${what}: no problems`)
+      t.ok((entry?.peakRssKb ?? 0) > 0, `${what}: peak RSS`)
+    }
+    t.same(Object.keys(result?.seedSeconds ?? {}), ['50'], `${server}: seeded up to the small size`)
+    t.same(Object.keys(big?.seedSeconds ?? {}).sort(), ['300', '50'], `${server}-big: seeded up to both sizes`)
   }
   t.notOk(out.results.some((cell) => cell.server === 'baseline' && !credServers.includes(cell.beside ?? '')), 'every baseline cell names its server')
   // each row's server process, read from /proc: a wrong pid would read nothing (null) or another

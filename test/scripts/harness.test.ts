@@ -59,6 +59,15 @@ t.test('listensOn: whether a process holds the listening socket of a port', asyn
   t.equal(harness.listensOn(other.pid!, port), false, 'a live process that does not hold it')
 })
 
+t.test('postgresDatabaseConfig: a database on the server of a URL, with its user and password decoded', async (t) => {
+  t.same(harness.postgresDatabaseConfig('postgres://bench%40lab:p%2Fw@db.example:6543/postgres', 'cred_bench_1'), {
+    type: 'postgresql', host: 'db.example', port: 6543, user: 'bench@lab', password: 'p/w', database: 'cred_bench_1'
+  })
+  t.same(harness.postgresDatabaseConfig('postgres://postgres@127.0.0.1/postgres', 'cred_bench_2'), {
+    type: 'postgresql', host: '127.0.0.1', port: 5432, user: 'postgres', password: '', database: 'cred_bench_2'
+  }, 'the default port')
+})
+
 t.test('startOnFreePort does not retry other failures', async (t) => {
   const dir = harness.tempDir()
   const { chosen, choosePort } = ports([])
