@@ -546,9 +546,10 @@ async function measureBigTable (server: CredKind, small: CredUnderTest, another:
   const bigProblems: string[] = []
   const result: ServerResult = { server: bigServer, peakRssKb: null, seedSeconds: {}, problems: bigProblems }
   servers.push(result)
-  const { database, seed } = await another()
-  const big = await startCred(result, database, seed, 'cred-big')
+  let big: CredUnderTest | undefined
   try {
+    const { database, seed } = await another()
+    big = await startCred(result, database, seed, 'cred-big')
     await big.seedUpTo(options.big)
     const rows = [
       ['events-big', big.asPoller(big.eventsUrl), small.asPoller(small.eventsUrl)],
@@ -567,8 +568,11 @@ async function measureBigTable (server: CredKind, small: CredUnderTest, another:
       cell.smallTableP99Ms = quantile(besideRuns.latencies, 0.99)
     }
     serverLogProblems(big.cred, bigProblems)
+  } catch (err) {
+    // the first server's remaining row (workload 2) is still measured
+    bigProblems.push(`run failed: ${(err as Error).message}`)
   } finally {
-    await big.stop()
+    await big?.stop()
   }
 }
 
