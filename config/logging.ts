@@ -2,11 +2,34 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import type { FastifyBaseLogger, FastifyRequest, FastifyServerOptions, LogLevel as LevelWithSilent } from 'fastify'
 
-/** Query parameters that carry secrets (GET /auth?apikey=…): their values never reach a log line. */
-const secretInQuery = /([?&](?:apikey|sessionkey)=)[^&#]*/gi
+/**
+ * Query parameters that carry secrets (GET /auth?apikey=…), by their decoded name in any case,
+ * with or without a bracket suffix: the query parsers decode names, so `api%6Bey` is `apikey`.
+ */
+const secretName = /^(?:apikey|sessionkey)(?:\[|$)/i
 
-/** The request's URL as it may be logged. */
-export const loggableUrl = (url: string): string => url.replace(secretInQuery, '$1[redacted]')
+function decodedName (name: string): string {
+  try {
+    return decodeURIComponent(name.replace(/\+/g, ' '))
+  } catch {
+    return name // not decodable: no parser reads it as a secret's name either
+  }
+}
+
+/** The request's URL as it may be logged: the values of secret query parameters never reach a log line. */
+export function loggableUrl (url: string): string {
+  const search = url.indexOf('?')
+  if (search === -1) return url
+  const hash = url.indexOf('#', search)
+  const query = url.slice(search + 1, hash === -1 ? undefined : hash)
+  const redacted = query.split('&').map((pair) => {
+    const equals = pair.indexOf('=')
+    if (equals === -1) return pair
+    const name = pair.slice(0, equals)
+    return secretName.test(decodedName(name)) ? `${name}=[redacted]` : pair
+  }).join('&')
+  return url.slice(0, search + 1) + redacted + (hash === -1 ? '' : url.slice(hash))
+}
 
 /** An incoming X-Request-Id is kept when it looks like an id; otherwise a new UUID is made. */
 export function requestId (request: IncomingMessage): string {

@@ -57,6 +57,46 @@ t.test('logs: a request id on every request line, and never a key, session key o
   t.match((queryLine?.req as { url: string }).url, /^\/auth\?apikey=\[redacted\]&device=Lamp$/, 'the URL is logged with the key redacted')
 })
 
+t.test('logs: a secret query parameter is redacted whatever the case or percent-encoding of its name', async (t) => {
+  const raw: string[] = []
+  const stream = new Writable({
+    write (chunk: Buffer, _encoding, done) {
+      raw.push(...chunk.toString().split('\n').filter(Boolean))
+      done()
+    }
+  })
+  const options = serverLogging('info')
+  const app = Fastify({ ...options, logger: { ...(options.logger as object), stream } })
+  const config = resolveConfig({ database: { database: join(tempDir(t), 'log.db') } }, 'test')
+  await app.register(cred, { config })
+  await app.ready()
+  const repos = await openDatabase(config.database)
+  t.teardown(async () => { await app.close(); await repos.close() })
+  const apikey = (await repos.apikeys.create('read')).apikey
+
+  const encoded = await app.inject({ url: `/auth?api%6Bey=${apikey}&device=Lamp` })
+  t.equal(encoded.statusCode, 201, 'an encoded name is read as apikey: it authenticates')
+  const { sessionKey } = encoded.json()
+  const secrets = [apikey, sessionKey as string]
+  const urls = [
+    `/auth?%61%70%69%6b%65%79=${apikey}`,
+    `/auth?APIKEY=${apikey}`,
+    `/auth?apikey%5B0%5D=${apikey}`,
+    `/auth?device=x&api+key=1&apikey=${apikey}`,
+    `/events?session%4Bey=${sessionKey as string}`,
+    `/events?SessionKey=${sessionKey as string}&full=true`
+  ]
+  for (const url of urls) await app.inject({ url })
+  for (const secret of secrets) {
+    t.notOk(raw.some((line) => line.includes(secret)), 'no line holds the key or the session key')
+  }
+  const logged = raw.map((line) => JSON.parse(line) as { req?: { url?: string } }).flatMap((line) => line.req?.url ?? [])
+  t.ok(logged.includes('/auth?api%6Bey=[redacted]&device=Lamp'), 'the name is logged as sent, the value redacted')
+  t.ok(logged.includes('/events?session%4Bey=[redacted]'))
+  t.ok(logged.includes('/events?SessionKey=[redacted]&full=true'), 'other parameters are kept')
+  t.ok(logged.includes('/auth?device=x&api+key=1&apikey=[redacted]'), 'a name that only looks alike is kept')
+})
+
 t.test('request loggers: made only when a line is logged, with the request id on it', async (t) => {
   const lines: Array<Record<string, unknown>> = []
   const stream = new Writable({
