@@ -1,4 +1,4 @@
-import { mkdirSync, statSync } from 'node:fs'
+import { closeSync, mkdirSync, openSync, statSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import Database from 'better-sqlite3'
@@ -153,7 +153,12 @@ export function openSqlite (file: string): Repositories {
   const path = file === ':memory:' ? file : resolve(file)
   let sqlite: Database.Database
   try {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
+    if (path !== ':memory:') {
+      mkdirSync(dirname(path), { recursive: true })
+      // Events and device names are private: a new file is the owner's only, and SQLite gives
+      // its -wal and -shm files the database file's permissions.
+      closeSync(openSync(path, 'a', 0o600))
+    }
     sqlite = openConnection(path)
   } catch (err) {
     throw new DatabaseUnavailableError(`cannot open SQLite database ${path}: ${(err as Error).message}`, { cause: err })

@@ -1,6 +1,6 @@
 // Durability of the SQLite repositories: a write is on disk before the call that made it returns.
 import { spawnSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
@@ -59,4 +59,24 @@ t.test('a session lookup on a closed database is a rejected promise, not an exce
   let lookup: Promise<unknown> | undefined
   t.doesNotThrow(() => { lookup = repos.clients.findBySession('0'.repeat(64)) })
   await t.rejects(lookup!, /not open/)
+})
+
+t.test('the database file and its -wal and -shm files are readable by their owner only', async (t) => {
+  const dir = tempDir(t)
+  const file = join(dir, 'private.db')
+  const repos = openSqlite(file)
+  t.teardown(() => repos.close())
+  const key = await repos.apikeys.create('write')
+  const { id } = await repos.clients.create({ device: 'd', location: null, apikeyId: key.id, subscriptions: [] })
+  await repos.events.create({ clientId: id, device: 'd', name: 'Light', location: null, action: null, value: 'On' })
+  for (const name of [file, `${file}-wal`, `${file}-shm`]) {
+    t.equal((statSync(name).mode & 0o777).toString(8), '600', name.slice(dir.length + 1))
+  }
+
+  const existing = join(dir, 'existing.db')
+  writeFileSync(existing, '')
+  chmodSync(existing, 0o640)
+  const other = openSqlite(existing)
+  t.teardown(() => other.close())
+  t.equal((statSync(existing).mode & 0o777).toString(8), '640', 'an existing file keeps the permissions its owner gave it')
 })
