@@ -43,8 +43,9 @@ export const authErrors = { 401: errors[401], 403: errors[403] } as const
 /** OpenAPI: the routes that need a session accept it as a bearer token or as the cookie. */
 export const sessionSecurity: Array<Record<string, string[]>> = [{ bearerSession: [] }, { cookieSession: [] }]
 
+/** An item id: any non-negative decimal integer is looked up (`0` is an unknown id, a 404, as in the original). */
 export const IdParams = Type.Object({
-  id: Type.Integer({ minimum: 1, description: 'the item id' })
+  id: Type.Integer({ minimum: 0, description: 'the item id, in decimal digits' })
 })
 
 const Count = (description: string) => Type.Integer({ minimum: 0, description })

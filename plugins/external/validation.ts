@@ -23,24 +23,57 @@ function nonFinite (data: unknown): string | undefined {
   return undefined
 }
 
-/** `validate`, also refusing what coercion turned into Infinity (as "<part>/<key> must be a finite number"). */
+/** The properties a schema types as integers. */
+function integerKeys (schema: unknown): string[] {
+  const properties = (schema as { properties?: Record<string, { type?: unknown }> } | null)?.properties ?? {}
+  return Object.keys(properties).filter((key) => properties[key]?.type === 'integer')
+}
+
+/**
+ * The first of `keys` whose text is not written in decimal digits. Ajv's coercion reads
+ * `0x10`, ` 16` or `1e1` as 16 or 10: `/events/0x10` would be event 16.
+ */
+function notDecimal (data: unknown, keys: string[]): string | undefined {
+  if (keys.length === 0 || typeof data !== 'object' || data === null) return undefined
+  for (const key of keys) {
+    const value = (data as Record<string, unknown>)[key]
+    if (typeof value === 'string' && !/^(?:\d+|-\d*[1-9]\d*)$/.test(value)) return key
+  }
+  return undefined
+}
+
+/** An error for `key` in Ajv's shape, so that Fastify names it as "<part>/<key> <message>". */
+const typeError = (key: string, message: string): ErrorObject => ({
+  instancePath: `/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`,
+  schemaPath: '#/type',
+  keyword: 'type',
+  params: {},
+  message
+})
+
+/**
+ * `validate`, also refusing what coercion turned into Infinity (as "<part>/<key> must be a
+ * finite number") and integers not written in decimal digits.
+ */
 function finite (validate: ValidateFunction): ValidateFunction {
+  const integers = integerKeys(validate.schema)
   const checked = function (data: unknown, context?: Parameters<ValidateFunction>[1]) {
+    // read before validating: coercion replaces the text with the number
+    const undecimal = notDecimal(data, integers)
     if (!validate(data, context)) {
       checked.errors = validate.errors
       return false
     }
     const key = nonFinite(data)
-    if (key === undefined) return true
-    const error: ErrorObject = {
-      instancePath: `/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`,
-      schemaPath: '#/type',
-      keyword: 'type',
-      params: {},
-      message: 'must be a finite number'
+    if (key !== undefined) {
+      checked.errors = [typeError(key, 'must be a finite number')]
+      return false
     }
-    checked.errors = [error]
-    return false
+    if (undecimal !== undefined) {
+      checked.errors = [typeError(undecimal, 'must be an integer written in decimal digits')]
+      return false
+    }
+    return true
   } as ValidateFunction
   checked.schema = validate.schema
   checked.schemaEnv = validate.schemaEnv

@@ -58,6 +58,13 @@ forEachBackend(t, async (t, backend) => {
     const missing = await app.inject({ url: '/apikeys/424242', headers: bearer(admin.sessionKey) })
     t.equal(missing.statusCode, 404)
     t.same(missing.json(), { status: 404, message: 'API Key Not Found' })
+    for (const method of ['GET', 'DELETE'] as const) {
+      const zero = await app.inject({ method, url: '/apikeys/0', headers: bearer(admin.sessionKey) })
+      t.equal(zero.statusCode, 404, `${method} /apikeys/0`)
+      t.same(zero.json(), { status: 404, message: 'API Key Not Found' })
+      const hex = await app.inject({ method, url: '/apikeys/0x1', headers: bearer(admin.sessionKey) })
+      t.equal(hex.statusCode, 400, `${method} /apikeys/0x1 is not key 1`)
+    }
   })
 
   t.test('a key that is almost right is refused', async (t) => {

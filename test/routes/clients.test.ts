@@ -69,8 +69,15 @@ forEachBackend(t, async (t, backend) => {
       const res = await app.inject({ url, headers: bearer(me.sessionKey) })
       t.same(res.json(), { status: 404, message: 'Client Not Found' }, url)
     }
-    const bad = await app.inject({ url: '/clients/abc', headers: bearer(me.sessionKey) })
-    t.equal(bad.statusCode, 400)
+    for (const url of ['/clients/0', '/clients/0/events', '/clients/0/subscribedevents', '/clients/0/subscribedevents/stream']) {
+      const res = await app.inject({ url, headers: bearer(me.sessionKey) })
+      t.equal(res.statusCode, 404, url)
+      t.same(res.json(), { status: 404, message: 'Client Not Found' }, `${url}: 0 is looked up like any id`)
+    }
+    for (const id of ['abc', `0x${me.id.toString(16)}`, '-0']) {
+      const bad = await app.inject({ url: `/clients/${id}`, headers: bearer(me.sessionKey) })
+      t.equal(bad.statusCode, 400, id)
+    }
     const anonymous = await app.inject({ url: '/clients/me' })
     t.same(anonymous.json(), { status: 401, message: 'Not Authenticated' })
   })

@@ -140,11 +140,32 @@ forEachBackend(t, async (t, backend) => {
     const missing = await app.inject({ url: '/events/999', headers: bearer(sessionKey) })
     t.equal(missing.statusCode, 404)
     t.same(missing.json(), { status: 404, message: 'Event Not Found' })
-    for (const id of ['abc', '-1', '1.5', '0']) {
+    for (const id of ['abc', '-1', '1.5']) {
       const res = await app.inject({ url: `/events/${id}`, headers: bearer(sessionKey) })
       t.equal(res.statusCode, 400, id)
       t.match(res.json().message, /id/)
     }
+  })
+
+  t.test('GET /events/:id: any non-negative decimal id is looked up, 0 included; other spellings are 400', async (t) => {
+    const { app, session } = await build(t, {}, { backend })
+    const writer = await session('write')
+    for (let i = 1; i <= 16; i++) {
+      await app.inject({ method: 'POST', url: '/events', headers: bearer(writer.sessionKey), payload: { event: { name: `E${i}` } } })
+    }
+    const zero = await app.inject({ url: '/events/0', headers: bearer(writer.sessionKey) })
+    t.same(zero.json(), { status: 404, message: 'Event Not Found' }, '0 is an id no event has, as in the original')
+    t.equal(zero.statusCode, 404)
+    t.equal((await app.inject({ url: '/events/16', headers: bearer(writer.sessionKey) })).json().event.name, 'E16')
+    t.equal((await app.inject({ url: '/events/0016', headers: bearer(writer.sessionKey) })).json().event.name, 'E16', 'leading zeros are still decimal')
+    for (const id of ['0x10', '1e1', '%2016', '16%20', '+16', '-0', '0b1']) {
+      const res = await app.inject({ url: `/events/${id}`, headers: bearer(writer.sessionKey) })
+      t.equal(res.statusCode, 400, id)
+      t.same(res.json(), { status: 400, message: 'params/id must be an integer written in decimal digits' }, id)
+    }
+    const query = await app.inject({ url: '/events?after=0x1&limit=1e1', headers: bearer(writer.sessionKey) })
+    t.equal(query.statusCode, 400, 'list parameters are decimal too')
+    t.match(query.json().message, /^querystring\/(after|limit) must be an integer written in decimal digits$/)
   })
 
   t.test('GET /events lists newest first; full, before, after, limit, offset', async (t) => {
