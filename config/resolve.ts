@@ -125,6 +125,9 @@ export function resolveConfig (input: SettingsInput | undefined, source: string,
     // the default name is SQLite's file name, never a PostgreSQL database worth connecting to
     throw new ConfigError(source, 'database.database', 'name the PostgreSQL database to use')
   }
+  if (settings.requestTimeout < settings.headersTimeout) {
+    throw new ConfigError(source, 'requestTimeout', `must be at least headersTimeout (${settings.headersTimeout}), got ${settings.requestTimeout}`)
+  }
   if (settings.SSL) {
     if (settings.sslcert === '') throw new ConfigError(source, 'sslcert', 'SSL is True but no certificate file is set')
     if (settings.sslkey === '') throw new ConfigError(source, 'sslkey', 'SSL is True but no key file is set')

@@ -28,6 +28,14 @@ export const Settings = Type.Object({
     minimum: 1,
     description: 'seconds that requests in progress get to finish on SIGTERM/SIGINT; then cred-server exits anyway, with code 1'
   }),
+  headersTimeout: Type.Integer({
+    minimum: 1,
+    description: 'seconds a client has to send a request\'s headers (cred-server; a slower client is cut off)'
+  }),
+  requestTimeout: Type.Integer({
+    minimum: 1,
+    description: 'seconds a client has to send a whole request, body included (cred-server; at least headersTimeout)'
+  }),
   sessionTimeout: Type.Integer({ minimum: 0, description: 'seconds a session may go unused before it is refused; 0 = never' }),
   maxSubscriptions: Type.Integer({ minimum: 1, description: 'event names one client may subscribe to' }),
   maxStreamsPerSession: Type.Integer({ minimum: 1, description: 'event streams one session may hold open at once' }),
@@ -78,6 +86,8 @@ export const defaultSettings: Settings = {
   streamHeartbeat: 15,
   streamBufferLimit: 1000,
   shutdownGrace: 10,
+  headersTimeout: 10,
+  requestTimeout: 30,
   sessionTimeout: 0,
   maxSubscriptions: 100,
   maxStreamsPerSession: 10,

@@ -164,8 +164,14 @@ async function main () {
     failAndExit('cred-server', err)
   }
 
+  // A client gets headersTimeout to send its headers and requestTimeout for the whole request,
+  // so connections dribbling bytes are cut off (Node checks them every second here, not every
+  // 30 s). Answers may take as long as they need: streams and long polls are not affected.
+  const timeouts = { headersTimeout: config.headersTimeout * 1000, requestTimeout: config.requestTimeout * 1000, connectionsCheckingInterval: 1000 }
   const app = Fastify({
     ...serverLogging(config.logLevel),
+    requestTimeout: timeouts.requestTimeout,
+    http: timeouts,
     // app.close() closes keep-alive connections with no request in progress at once (Node's
     // server.close() does it; this is Fastify's default there), and cred answers requests
     // arriving on the others meanwhile with its own 503 (closeGracefully)
@@ -173,7 +179,7 @@ async function main () {
     return503OnClosing: false,
     // the few errors Fastify's router answers before any plugin runs, in cred's envelope too
     frameworkErrors,
-    ...(https === null ? {} : { https })
+    ...(https === null ? {} : { https: { ...https, ...timeouts } })
   })
   app.log.info(file === null
     ? 'no credrc found: using the built-in defaults'

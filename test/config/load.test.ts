@@ -290,7 +290,9 @@ t.test('a bad config is a ConfigError: one line naming the file and the key', as
     ['broken YAML, flow', 'port: [1,\n', 'port', /unreadable YAML at line \d+/],
     ['not a mapping', '- port\n- 5000\n', null, /mapping/],
     ['SSL True without sslcert', 'SSL: True\nsslkey: key.pem\n', 'sslcert', /certificate/],
-    ['SSL True without sslkey', 'SSL: True\nsslcert: cert.pem\n', 'sslkey', /key file/]
+    ['SSL True without sslkey', 'SSL: True\nsslcert: cert.pem\n', 'sslkey', /key file/],
+    ['requestTimeout shorter than headersTimeout', 'headersTimeout: 20\nrequestTimeout: 15\n', 'requestTimeout', /at least headersTimeout \(20\), got 15/],
+    ['headersTimeout zero', 'headersTimeout: 0\n', 'headersTimeout', /greater or equal to 1, got number 0/]
   ]
   for (const [name, text, key, detail] of cases) {
     t.test(name, async (t) => {

@@ -1,6 +1,7 @@
 // cred-server as a real process (dist/scripts/cred-server.js): run `npm run build` first.
 import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { connect, type Socket } from 'node:net'
 import { dirname, join } from 'node:path'
 import t from 'tap'
 import { oneLine, portIsFree, request, run, sandbox, startServer } from '../process-helper.js'
@@ -198,4 +199,40 @@ t.test('SIGTERM closes the server and exits 0', async (t) => {
   t.equal(signal, null)
   t.ok(server.logs().some((line) => line.msg === 'SIGTERM received: closing'))
   t.equal(server.stderr(), '')
+})
+
+t.test('a client too slow to send its headers, or its whole request, is cut off (headersTimeout, requestTimeout)', async (t) => {
+  const box = sandbox(t)
+  write(join(box.cwd, 'credrc'), local('headersTimeout: 1\nrequestTimeout: 3\n'))
+  const server = await startServer(t, box)
+  /** Opens a connection, lets `act` write on it, and resolves with what came back and when it closed. */
+  const slowClient = (act: (socket: Socket) => void) => new Promise<{ ms: number, answer: string }>((resolve) => {
+    const started = Date.now()
+    const socket = connect(server.port, '127.0.0.1')
+    let answer = ''
+    socket.on('data', (chunk) => { answer += chunk.toString() })
+    socket.on('error', () => {})
+    socket.once('close', () => resolve({ ms: Date.now() - started, answer }))
+    socket.once('connect', () => act(socket))
+  })
+  const dribble = (socket: Socket, byte: string) => {
+    const timer = setInterval(() => { if (socket.destroyed) clearInterval(timer); else socket.write(byte) }, 100)
+  }
+  const [silent, headers, body] = await Promise.all([
+    slowClient(() => {}),
+    slowClient((socket) => {
+      socket.write('GET /health/live HTTP/1.1\r\nHost: x\r\nX-Slow: ')
+      dribble(socket, 'a')
+    }),
+    slowClient((socket) => {
+      socket.write('POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n')
+      dribble(socket, ' ')
+    })
+  ])
+  for (const [name, result, limit] of [['silent', silent, 1000], ['dribbled headers', headers, 1000], ['dribbled body', body, 3000]] as const) {
+    t.ok(result.ms >= limit - 100 && result.ms < limit + 2500, `${name}: closed after ${result.ms} ms (limit ${limit} ms, checked every second)`)
+    t.match(result.answer, /^HTTP\/1\.1 408 /, `${name}: answered 408`)
+  }
+  const res = await request(`${server.origin}/health/live`)
+  t.equal(res.status, 200, 'a normal client is served meanwhile')
 })
