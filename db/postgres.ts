@@ -11,9 +11,11 @@ import {
 } from './queries.js'
 import {
   DatabaseUnavailableError,
-  type ApiKeyRecord, type ListFilter, type NewClient, type NewEventRecord, type Repositories, type RevokeResult, type SessionRecord
+  type ApiKeyRecord, type ClockOption, type EventRecord, type IdempotencyKey, type ListFilter, type NewClient, type NewEventRecord,
+  type PostedEvent, type Repositories, type RevokeResult, type SessionRecord
 } from './repositories.js'
 import { afterPendingIo, groupCommit } from './batch.js'
+import { IDEMPOTENCY_WINDOW_MS, keyOf, keysOf, purgeSchedule, sortOut, type QueuedEvent } from './idempotency.js'
 import { NotifiedRecentEvents } from './recent-events.js'
 import { SessionCache } from './session-cache.js'
 import { hashSecret, newApiKey, newSessionKey } from './secrets.js'
@@ -55,7 +57,7 @@ export interface PostgresTimeouts {
 
 export const defaultTimeouts: PostgresTimeouts = { connectSeconds: 5, statementMs: 10_000, callMs: 12_000 }
 
-export interface PostgresOptions {
+export interface PostgresOptions extends ClockOption {
   timeouts?: PostgresTimeouts
 }
 
@@ -147,6 +149,42 @@ const insertGroupStatement = `
     returning id
   )
   select string_agg(id::text, ',' order by id) as ids, pg_notify($4, max(id)::text) from ins`
+
+/**
+ * Posts with an Idempotency-Key (./idempotency.ts): the events the keys of a group ($1, a JSON
+ * array of {apikey_id, key}) name while younger than $2, one row per key found, on the
+ * primary key (apikey_id, key)...
+ */
+const idempotentEventsStatement = `
+  select w.apikey_id, w.key, e.id, e.client_id, e.device, e.name, e.location, e.action, e.value, e.time
+  from json_to_recordset($1::text::json) as w(apikey_id integer, key text)
+  join idempotency_keys k on k.apikey_id = w.apikey_id and k.key = w.key
+  join events e on e.id = k.event_id
+  where k.created > $2::bigint`
+
+/** ...the keys naming their new events ($1: {apikey_id, key, event_id}; an expired key names the new one now)... */
+const rememberKeysStatement = `
+  insert into idempotency_keys (apikey_id, key, event_id, created)
+  select r.apikey_id, r.key, r.event_id, $2::bigint
+  from json_to_recordset($1::text::json) as r(apikey_id integer, key text, event_id integer)
+  on conflict (apikey_id, key) do update set event_id = excluded.event_id, created = excluded.created`
+
+/** ...and the expired keys deleted, a range on idempotency_keys_created_idx. */
+const purgeKeysStatement = 'delete from idempotency_keys where created <= $1::bigint'
+
+/** A row of idempotentEventsStatement as postgres.js reads it (bigint as text). */
+interface IdempotentEventRow {
+  apikey_id: number
+  key: string
+  id: number
+  client_id: number
+  device: string | null
+  name: string
+  location: string | null
+  action: string | null
+  value: string | null
+  time: string
+}
 
 /** Ids are `integer` columns: a larger (or fractional) id names no row, and must not reach the server as one. */
 const isRowId = (id: number): boolean => Number.isInteger(id) && id >= 1 && id <= 2_147_483_647
@@ -413,7 +451,7 @@ type Pool = ReturnType<typeof openPool>
  * `poolSize` connections. Connection failures, at start and later, are DatabaseUnavailableError
  * (a 503 for requests); the pool reconnects by itself on the next call once the server is back.
  */
-export async function openPostgres (settings: PostgresSettings, { timeouts = defaultTimeouts }: PostgresOptions = {}): Promise<Repositories> {
+export async function openPostgres (settings: PostgresSettings, { timeouts = defaultTimeouts, clock = Date.now }: PostgresOptions = {}): Promise<Repositories> {
   const target = await migrateOnce(settings, timeouts)
   const where = describe(target)
   let pool = openPool(settings, timeouts)
@@ -482,16 +520,54 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
   // each stored row is the group's own values with its id and the time sent as $2, so reading
   // the rows back was work for nothing, most of it the driver's (a 10-row group in a loop, four
   // runs: 206-363 -> 162-256 us of cred-server CPU per group; the statement 832-919 -> 822-870 us).
-  const insertEvent = groupCommit((group: NewEventRecord[]) => call(async ({ writer }) => {
+  /** Inserts events with insertGroupStatement on `on`: the writer connection, or a transaction on it. */
+  async function insertRows (on: Pick<postgres.Sql, 'unsafe'>, group: NewEventRecord[], time: number): Promise<EventRecord[]> {
     const rows = group.map((event) => ({
       client_id: event.clientId, device: event.device, name: event.name, location: event.location, action: event.action, value: event.value
     }))
-    const time = Date.now()
-    const [answer] = await writer.unsafe<Array<{ ids: string }>>(insertGroupStatement,
+    const [answer] = await on.unsafe<Array<{ ids: string }>>(insertGroupStatement,
       [lockNames.eventOrder, time, JSON.stringify(rows), eventsChannel], { prepare: true })
-    const committed = insertedEvents(group, answer!.ids.split(','), time)
-    recent.added(committed)
-    return committed
+    return insertedEvents(group, answer!.ids.split(','), time)
+  }
+
+  // A group with idempotency keys is one transaction of several statements on the writer. The
+  // event-order lock is taken first, by a statement of its own: the lookup after it then reads
+  // with a snapshot taken once the lock is held, and so sees every key another instance
+  // committed before it released the lock (in one statement, as insertGroupStatement, the
+  // snapshot would predate the lock). The insert takes the lock again, which the transaction
+  // already holds, and notifies as always. A group without keys stays one statement.
+  const purge = purgeSchedule()
+  function insertKeyed (writer: postgres.Sql, group: QueuedEvent[], keys: IdempotencyKey[], time: number) {
+    return writer.begin(async (tx) => {
+      await tx.unsafe('select pg_advisory_xact_lock(hashtextextended($1, 0))', [lockNames.eventOrder])
+      const since = time - IDEMPOTENCY_WINDOW_MS
+      const rows = await tx.unsafe<IdempotentEventRow[]>(idempotentEventsStatement,
+        [JSON.stringify(keys.map((key) => ({ apikey_id: key.apikeyId, key: key.key }))), since])
+      const found = new Map(rows.map((row) => [keyOf({ apikeyId: row.apikey_id, key: row.key }), {
+        id: row.id, clientId: row.client_id, device: row.device, name: row.name, location: row.location, action: row.action, value: row.value, time: Number(row.time)
+      }]))
+      const sorted = sortOut(group, (key) => found.get(keyOf(key)))
+      const added = sorted.fresh.length > 0 ? await insertRows(tx, sorted.fresh, time) : []
+      const { answers, keyRows } = sorted.answers(added)
+      if (keyRows.length > 0) {
+        await tx.unsafe(rememberKeysStatement, [JSON.stringify(keyRows.map((row) => ({ apikey_id: row.apikeyId, key: row.key, event_id: row.eventId }))), time])
+      }
+      if (purge.due(time)) await tx.unsafe(purgeKeysStatement, [since])
+      return { answers, added }
+    })
+  }
+
+  const insertEvent = groupCommit((group: QueuedEvent[]) => call(async ({ writer }): Promise<PostedEvent[]> => {
+    const time = clock()
+    const keys = keysOf(group)
+    if (keys.length === 0) {
+      const committed = await insertRows(writer, group, time)
+      recent.added(committed)
+      return committed
+    }
+    const { answers, added } = await insertKeyed(writer, group, keys, time)
+    recent.added(added)
+    return answers
   }), { gather: afterPendingIo })
 
   return {
@@ -554,7 +630,7 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
     },
     events: {
       // grouped, under the event-order lock: see insertEvent
-      create: insertEvent,
+      create: (event: NewEventRecord, idempotency?: IdempotencyKey) => insertEvent(idempotency === undefined ? event : { ...event, idempotency }),
       get: (id: number) => call(async ({ statements }) => isRowId(id) ? (await statements.eventById.execute({ id }))[0] : undefined),
       list: async (filter: ListFilter) => recent.list(filter) ?? call(({ statements }) => statements.eventList.execute(page(filter))),
       listByClient: async (clientId: number, filter: ListFilter) => nothingAfter(filter.after) ? []

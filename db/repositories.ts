@@ -63,6 +63,18 @@ export interface NewEventRecord {
   value: string | null
 }
 
+/** An `Idempotency-Key` as one API key sent it: keys of different API keys are independent. */
+export interface IdempotencyKey {
+  apikeyId: number
+  key: string
+}
+
+/**
+ * What posting an event stored: the new event, or, marked `replayed`, the event an earlier post
+ * with the same idempotency key stored (then nothing new was stored).
+ */
+export type PostedEvent = EventRecord & { replayed?: true }
+
 /** What revoking a key did. */
 export type RevokeResult =
   | { outcome: 'revoked', apikey: ApiKeyRecord }
@@ -108,7 +120,13 @@ export interface ClientRepository {
 }
 
 export interface EventRepository {
-  create (event: NewEventRecord): Promise<EventRecord>
+  /**
+   * Stores an event; it is durable when the promise resolves. With `idempotency`: when that API
+   * key sent that key within the last 24 hours (IDEMPOTENCY_WINDOW_MS), stores nothing and
+   * answers the event it stored then, `replayed` — checked and written atomically, also against
+   * other instances, and against posts with the same key at the same moment.
+   */
+  create (event: NewEventRecord, idempotency?: IdempotencyKey): Promise<PostedEvent>
   get (id: number): Promise<EventRecord | undefined>
   list (filter: ListFilter): Promise<EventRecord[]>
   listByClient (clientId: number, filter: ListFilter): Promise<EventRecord[]>
@@ -133,6 +151,15 @@ export interface EventNotifications {
   listen (onEvents: (latest?: number) => void, onConnected: () => void): Promise<{ close: () => Promise<void> }>
   /** whether the listening connection is up now (false before listen() and while reconnecting) */
   listening (): boolean
+}
+
+/** An option of both dialects' open functions. */
+export interface ClockOption {
+  /**
+   * epoch ms now: the time stored with new events and idempotency keys, by which keys expire
+   * (default Date.now; tests move it)
+   */
+  clock?: () => number
 }
 
 /** The data layer the service sees, whatever the database. */

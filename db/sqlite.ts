@@ -2,20 +2,22 @@ import { closeSync, mkdirSync, openSync, statSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import Database from 'better-sqlite3'
-import { and, asc, count, desc, eq, gt, gte, isNull, sql } from 'drizzle-orm'
+import { and, asc, count, desc, eq, gt, gte, isNull, lte, sql } from 'drizzle-orm'
 import { drizzle } from 'drizzle-orm/better-sqlite3'
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator'
 import type { BaseSQLiteDatabase } from 'drizzle-orm/sqlite-core'
 import type { Permission } from '../schemas/apikeys.js'
-import { apikeys, clients, events, subscriptions } from './schema/sqlite.js'
+import { apikeys, clients, events, idempotencyKeys, subscriptions } from './schema/sqlite.js'
 import {
   DatabaseUnavailableError,
-  type ApiKeyRecord, type EventRecord, type ListFilter, type NewEventRecord, type Repositories, type RevokeResult, type SessionRecord
+  type ApiKeyRecord, type ClockOption, type EventRecord, type IdempotencyKey, type ListFilter, type NewEventRecord, type PostedEvent,
+  type Repositories, type RevokeResult, type SessionRecord
 } from './repositories.js'
 import {
   apikeyColumns, clientColumns, eventColumns, idWindow, insertedEvents, limit, offset, pageValues, subscriptionMatches
 } from './queries.js'
 import { afterPendingIo, groupCommit } from './batch.js'
+import { IDEMPOTENCY_WINDOW_MS, keyOf, keysOf, purgeSchedule, sortOut, type QueuedEvent } from './idempotency.js'
 import { RecentEvents } from './recent-events.js'
 import { SessionCache } from './session-cache.js'
 import { hashSecret, newApiKey, newSessionKey } from './secrets.js'
@@ -76,7 +78,23 @@ export function sqliteQueries (db: SqliteDb) {
     eventsSubscribedAfter: db.select(eventColumns(events)).from(subscriptions)
       .innerJoin(events, subscriptionMatches(events, subscriptions))
       .where(and(eq(subscriptions.clientId, sql.placeholder('clientId')), gt(events.id, sql.placeholder('after'))))
-      .orderBy(asc(events.id)).limit(limit)
+      .orderBy(asc(events.id)).limit(limit),
+    // Posts with an Idempotency-Key (./idempotency.ts): the event a key names while it is
+    // younger than `since`, on the primary key (apikey_id, key)...
+    idempotentEvent: db.select(eventColumns(events)).from(idempotencyKeys)
+      .innerJoin(events, eq(events.id, idempotencyKeys.eventId))
+      .where(and(
+        eq(idempotencyKeys.apikeyId, sql.placeholder('apikeyId')), eq(idempotencyKeys.key, sql.placeholder('key')),
+        gt(idempotencyKeys.created, sql.placeholder('since')))),
+    // ...a key naming a new event (or, expired, naming another one now)...
+    rememberKey: db.insert(idempotencyKeys).values({
+      apikeyId: sql.placeholder('apikeyId'), key: sql.placeholder('key'), eventId: sql.placeholder('eventId'), created: sql.placeholder('created')
+    }).onConflictDoUpdate({
+      target: [idempotencyKeys.apikeyId, idempotencyKeys.key],
+      set: { eventId: sql`excluded.event_id`, created: sql`excluded.created` }
+    }),
+    // ...and the expired keys deleted, a range on idempotency_keys_created_idx
+    purgeKeys: db.delete(idempotencyKeys).where(lte(idempotencyKeys.created, sql.placeholder('expired')))
   }
 }
 
@@ -149,7 +167,7 @@ export function openConnection (path: string): Database.Database {
  * Opens (creating if needed) the SQLite file, applies migrations and returns the repositories
  * (on one connection from `openConnection`).
  */
-export function openSqlite (file: string): Repositories {
+export function openSqlite (file: string, { clock = Date.now }: ClockOption = {}): Repositories {
   const path = file === ':memory:' ? file : resolve(file)
   let sqlite: Database.Database
   try {
@@ -194,7 +212,10 @@ export function openSqlite (file: string): Repositories {
     eventsSubscribed: queries.eventsSubscribed.prepare(),
     subscriptionsOf: queries.subscriptionsOf.prepare(),
     eventsAfter: queries.eventsAfter.prepare(),
-    eventsSubscribedAfter: queries.eventsSubscribedAfter.prepare()
+    eventsSubscribedAfter: queries.eventsSubscribedAfter.prepare(),
+    idempotentEvent: queries.idempotentEvent.prepare(),
+    rememberKey: queries.rememberKey.prepare(),
+    purgeKeys: queries.purgeKeys.prepare()
   }
 
   const insertClient = sqlite.transaction((client: Parameters<Repositories['clients']['create']>[0], sessionHash: string, now: number) => {
@@ -222,19 +243,44 @@ export function openSqlite (file: string): Repositories {
     for (const event of rows) values.push(event.clientId, event.device, event.name, event.location, event.action, event.value, time)
     return statement.all(values)
   }
-  const insertGroup = sqlite.transaction((group: NewEventRecord[]): EventRecord[] => {
-    const time = Date.now()
+  const insertFresh = (group: NewEventRecord[], time: number): EventRecord[] => {
     const ids: number[] = []
     for (let start = 0; start < group.length; start += INSERT_ROWS) ids.push(...insertRows(group.slice(start, start + INSERT_ROWS), time))
     // RETURNING does not promise an order, and the rows take ids in the order of the group:
     // sorted, the ids line up with the group again
     return insertedEvents(group, ids.sort((a, b) => a - b), time)
+  }
+  // Posts with an Idempotency-Key join the group: the keys are looked up and written in its
+  // transaction, which holds the write lock from its start (IMMEDIATE), so no other connection
+  // can store the same key in between. A group without keys runs no statement for them.
+  const purge = purgeSchedule()
+  const insertGroup = sqlite.transaction((group: QueuedEvent[]): { answers: PostedEvent[], added: EventRecord[] } => {
+    const time = clock()
+    const keys = keysOf(group)
+    if (keys.length === 0) {
+      const rows = insertFresh(group, time)
+      return { answers: rows, added: rows }
+    }
+    const since = time - IDEMPOTENCY_WINDOW_MS
+    const found = new Map<string, EventRecord>()
+    for (const key of keys) {
+      const event = statements.idempotentEvent.get({ ...key, since })
+      if (event !== undefined) found.set(keyOf(key), event)
+    }
+    const sorted = sortOut(group, (key) => found.get(keyOf(key)))
+    const added = sorted.fresh.length > 0 ? insertFresh(sorted.fresh, time) : []
+    const { answers, keyRows } = sorted.answers(added)
+    for (const row of keyRows) statements.rememberKey.run({ ...row, created: time })
+    if (purge.due(time)) statements.purgeKeys.run({ expired: since })
+    return { answers, added }
   })
-  const insertEvent = groupCommit((group: NewEventRecord[]) => {
-    const rows = insertGroup.immediate(group)
-    recent.added(rows)
-    return rows
+  const insertEvent = groupCommit((group: QueuedEvent[]) => {
+    const { answers, added } = insertGroup.immediate(group)
+    recent.added(added)
+    return answers
   }, { gather: afterPendingIo })
+  const createEvent = (event: NewEventRecord, idempotency?: IdempotencyKey): Promise<PostedEvent> =>
+    insertEvent(idempotency === undefined ? event : { ...event, idempotency })
 
   const dataVersion = sqlite.prepare('pragma data_version').pluck()
   const changes = changeWatch(() => dataVersion.get())
@@ -343,7 +389,7 @@ export function openSqlite (file: string): Repositories {
       }
     },
     events: {
-      create: insertEvent,
+      create: createEvent,
       async get (id: number) {
         return statements.eventById.get({ id })
       },

@@ -39,8 +39,34 @@ export const PostEventBody = Type.Object({
   sessionKey: BodySessionKey
 })
 
+/** The longest Idempotency-Key accepted. */
+export const IDEMPOTENCY_KEY_MAX = 255
+
+export const PostEventHeaders = Type.Object({
+  'idempotency-key': Type.Optional(Type.String({
+    minLength: 1,
+    maxLength: IDEMPOTENCY_KEY_MAX,
+    // printable ASCII (HTTP drops spaces at either end)
+    pattern: '^[\\x20-\\x7E]+$',
+    description: 'makes retrying safe: a repeat with the same key from the same API key (any of its sessions) within 24 hours ' +
+      'of the first stores nothing and answers the event the first post stored (201, the same id and uri, ' +
+      '`Idempotent-Replayed: true`), even when its event differs; a new key stores a new event. ' +
+      `1 to ${IDEMPOTENCY_KEY_MAX} printable ASCII characters, e.g. a UUID.`
+  }))
+})
+
 export const EventList = listResponse('events', EventItem, 'Events, newest first')
-export const EventCreated = itemResponse('event', Type.Object({ id: Type.Integer(), uri: Uri }), 'The new event')
+// `headers` documents the response header in the OpenAPI document (@fastify/swagger reads it)
+export const EventCreated = Object.assign(itemResponse('event', Type.Object({ id: Type.Integer(), uri: Uri }),
+  'The new event, or, for a repeated Idempotency-Key, the event the first post stored'), {
+  headers: {
+    'idempotent-replayed': {
+      type: 'string',
+      enum: ['true'],
+      description: 'present when the answer repeats the event an earlier post with the same Idempotency-Key stored: nothing new was stored'
+    }
+  }
+})
 export const EventFound = itemResponse('event', EventItem, 'The event, full form')
 
 export const MAX_WAIT_SECONDS = 60

@@ -60,6 +60,9 @@ t.test('GET /documentation/json is a valid OpenAPI 3.1 document of every route',
   t.ok(spec.paths['/events'].post.requestBody.content['application/json'].schema.properties.event, 'request body documented')
   t.same(spec.paths['/events'].get.parameters.map((p: { name: string }) => p.name), ['full', 'before', 'after', 'limit', 'offset', 'wait'])
   t.ok(spec.paths['/events/stream'].get.parameters.some((p: { in: string, name: string }) => p.in === 'header' && p.name === 'last-event-id'), 'Last-Event-ID documented')
+  const idempotencyKey = spec.paths['/events'].post.parameters.find((p: { in: string, name: string }) => p.in === 'header' && p.name === 'idempotency-key')
+  t.match(idempotencyKey, { required: false, schema: { type: 'string', minLength: 1, maxLength: 255 }, description: /24 hours/ }, 'Idempotency-Key documented')
+  t.match(spec.paths['/events'].post.responses['201'].headers['idempotent-replayed'], { description: /Idempotency-Key/ }, 'and the Idempotent-Replayed answer')
 })
 
 t.test('GET /documentation serves Swagger UI', async (t) => {

@@ -1,4 +1,4 @@
-import { bigint, index, integer, pgTable, text, uniqueIndex } from 'drizzle-orm/pg-core'
+import { bigint, index, integer, pgTable, primaryKey, text, uniqueIndex } from 'drizzle-orm/pg-core'
 
 // Keep in step with ./sqlite.ts: same tables, columns, indexes and meaning.
 // Times are epoch milliseconds (bigint read as a JS number).
@@ -46,4 +46,19 @@ export const events = pgTable('events', {
 }, (table) => [
   index('events_name_id_idx').on(table.name, table.id),
   index('events_client_id_idx').on(table.clientId, table.id)
+])
+
+/**
+ * The `Idempotency-Key`s of POST /events: which event a key sent by an API key created, and
+ * when. Read only while younger than IDEMPOTENCY_WINDOW_MS; older rows are purged along
+ * `created`.
+ */
+export const idempotencyKeys = pgTable('idempotency_keys', {
+  apikeyId: integer('apikey_id').notNull().references(() => apikeys.id),
+  key: text('key').notNull(),
+  eventId: integer('event_id').notNull().references(() => events.id),
+  created: bigint('created', { mode: 'number' }).notNull()
+}, (table) => [
+  primaryKey({ columns: [table.apikeyId, table.key] }),
+  index('idempotency_keys_created_idx').on(table.created)
 ])

@@ -1,4 +1,4 @@
-import { index, integer, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core'
+import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core'
 
 // Times are epoch milliseconds in both dialects; the API turns them into ISO 8601 strings.
 // Keep in step with ./pg.ts.
@@ -46,4 +46,19 @@ export const events = sqliteTable('events', {
 }, (table) => [
   index('events_name_id_idx').on(table.name, table.id),
   index('events_client_id_idx').on(table.clientId, table.id)
+])
+
+/**
+ * The `Idempotency-Key`s of POST /events: which event a key sent by an API key created, and
+ * when. Read only while younger than IDEMPOTENCY_WINDOW_MS; older rows are purged along
+ * `created`.
+ */
+export const idempotencyKeys = sqliteTable('idempotency_keys', {
+  apikeyId: integer('apikey_id').notNull().references(() => apikeys.id),
+  key: text('key').notNull(),
+  eventId: integer('event_id').notNull().references(() => events.id),
+  created: integer('created').notNull()
+}, (table) => [
+  primaryKey({ columns: [table.apikeyId, table.key] }),
+  index('idempotency_keys_created_idx').on(table.created)
 ])

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { IdParams, authErrors, errors, sessionSecurity, wantsFull } from '../../schemas/common.js'
 import {
-  EventCreated, EventFound, EventList, EventListQuery, EventStream, PostEventBody, StreamHeaders, StreamQuery
+  EventCreated, EventFound, EventList, EventListQuery, EventStream, PostEventBody, PostEventHeaders, StreamHeaders, StreamQuery
 } from '../../schemas/events.js'
 
 const events: FastifyPluginAsyncTypebox = async function (fastify) {
@@ -51,7 +51,9 @@ const events: FastifyPluginAsyncTypebox = async function (fastify) {
       tags: ['events'],
       security: sessionSecurity,
       summary: 'Post an event as the calling client',
-      description: 'Needs write permission. `value` may be a string, number or boolean and is stored as text.',
+      description: 'Needs write permission. `value` may be a string, number or boolean and is stored as text. ' +
+        'With an `Idempotency-Key` header a retry is safe: a repeat within 24 hours stores nothing and answers the first event again.',
+      headers: PostEventHeaders,
       body: PostEventBody,
       response: { 201: EventCreated, 400: errors[400], ...authErrors, 413: errors[413], 415: errors[415] }
     },
@@ -59,16 +61,27 @@ const events: FastifyPluginAsyncTypebox = async function (fastify) {
   }, async function (request, reply) {
     const client = request.client!
     const { name, location = null, action = null, value = null } = request.body.event
-    const event = await repos.events.create({
+    const key = request.headers['idempotency-key']
+    const posted = {
       clientId: client.id,
       device: client.device,
       name,
       location,
       action,
       value: value === null ? null : String(value)
-    })
-    metrics.eventPosted()
-    live.published(event)
+    }
+    // keyed by the API key, not the session: a device that signs in again and retries is the same device
+    const event = await repos.events.create(posted, key === undefined ? undefined : { apikeyId: client.apikeyId, key })
+    if (event.replayed === true) {
+      // not a new event: nothing to deliver or count
+      reply.header('idempotent-replayed', 'true')
+      if (event.name !== posted.name || event.location !== posted.location || event.action !== posted.action || event.value !== posted.value) {
+        request.log.warn({ event: event.id, idempotencyKey: key }, 'Idempotency-Key reused with a different event: answered with the event it stored first')
+      }
+    } else {
+      metrics.eventPosted()
+      live.published(event)
+    }
     return reply.code(201).send({ status: 201, message: 'Created Event', event: items.event(request, event, false) })
   })
 

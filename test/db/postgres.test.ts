@@ -151,6 +151,38 @@ if (postgresUnavailable !== null) {
     t.match(await repos.events.get(id), { id, name: 'Light' }, 'it goes ahead once the lock is free')
   })
 
+  t.test('an Idempotency-Key posted to two instances while both wait for the event-order lock: one event', async (t) => {
+    const database = await testDatabase(t, 'postgresql')
+    const a = await instance(t, database)
+    const b = await instance(t, database)
+    const repos = await handle(t, database)
+    const apikey = (await repos.apikeys.create('write')).apikey
+    const onA = await auth(a, apikey)
+    const onB = await auth(b, apikey)
+    const sql = connection(t, database.database)
+    const keyed = (app: FastifyInstance, sessionKey: string) => app.inject({
+      method: 'POST', url: '/events', headers: { ...bearer(sessionKey), 'idempotency-key': 'retry' }, payload: { event: { name: 'Light' } }
+    })
+
+    let answers: Promise<Array<Awaited<ReturnType<typeof keyed>>>> | undefined
+    await sql.begin(async (tx) => {
+      await tx`select pg_advisory_xact_lock(hashtextextended(${lockNames.eventOrder}, 0))`
+      answers = Promise.all([keyed(a, onA.sessionKey), keyed(b, onB.sessionKey)])
+      const waiting = await eventually(async () => {
+        const [row] = await tx`select count(*)::int as n from pg_locks
+          where locktype = 'advisory' and not granted and database = (select oid from pg_database where datname = current_database())`
+        return row!.n === 2
+      })
+      t.ok(waiting, 'both instances wait for the lock held here')
+    })
+    // whichever goes second must see the key the first committed, though it began waiting before
+    const both = await answers!
+    t.same(both.map((res) => res.statusCode), [201, 201])
+    t.equal(new Set(both.map((res) => res.json().event.id)).size, 1, 'both answered with one event')
+    t.same(both.map((res) => res.headers['idempotent-replayed']).sort(), ['true', undefined], 'one stored it, the other is a replay')
+    t.equal((await sql`select count(*)::int as n from events`)[0]!.n, 1, 'one event stored')
+  })
+
   t.test('events are inserted on a connection of their own, in groups: posts arriving during a write share the next one', async (t) => {
     const database = await testDatabase(t, 'postgresql')
     const app = await instance(t, database)

@@ -6,7 +6,9 @@ import t from 'tap'
 import type { Test } from 'tap'
 import { resolveConfig } from '../../config/resolve.js'
 import { openDatabase, type EventRecord, type ListFilter, type Repositories } from '../../db/index.js'
-import { CHANGE_CHECK_MS } from '../../db/sqlite.js'
+import { IDEMPOTENCY_WINDOW_MS, PURGE_INTERVAL_MS } from '../../db/idempotency.js'
+import { openPostgres } from '../../db/postgres.js'
+import { CHANGE_CHECK_MS, openSqlite } from '../../db/sqlite.js'
 import { forEachBackend, testDatabase, type Backend } from '../helper.js'
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex')
@@ -19,11 +21,16 @@ interface Opened {
 
 const databases = new WeakMap<Repositories, Awaited<ReturnType<typeof testDatabase>>>()
 
-/** Repositories on a new test database, or a second connection to the database of `sameAs`. */
-async function open (t: Test, backend: Backend, sameAs?: Repositories): Promise<Opened> {
+/**
+ * Repositories on a new test database, or a second connection to the database of `sameAs`;
+ * with `clock`, their inserts take the time from it.
+ */
+async function open (t: Test, backend: Backend, sameAs?: Repositories, clock?: () => number): Promise<Opened> {
   const database = sameAs === undefined ? await testDatabase(t, backend) : databases.get(sameAs)!
   const settings = resolveConfig({ database }, 'test').database
-  const repos = await openDatabase(settings)
+  const repos = clock === undefined
+    ? await openDatabase(settings)
+    : settings.kind === 'postgresql' ? await openPostgres(settings, { clock }) : openSqlite(settings.database, { clock })
   databases.set(repos, database)
   t.teardown(() => repos.close())
   if (settings.kind === 'sqlite') {
@@ -177,6 +184,66 @@ forEachBackend(t, async (t, backend) => {
     t.equal(new Set(created.map((event) => event.time)).size, 1, 'one group (its time is taken once), though larger than one insert statement takes on SQLite')
     for (const event of created) t.same(await repos.events.get(event.id), event, `event ${event.id} stored as returned`)
     t.same((await repos.events.list({})).map((event) => event.id), [...ids].reverse(), 'all of them listed, newest first')
+  })
+
+  t.test('events: an idempotency key answers its first event for 24 hours, then stores a new one; expired keys are purged', async (t) => {
+    const start = Date.UTC(2026, 0, 1)
+    let now = start
+    const { repos, raw } = await open(t, backend, undefined, () => now)
+    const a = await repos.apikeys.create('write')
+    const b = await repos.apikeys.create('write')
+    const { id: clientId } = await repos.clients.create({ device: 'dev', location: null, apikeyId: a.id, subscriptions: [] })
+    const post = (value: string, apikeyId: number, key: string) =>
+      repos.events.create({ clientId, device: 'dev', name: 'Meter', location: null, action: null, value }, { apikeyId, key })
+
+    const first = await post('1', a.id, 'k')
+    t.same(first, { id: first.id, clientId, device: 'dev', name: 'Meter', location: null, action: null, value: '1', time: start }, 'a new key: a new event')
+    const once = await post('x', a.id, 'once')
+    now = start + IDEMPOTENCY_WINDOW_MS - 1
+    t.same(await post('2', a.id, 'k'), { ...first, replayed: true }, 'a millisecond before the day is over: the first event, as stored')
+    const fromB = await post('3', b.id, 'k')
+    t.notOk(fromB.replayed, 'the same key of another API key: a new event')
+    now = start + IDEMPOTENCY_WINDOW_MS
+    const next = await post('4', a.id, 'k')
+    t.same(next, { id: next.id, clientId, device: 'dev', name: 'Meter', location: null, action: null, value: '4', time: now }, 'a day later: a new event')
+    t.ok(next.id > fromB.id)
+    t.same(await post('5', a.id, 'k'), { ...next, replayed: true }, 'which the key names from then on')
+    t.same(await post('6', b.id, 'k'), { ...fromB, replayed: true }, 'the other API key\'s use of it is younger')
+
+    const stored = await raw('select id, value from events order by id')
+    t.same(stored.map((row) => [Number(row.id), row.value]), [[first.id, '1'], [once.id, 'x'], [fromB.id, '3'], [next.id, '4']], 'only the new events are stored')
+    const keys = async () => (await raw('select apikey_id, key, event_id, created from idempotency_keys order by apikey_id, key'))
+      .map((row) => [Number(row.apikey_id), row.key, Number(row.event_id), Number(row.created)])
+    const kept = [[a.id, 'k', next.id, start + IDEMPOTENCY_WINDOW_MS], [b.id, 'k', fromB.id, start + IDEMPOTENCY_WINDOW_MS - 1]]
+    t.same(await keys(), [kept[0], [a.id, 'once', once.id, start], kept[1]], '\'k\' names its new event; \'once\', expired, is left until the next purge')
+    now += PURGE_INTERVAL_MS
+    const later = await post('7', a.id, 'later')
+    t.same(await keys(), [kept[0], [a.id, 'later', later.id, now], kept[1]], 'which comes with a keyed post at most once a minute')
+  })
+
+  t.test('events: a group mixing keyed and plain posts stores them in order, and the newest events held stay right', async (t) => {
+    const { repos, other } = await twoListening(t, backend)
+    const key = await repos.apikeys.create('write')
+    const { id: clientId } = await repos.clients.create({ device: 'dev', location: null, apikeyId: key.id, subscriptions: [] })
+    const post = (on: Repositories, value: string, idempotencyKey?: string) => on.events.create(
+      { clientId, device: 'dev', name: 'Mixed', location: null, action: null, value },
+      idempotencyKey === undefined ? undefined : { apikeyId: key.id, key: idempotencyKey })
+    const earlier = await post(repos, 'earlier', 'seen')
+    t.ok(await soon(async () => await repos.events.latestId() === earlier.id))
+    const group = await Promise.all([
+      post(repos, 'plain 1'), post(repos, 'keyed', 'new'), post(repos, 'again', 'new'), post(repos, 'retry', 'seen'), post(repos, 'plain 2')
+    ])
+    t.same(group.map((event) => event.value), ['plain 1', 'keyed', 'keyed', 'earlier', 'plain 2'], 'each post answered: its event, or the one its key names')
+    t.same(group.map((event) => event.replayed ?? false), [false, false, true, true, false])
+    t.same(new Set(group.map((event) => event.time)).size, 2, 'one group (and the earlier event)')
+    const fresh = [group[0]!, group[1]!, group[4]!].map((event) => event.id)
+    t.ok(fresh[0]! > earlier.id && fresh[0]! < fresh[1]! && fresh[1]! < fresh[2]!, 'new ids in the order of the posts')
+    const after = await post(other.repos, 'elsewhere')
+    const everything = [after.id, ...[...fresh].reverse(), earlier.id]
+    t.ok(await soon(async () => await repos.events.latestId() === after.id), 'another instance\'s post is seen')
+    t.same((await repos.events.list({})).map((event) => event.id), everything, 'the newest events held: each new one once, no replay')
+    t.same((await repos.events.list({ after: earlier.id })).map((event) => event.id), everything.slice(0, -1))
+    t.same((await other.repos.events.list({})).map((event) => event.id), everything, 'as the other instance lists them')
   })
 
   t.test('events: reads see what another connection committed', async (t) => {

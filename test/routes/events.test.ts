@@ -1,7 +1,15 @@
+import { Writable } from 'node:stream'
+import Database from 'better-sqlite3'
 import fastJson from 'fast-json-stringify'
-import t from 'tap'
+import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify'
+import postgres from 'postgres'
+import t, { type Test } from 'tap'
+import cred from '../../app.js'
+import { resolveConfig } from '../../config/resolve.js'
+import { openDatabase } from '../../db/index.js'
 import { EventList } from '../../schemas/events.js'
-import { bearer, build, forEachBackend } from '../helper.js'
+import { bearer, build, forEachBackend, testDatabase, testPostgres, type TestDatabase } from '../helper.js'
+import { openStream } from '../sse-client.js'
 
 forEachBackend(t, async (t, backend) => {
   t.test('POST /events stores the event; GET /events/:id returns it in full', async (t) => {
@@ -215,4 +223,183 @@ forEachBackend(t, async (t, backend) => {
       t.match(res.json().message, name)
     }
   })
+})
+
+/** Runs one SQL statement on a test database directly: for what the API cannot arrange or show. */
+async function rawSql (t: Test, database: TestDatabase, statement: string): Promise<Array<Record<string, unknown>>> {
+  if (database.type === 'sqlite3') {
+    const db = new Database(database.database)
+    try {
+      const prepared = db.prepare(statement)
+      if (prepared.reader) return prepared.all() as Array<Record<string, unknown>>
+      prepared.run()
+      return []
+    } finally {
+      db.close()
+    }
+  }
+  const sql = postgres({ ...testPostgres, database: database.database, max: 1, onnotice: () => {} })
+  try {
+    return [...await sql.unsafe(statement)]
+  } finally {
+    await sql.end({ timeout: 1 })
+  }
+}
+
+const storedEvents = async (t: Test, database: TestDatabase) => Number((await rawSql(t, database, 'select count(*) as n from events'))[0]!.n)
+
+/** POST /events as `sessionKey`, with `key` as Idempotency-Key unless it is undefined. */
+const postKeyed = (app: FastifyInstance, sessionKey: string, key: string | undefined, event: Record<string, unknown>) =>
+  app.inject({ method: 'POST', url: '/events', headers: { ...bearer(sessionKey), ...(key === undefined ? {} : { 'idempotency-key': key }) }, payload: { event } })
+
+const postedId = (res: LightMyRequestResponse): number => {
+  if (res.statusCode !== 201) throw new Error(`POST /events failed: ${res.statusCode} ${res.body}`)
+  return res.json().event.id
+}
+
+forEachBackend(t, async (t, backend) => {
+  t.test('Idempotency-Key: a retry from the same API key answers the first event again, stores nothing and delivers nothing', async (t) => {
+    const { app, database, json, key } = await build(t, { metrics: true }, { backend })
+    const base = await app.listen({ port: 0, host: '127.0.0.1' })
+    const apikey = await key('write')
+    const signIn = async () => json(await app.inject({ method: 'POST', url: '/auth', payload: { apikey, device: 'Switch' } })).sessionKey as string
+    const device = await signIn()
+    const stream = await openStream(`${base}/events/stream`, bearer(device))
+    t.teardown(stream.close)
+
+    const first = await postKeyed(app, device, 'retry-1', { name: 'Light', value: 'On' })
+    t.equal(first.statusCode, 201)
+    t.equal(first.headers['idempotent-replayed'], undefined, 'the first post is not a replay')
+    const id = postedId(first)
+
+    const again = await postKeyed(app, device, 'retry-1', { name: 'Light', value: 'On' })
+    t.equal(again.statusCode, 201, 'the retry is 201')
+    t.equal(again.body, first.body, '... with the same body: the same id and uri')
+    t.equal(again.headers['idempotent-replayed'], 'true', '... saying it is a replay')
+
+    const resignedIn = await signIn()
+    const afterSignIn = await postKeyed(app, resignedIn, 'retry-1', { name: 'Light', value: 'On' })
+    t.equal(postedId(afterSignIn), id, 'signed in again (a new session of the same API key): still the first event')
+
+    const other = postedId(await postKeyed(app, device, 'retry-2', { name: 'Light', value: 'Off' }))
+    const plain = postedId(await postKeyed(app, device, undefined, { name: 'Door' }))
+    t.ok(id < other && other < plain, 'a new key and a post without one are new events')
+    t.equal(await storedEvents(t, database), 3, 'three events stored for five posts')
+
+    const delivered = await stream.received(3)
+    t.same(delivered.map((message) => Number(message.id)), [id, other, plain], 'each event reached the stream once; replays did not')
+    const metrics = await app.inject({ url: '/metrics' })
+    t.match(metrics.body, /^cred_events_posted_total 3$/m, 'only new events are counted as posted')
+  })
+
+  t.test('Idempotency-Key: the same key with another event answers the first one, and says so in the log', async (t) => {
+    const lines: Array<Record<string, unknown>> = []
+    const stream = new Writable({
+      write (chunk: Buffer, _encoding, done) {
+        for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line))
+        done()
+      }
+    })
+    const app = Fastify({ logger: { level: 'info', stream } })
+    t.teardown(() => app.close())
+    const database = await testDatabase(t, backend)
+    await app.register(cred, { config: resolveConfig({ database }, 'test') })
+    await app.ready()
+    const repos = await openDatabase(resolveConfig({ database }, 'test').database)
+    t.teardown(() => repos.close())
+    const { sessionKey } = (await app.inject({ method: 'POST', url: '/auth', payload: { apikey: (await repos.apikeys.create('write')).apikey } })).json()
+
+    const id = postedId(await postKeyed(app, sessionKey, 'k', { name: 'Light', location: 'Hall', value: 'On' }))
+    const changed = await postKeyed(app, sessionKey, 'k', { name: 'Light', location: 'Hall', value: 'Off' })
+    t.equal(postedId(changed), id, 'answered with the first event')
+    t.equal(changed.headers['idempotent-replayed'], 'true')
+    const got = await app.inject({ url: `/events/${id}`, headers: bearer(sessionKey) })
+    t.equal(got.json().event.value, 'On', 'which is stored as first posted')
+    t.equal(await storedEvents(t, database), 1)
+    const warning = lines.find((line) => line.msg === 'Idempotency-Key reused with a different event: answered with the event it stored first')
+    t.match(warning, { level: 40, event: id, idempotencyKey: 'k' }, 'a warning names the event and the key')
+    const same = await postKeyed(app, sessionKey, 'k', { name: 'Light', location: 'Hall', value: 'On' })
+    t.equal(postedId(same), id)
+    t.equal(lines.filter((line) => line.msg === warning?.msg).length, 1, 'a retry with the same event logs no warning')
+  })
+
+  t.test('Idempotency-Key: keys of different API keys are independent', async (t) => {
+    const { app, database, session } = await build(t, {}, { backend })
+    const a = await session('write')
+    const b = await session('write')
+    const fromA = postedId(await postKeyed(app, a.sessionKey, 'shared', { name: 'Light' }))
+    const fromB = await postKeyed(app, b.sessionKey, 'shared', { name: 'Light' })
+    t.not(postedId(fromB), fromA, 'the same key from another API key is a new event')
+    t.equal(fromB.headers['idempotent-replayed'], undefined)
+    t.equal(postedId(await postKeyed(app, a.sessionKey, 'shared', { name: 'Light' })), fromA, 'each API key\'s retry answers its own event')
+    t.equal(postedId(await postKeyed(app, b.sessionKey, 'shared', { name: 'Light' })), postedId(fromB))
+    t.equal(await storedEvents(t, database), 2)
+  })
+
+  t.test('Idempotency-Key: posts with one key at the same moment store one event, and all get its id', async (t) => {
+    const { app, database, session } = await build(t, {}, { backend })
+    const writer = await session('write')
+    const answers = await Promise.all(Array.from({ length: 8 }, (_, i) =>
+      postKeyed(app, writer.sessionKey, i % 2 === 0 ? 'same' : undefined, { name: `E${i}` })))
+    const keyed = answers.filter((_, i) => i % 2 === 0)
+    t.equal(new Set(keyed.map(postedId)).size, 1, 'one id for the keyed posts')
+    t.equal(keyed.filter((res) => res.headers['idempotent-replayed'] === undefined).length, 1, 'one of them stored it, the others are replays')
+    t.equal(new Set(answers.map(postedId)).size, 5, 'the posts without a key are events of their own')
+    t.equal(await storedEvents(t, database), 5)
+    const list = await app.inject({ url: '/events?full=true', headers: bearer(writer.sessionKey) })
+    const names: string[] = list.json().events.map((event: { name: string }) => event.name)
+    t.same(names.filter((name) => ['E1', 'E3', 'E5', 'E7'].includes(name)).sort(), ['E1', 'E3', 'E5', 'E7'], 'every post without a key stored')
+    t.equal(names.filter((name) => ['E0', 'E2', 'E4', 'E6'].includes(name)).length, 1, 'one of the keyed posts stored')
+  })
+
+  t.test('Idempotency-Key: after 24 hours the key stores a new event', async (t) => {
+    const { app, database, session } = await build(t, {}, { backend })
+    const writer = await session('write')
+    const first = postedId(await postKeyed(app, writer.sessionKey, 'daily', { name: 'Report' }))
+    // the key's first use moved a day (and a millisecond) into the past
+    await rawSql(t, database, `update idempotency_keys set created = created - ${24 * 60 * 60 * 1000 + 1}`)
+    const later = await postKeyed(app, writer.sessionKey, 'daily', { name: 'Report' })
+    t.equal(later.headers['idempotent-replayed'], undefined, 'not a replay')
+    const second = postedId(later)
+    t.ok(second > first, 'a new event')
+    const retry = await postKeyed(app, writer.sessionKey, 'daily', { name: 'Report' })
+    t.equal(postedId(retry), second, 'and the key now answers with that one')
+    t.equal(retry.headers['idempotent-replayed'], 'true')
+    t.equal(await storedEvents(t, database), 2)
+  })
+
+  t.test('Idempotency-Key: 1 to 255 printable ASCII characters, anything else is 400 naming the header', async (t) => {
+    const { app, database, session } = await build(t, {}, { backend })
+    const writer = await session('write')
+    const longest = '~'.repeat(255)
+    t.equal(postedId(await postKeyed(app, writer.sessionKey, longest, { name: 'A' })) > 0, true, '255 characters are a key')
+    t.equal(postedId(await postKeyed(app, writer.sessionKey, 'a b"c\\d{}', { name: 'B' })) > 0, true, 'spaces, quotes and backslashes are part of a key')
+    for (const [bad, why] of <Array<[string, string]>>[['', 'empty'], ['x'.repeat(256), '256 characters'], ['tab\there', 'a tab'], ['caf\u00e9', 'not ASCII']]) {
+      const res = await postKeyed(app, writer.sessionKey, bad, { name: 'C' })
+      t.equal(res.statusCode, 400, why)
+      t.same(Object.keys(res.json()).sort(), ['message', 'status'], `${why}: the envelope`)
+      t.match(res.json().message, /idempotency-key/i, `${why}: names the header`)
+    }
+    t.equal(await storedEvents(t, database), 2, 'nothing stored for the bad ones')
+    const reader = await session('read')
+    t.equal((await postKeyed(app, reader.sessionKey, 'k', { name: 'D' })).statusCode, 403, 'a read key still gets 403')
+    t.equal((await postKeyed(app, 'no-such-session', '', { name: 'D' })).statusCode, 401, 'no session: 401 before the header is looked at')
+  })
+
+  if (backend === 'postgresql') {
+    t.test('Idempotency-Key: two instances on one database, the same key posted to both at once: one event', async (t) => {
+      const one = await build(t, {}, { backend })
+      const two = await build(t, {}, { backend, database: one.database })
+      const apikey = await one.key('write')
+      const signIn = async (app: FastifyInstance) => (await app.inject({ method: 'POST', url: '/auth', payload: { apikey } })).json().sessionKey as string
+      const [onOne, onTwo] = [await signIn(one.app), await signIn(two.app)]
+      for (const round of [1, 2, 3]) {
+        const answers = await Promise.all(Array.from({ length: 6 }, (_, i) =>
+          i % 2 === 0 ? postKeyed(one.app, onOne, `round-${round}`, { name: 'Light' }) : postKeyed(two.app, onTwo, `round-${round}`, { name: 'Light' })))
+        t.equal(new Set(answers.map(postedId)).size, 1, `round ${round}: one id from both instances`)
+        t.equal(answers.filter((res) => res.headers['idempotent-replayed'] === undefined).length, 1, `round ${round}: one post stored it`)
+      }
+      t.equal(await storedEvents(t, one.database), 3, 'one event per key')
+    })
+  }
 })
