@@ -2,10 +2,10 @@ import { mkdirSync, statSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import Database from 'better-sqlite3'
-import { and, asc, count, desc, eq, gt, gte, isNull, sql } from 'drizzle-orm'
+import { and, asc, count, desc, eq, gte, isNull, sql } from 'drizzle-orm'
 import { drizzle } from 'drizzle-orm/better-sqlite3'
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator'
-import type { BaseSQLiteDatabase } from 'drizzle-orm/sqlite-core'
+import type { BaseSQLiteDatabase, SQLiteColumn, SQLiteSelect } from 'drizzle-orm/sqlite-core'
 import type { Permission } from '../schemas/apikeys.js'
 import { apikeys, clients, events, subscriptions } from './schema/sqlite.js'
 import {
@@ -13,7 +13,8 @@ import {
   type ApiKeyRecord, type EventRecord, type ListFilter, type NewEventRecord, type Repositories, type RevokeResult, type SessionRecord
 } from './repositories.js'
 import {
-  apikeyColumns, clientColumns, eventColumns, idWindow, insertedEvents, limit, offset, pageValues, subscriptionMatches
+  apikeyColumns, clientColumns, eventColumns, idWindow, insertedEvents, limit, listRead, offset, pageValues, subscriptionMatches,
+  type ListStatements
 } from './queries.js'
 import { afterPendingIo, groupCommit } from './batch.js'
 import { RecentEvents } from './recent-events.js'
@@ -30,12 +31,16 @@ type SqliteDb = BaseSQLiteDatabase<'sync', unknown>
  */
 export function sqliteQueries (db: SqliteDb) {
   const window = (id: Parameters<typeof idWindow>[1]) => idWindow('sqlite', id)
+  /** A list's two statements (see listPage), from a function making its query unordered. */
+  const bothWays = <T extends SQLiteSelect>(query: () => T, id: SQLiteColumn): ListStatements<T> => ({
+    newest: query().orderBy(desc(id)).limit(limit).offset(offset),
+    oldest: query().orderBy(asc(id)).limit(limit)
+  })
   return {
     apikeyByHash: db.select(apikeyColumns(apikeys)).from(apikeys)
       .where(and(eq(apikeys.keyHash, sql.placeholder('hash')), isNull(apikeys.revoked))),
     apikeyById: db.select(apikeyColumns(apikeys)).from(apikeys).where(eq(apikeys.id, sql.placeholder('id'))),
-    apikeyList: db.select(apikeyColumns(apikeys)).from(apikeys).where(window(apikeys.id))
-      .orderBy(desc(apikeys.id)).limit(limit).offset(offset),
+    apikeyList: bothWays(() => db.select(apikeyColumns(apikeys)).from(apikeys).where(window(apikeys.id)).$dynamic(), apikeys.id),
     apikeyCount: db.select({ n: count() }).from(apikeys),
     activeAdminCount: db.select({ n: count() }).from(apikeys)
       .where(and(eq(apikeys.permission, 'admin'), isNull(apikeys.revoked))),
@@ -49,38 +54,34 @@ export function sqliteQueries (db: SqliteDb) {
     clientTouch: db.update(clients).set({ lastActive: sql`${sql.placeholder('now')}` })
       .where(eq(clients.id, sql.placeholder('id'))),
     clientById: db.select(clientColumns(clients)).from(clients).where(eq(clients.id, sql.placeholder('id'))),
-    clientsActive: db.select(clientColumns(clients)).from(clients)
-      .where(and(gte(clients.lastActive, sql.placeholder('since')), isNull(clients.ended), window(clients.id)))
-      .orderBy(desc(clients.id)).limit(limit).offset(offset),
+    clientsActive: bothWays(() => db.select(clientColumns(clients)).from(clients)
+      .where(and(gte(clients.lastActive, sql.placeholder('since')), isNull(clients.ended), window(clients.id))).$dynamic(), clients.id),
     clientsActiveCount: db.select({ n: count() }).from(clients)
       .where(and(gte(clients.lastActive, sql.placeholder('since')), isNull(clients.ended))),
     eventById: db.select(eventColumns(events)).from(events).where(eq(events.id, sql.placeholder('id'))),
-    eventList: db.select(eventColumns(events)).from(events).where(window(events.id))
-      .orderBy(desc(events.id)).limit(limit).offset(offset),
-    eventsByClient: db.select(eventColumns(events)).from(events)
-      .where(and(eq(events.clientId, sql.placeholder('clientId')), window(events.id)))
-      .orderBy(desc(events.id)).limit(limit).offset(offset),
+    // (oldest first, with no upper bound, these are also the catch-up of streams)
+    eventList: bothWays(() => db.select(eventColumns(events)).from(events).where(window(events.id)).$dynamic(), events.id),
+    eventsByClient: bothWays(() => db.select(eventColumns(events)).from(events)
+      .where(and(eq(events.clientId, sql.placeholder('clientId')), window(events.id))).$dynamic(), events.id),
     // One query over all of the client's subscriptions: each subscription reaches its events
     // through events_name_id_idx (name, id), so `after=` is a range read on that index.
-    eventsSubscribed: db.select(eventColumns(events)).from(subscriptions)
+    eventsSubscribed: bothWays(() => db.select(eventColumns(events)).from(subscriptions)
       .innerJoin(events, subscriptionMatches(events, subscriptions))
-      .where(and(eq(subscriptions.clientId, sql.placeholder('clientId')), window(events.id)))
-      .orderBy(desc(events.id)).limit(limit).offset(offset),
+      .where(and(eq(subscriptions.clientId, sql.placeholder('clientId')), window(events.id))).$dynamic(), events.id),
     subscriptionsOf: db.select({ eventName: subscriptions.eventName, location: subscriptions.location })
-      .from(subscriptions).where(eq(subscriptions.clientId, sql.placeholder('clientId'))),
-    // Catch-up of streams, oldest first: a range read on the primary key...
-    eventsAfter: db.select(eventColumns(events)).from(events)
-      .where(gt(events.id, sql.placeholder('after')))
-      .orderBy(asc(events.id)).limit(limit),
-    // ...or, for a client's subscriptions, on events_name_id_idx per subscription.
-    eventsSubscribedAfter: db.select(eventColumns(events)).from(subscriptions)
-      .innerJoin(events, subscriptionMatches(events, subscriptions))
-      .where(and(eq(subscriptions.clientId, sql.placeholder('clientId')), gt(events.id, sql.placeholder('after'))))
-      .orderBy(asc(events.id)).limit(limit)
+      .from(subscriptions).where(eq(subscriptions.clientId, sql.placeholder('clientId')))
   }
 }
 
-const page = (filter: ListFilter) => pageValues('sqlite', filter)
+/** Prepares both statements of a list. */
+const prepareBoth = <P>(list: ListStatements<{ prepare: () => P }>): ListStatements<P> =>
+  ({ newest: list.newest.prepare(), oldest: list.oldest.prepare() })
+
+/** Runs a list (see listPage) with the values of `filter` and `values`; answers newest first. */
+function readList<T> (list: ListStatements<{ all: (values: Record<string, unknown>) => T[] }>, filter: ListFilter, values: Record<string, unknown> = {}): T[] {
+  const read = listRead('sqlite', filter)
+  return read.answer(read.pick(list).all({ ...values, ...read.values }))
+}
 
 /** The most events one insert statement takes: a larger group is inserted by several. */
 const INSERT_ROWS = 32
@@ -173,7 +174,7 @@ export function openSqlite (file: string): Repositories {
   const statements = {
     apikeyByHash: queries.apikeyByHash.prepare(),
     apikeyById: queries.apikeyById.prepare(),
-    apikeyList: queries.apikeyList.prepare(),
+    apikeyList: prepareBoth(queries.apikeyList),
     apikeyCount: queries.apikeyCount.prepare(),
     activeAdminCount: queries.activeAdminCount.prepare(),
     apikeyRevoke: queries.apikeyRevoke.prepare(),
@@ -181,15 +182,13 @@ export function openSqlite (file: string): Repositories {
     sessionByHash: queries.sessionByHash.prepare(),
     clientTouch: queries.clientTouch.prepare(),
     clientById: queries.clientById.prepare(),
-    clientsActive: queries.clientsActive.prepare(),
+    clientsActive: prepareBoth(queries.clientsActive),
     clientsActiveCount: queries.clientsActiveCount.prepare(),
     eventById: queries.eventById.prepare(),
-    eventList: queries.eventList.prepare(),
-    eventsByClient: queries.eventsByClient.prepare(),
-    eventsSubscribed: queries.eventsSubscribed.prepare(),
-    subscriptionsOf: queries.subscriptionsOf.prepare(),
-    eventsAfter: queries.eventsAfter.prepare(),
-    eventsSubscribedAfter: queries.eventsSubscribedAfter.prepare()
+    eventList: prepareBoth(queries.eventList),
+    eventsByClient: prepareBoth(queries.eventsByClient),
+    eventsSubscribed: prepareBoth(queries.eventsSubscribed),
+    subscriptionsOf: queries.subscriptionsOf.prepare()
   }
 
   const insertClient = sqlite.transaction((client: Parameters<Repositories['clients']['create']>[0], sessionHash: string, now: number) => {
@@ -233,7 +232,7 @@ export function openSqlite (file: string): Repositories {
 
   const dataVersion = sqlite.prepare('pragma data_version').pluck()
   const changes = changeWatch(() => dataVersion.get())
-  const recent = new RecentEvents((count) => statements.eventList.all(page({ limit: count })), changes.seen, 100, changes.now)
+  const recent = new RecentEvents((count) => readList(statements.eventList, { limit: count }), changes.seen, 100, changes.now)
   // Sessions: another connection's commit (another process ending a session or revoking a
   // key, e.g. cred-gen --revoke) changes data_version and empties the cache; this
   // connection's own ends and revocations empty it directly.
@@ -295,7 +294,7 @@ export function openSqlite (file: string): Repositories {
         return statements.apikeyById.get({ id })
       },
       async list (filter: ListFilter) {
-        return statements.apikeyList.all(page(filter))
+        return readList(statements.apikeyList, filter)
       },
       async count () {
         return statements.apikeyCount.get()?.n ?? 0
@@ -328,7 +327,7 @@ export function openSqlite (file: string): Repositories {
         return statements.clientById.get({ id })
       },
       async listActive (since: number, filter: ListFilter) {
-        return statements.clientsActive.all({ since, ...page(filter) })
+        return readList(statements.clientsActive, filter, { since })
       },
       async countActive (since: number) {
         return statements.clientsActiveCount.get({ since })?.n ?? 0
@@ -343,22 +342,24 @@ export function openSqlite (file: string): Repositories {
         return statements.eventById.get({ id })
       },
       async list (filter: ListFilter) {
-        return recent.list(filter) ?? statements.eventList.all(page(filter))
+        return recent.list(filter) ?? readList(statements.eventList, filter)
       },
       async listByClient (clientId: number, filter: ListFilter) {
-        return nothingAfter(filter.after) ? [] : statements.eventsByClient.all({ clientId, ...page(filter) })
+        return nothingAfter(filter.after) ? [] : readList(statements.eventsByClient, filter, { clientId })
       },
       async listSubscribed (clientId: number, filter: ListFilter) {
-        return nothingAfter(filter.after) ? [] : statements.eventsSubscribed.all({ clientId, ...page(filter) })
+        return nothingAfter(filter.after) ? [] : readList(statements.eventsSubscribed, filter, { clientId })
       },
       async latestId () {
         return recent.latestId()
       },
       async listAfter (after: number, count: number, subscribedBy?: number) {
         if (nothingAfter(after)) return []
+        // the oldest-first read of a list capped at `count` (not reversed: streams send them in this order)
+        const values = pageValues('sqlite', { after, maxItems: count })
         return subscribedBy === undefined
-          ? statements.eventsAfter.all({ after, limit: count })
-          : statements.eventsSubscribedAfter.all({ clientId: subscribedBy, after, limit: count })
+          ? statements.eventList.oldest.all(values)
+          : statements.eventsSubscribed.oldest.all({ clientId: subscribedBy, ...values })
       }
     },
     async ping () {
