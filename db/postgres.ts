@@ -1,13 +1,15 @@
 import { fileURLToPath } from 'node:url'
-import { and, asc, count, desc, eq, gt, gte, isNull, max, sql } from 'drizzle-orm'
+import { and, asc, count, desc, eq, gte, isNull, max, sql } from 'drizzle-orm'
 import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js'
+import type { PgColumn, PgSelect } from 'drizzle-orm/pg-core'
 import { migrate } from 'drizzle-orm/postgres-js/migrator'
 import postgres from 'postgres'
 import type { Permission } from '../schemas/apikeys.js'
 import type { CredConfig } from '../schemas/config.js'
 import { apikeys, clients, events, subscriptions } from './schema/pg.js'
 import {
-  apikeyColumns, clientColumns, depth, eventColumns, idWindow, insertedEvents, limit, offset, pageValues, subscriptionMatches
+  apikeyColumns, clientColumns, depth, eventColumns, idWindow, insertedEvents, limit, listRead, offset, pageValues, subscriptionMatches,
+  type ListStatements
 } from './queries.js'
 import {
   DatabaseUnavailableError,
@@ -71,6 +73,11 @@ type PgDb = PostgresJsDatabase<Record<string, never>>
  */
 export function postgresQueries (db: PgDb) {
   const window = (id: Parameters<typeof idWindow>[1]) => idWindow('postgresql', id)
+  /** A list's two statements (see listPage), from a function making its query unordered. */
+  const bothWays = <T extends PgSelect>(query: () => T, id: PgColumn): ListStatements<T> => ({
+    newest: query().orderBy(desc(id)).limit(limit).offset(offset),
+    oldest: query().orderBy(asc(id)).limit(limit)
+  })
   // The subscriptions query differs from SQLite's join: for each of the client's subscriptions
   // (LATERAL), its newest `limit + offset` events in the id window, read backwards on
   // events_name_id_idx (name, id); then those few are merged. PostgreSQL's planner would
@@ -80,18 +87,17 @@ export function postgresQueries (db: PgDb) {
     .where(and(subscriptionMatches(events, subscriptions), window(events.id)))
     .orderBy(desc(events.id)).limit(depth)
     .as('matched')
-  const afterId = sql`${sql.placeholder('after')}::bigint`
-  // stream catch-up, oldest first: per subscription its oldest `limit` events after the id
-  const matchedAfter = db.select(eventColumns(events)).from(events)
-    .where(and(subscriptionMatches(events, subscriptions), gt(events.id, afterId)))
+  // oldest first (and the catch-up of streams): per subscription its oldest `limit` events in the window
+  const matchedOldest = db.select(eventColumns(events)).from(events)
+    .where(and(subscriptionMatches(events, subscriptions), window(events.id)))
     .orderBy(asc(events.id)).limit(limit)
-    .as('matched_after')
+    .as('matched_oldest')
+  const ofClient = eq(subscriptions.clientId, sql.placeholder('clientId'))
   return {
     apikeyByHash: db.select(apikeyColumns(apikeys)).from(apikeys)
       .where(and(eq(apikeys.keyHash, sql.placeholder('hash')), isNull(apikeys.revoked))),
     apikeyById: db.select(apikeyColumns(apikeys)).from(apikeys).where(eq(apikeys.id, sql.placeholder('id'))),
-    apikeyList: db.select(apikeyColumns(apikeys)).from(apikeys).where(window(apikeys.id))
-      .orderBy(desc(apikeys.id)).limit(limit).offset(offset),
+    apikeyList: bothWays(() => db.select(apikeyColumns(apikeys)).from(apikeys).where(window(apikeys.id)).$dynamic(), apikeys.id),
     apikeyCount: db.select({ n: count() }).from(apikeys),
     activeAdminCount: db.select({ n: count() }).from(apikeys)
       .where(and(eq(apikeys.permission, 'admin'), isNull(apikeys.revoked))),
@@ -105,35 +111,36 @@ export function postgresQueries (db: PgDb) {
     clientTouch: db.update(clients).set({ lastActive: sql`${sql.placeholder('now')}` })
       .where(eq(clients.id, sql.placeholder('id'))),
     clientById: db.select(clientColumns(clients)).from(clients).where(eq(clients.id, sql.placeholder('id'))),
-    clientsActive: db.select(clientColumns(clients)).from(clients)
-      .where(and(gte(clients.lastActive, sql.placeholder('since')), isNull(clients.ended), window(clients.id)))
-      .orderBy(desc(clients.id)).limit(limit).offset(offset),
+    clientsActive: bothWays(() => db.select(clientColumns(clients)).from(clients)
+      .where(and(gte(clients.lastActive, sql.placeholder('since')), isNull(clients.ended), window(clients.id))).$dynamic(), clients.id),
     clientsActiveCount: db.select({ n: count() }).from(clients)
       .where(and(gte(clients.lastActive, sql.placeholder('since')), isNull(clients.ended))),
     eventById: db.select(eventColumns(events)).from(events).where(eq(events.id, sql.placeholder('id'))),
-    eventList: db.select(eventColumns(events)).from(events).where(window(events.id))
-      .orderBy(desc(events.id)).limit(limit).offset(offset),
-    eventsByClient: db.select(eventColumns(events)).from(events)
-      .where(and(eq(events.clientId, sql.placeholder('clientId')), window(events.id)))
-      .orderBy(desc(events.id)).limit(limit).offset(offset),
-    eventsSubscribed: db.select(eventColumns(matched)).from(subscriptions)
-      .crossJoinLateral(matched)
-      .where(eq(subscriptions.clientId, sql.placeholder('clientId')))
-      .orderBy(desc(matched.id)).limit(limit).offset(offset),
+    // (oldest first, with no upper bound, these are also the catch-up of streams)
+    eventList: bothWays(() => db.select(eventColumns(events)).from(events).where(window(events.id)).$dynamic(), events.id),
+    eventsByClient: bothWays(() => db.select(eventColumns(events)).from(events)
+      .where(and(eq(events.clientId, sql.placeholder('clientId')), window(events.id))).$dynamic(), events.id),
+    eventsSubscribed: {
+      newest: db.select(eventColumns(matched)).from(subscriptions).crossJoinLateral(matched).where(ofClient)
+        .orderBy(desc(matched.id)).limit(limit).offset(offset),
+      oldest: db.select(eventColumns(matchedOldest)).from(subscriptions).crossJoinLateral(matchedOldest).where(ofClient)
+        .orderBy(asc(matchedOldest.id)).limit(limit)
+    },
     subscriptionsOf: db.select({ eventName: subscriptions.eventName, location: subscriptions.location })
       .from(subscriptions).where(eq(subscriptions.clientId, sql.placeholder('clientId'))),
-    latestEventId: db.select({ id: max(events.id) }).from(events),
-    eventsAfter: db.select(eventColumns(events)).from(events)
-      .where(gt(events.id, afterId))
-      .orderBy(asc(events.id)).limit(limit),
-    eventsSubscribedAfter: db.select(eventColumns(matchedAfter)).from(subscriptions)
-      .crossJoinLateral(matchedAfter)
-      .where(eq(subscriptions.clientId, sql.placeholder('clientId')))
-      .orderBy(asc(matchedAfter.id)).limit(limit)
+    latestEventId: db.select({ id: max(events.id) }).from(events)
   }
 }
 
-const page = (filter: ListFilter) => pageValues('postgresql', filter)
+/** Prepares both statements of a list, as `name` and `name`_oldest. */
+const prepareBoth = <P>(list: ListStatements<{ prepare: (name: string) => P }>, name: string): ListStatements<P> =>
+  ({ newest: list.newest.prepare(name), oldest: list.oldest.prepare(`${name}_oldest`) })
+
+/** Runs a list (see listPage) with the values of `filter` and `values`; answers newest first. */
+async function readList<T> (list: ListStatements<{ execute: (values: Record<string, unknown>) => Promise<T[]> }>, filter: ListFilter, values: Record<string, unknown> = {}): Promise<T[]> {
+  const read = listRead('postgresql', filter)
+  return read.answer(await read.pick(list).execute({ ...values, ...read.values }))
+}
 
 /**
  * One group of events, inserted in order under the event-order lock, with a notification (see
@@ -418,21 +425,19 @@ function openPool (settings: PostgresSettings, timeouts: PostgresTimeouts) {
   const statements = {
     apikeyByHash: queries.apikeyByHash.prepare('cred_apikey_by_hash'),
     apikeyById: queries.apikeyById.prepare('cred_apikey_by_id'),
-    apikeyList: queries.apikeyList.prepare('cred_apikey_list'),
+    apikeyList: prepareBoth(queries.apikeyList, 'cred_apikey_list'),
     apikeyCount: queries.apikeyCount.prepare('cred_apikey_count'),
     sessionByHash: queries.sessionByHash.prepare('cred_session_by_hash'),
     clientTouch: queries.clientTouch.prepare('cred_client_touch'),
     clientById: queries.clientById.prepare('cred_client_by_id'),
-    clientsActive: queries.clientsActive.prepare('cred_clients_active'),
+    clientsActive: prepareBoth(queries.clientsActive, 'cred_clients_active'),
     clientsActiveCount: queries.clientsActiveCount.prepare('cred_clients_active_count'),
     eventById: queries.eventById.prepare('cred_event_by_id'),
-    eventList: queries.eventList.prepare('cred_event_list'),
-    eventsByClient: queries.eventsByClient.prepare('cred_events_by_client'),
-    eventsSubscribed: queries.eventsSubscribed.prepare('cred_events_subscribed'),
+    eventList: prepareBoth(queries.eventList, 'cred_event_list'),
+    eventsByClient: prepareBoth(queries.eventsByClient, 'cred_events_by_client'),
+    eventsSubscribed: prepareBoth(queries.eventsSubscribed, 'cred_events_subscribed'),
     subscriptionsOf: queries.subscriptionsOf.prepare('cred_subscriptions_of'),
-    latestEventId: queries.latestEventId.prepare('cred_latest_event_id'),
-    eventsAfter: queries.eventsAfter.prepare('cred_events_after'),
-    eventsSubscribedAfter: queries.eventsSubscribedAfter.prepare('cred_events_subscribed_after')
+    latestEventId: queries.latestEventId.prepare('cred_latest_event_id')
   }
   return {
     client,
@@ -461,7 +466,7 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
   // used only while this process hears about sessions ended and keys revoked elsewhere
   const sessions = new SessionCache(listening)
   // the newest events, kept current by the notifications, while they are heard
-  const recent = new NotifiedRecentEvents((count) => call(({ statements }) => statements.eventList.execute(page({ limit: count }))), listening)
+  const recent = new NotifiedRecentEvents((count) => call(({ statements }) => readList(statements.eventList, { limit: count })), listening)
   /** true when nothing can come after `after`: a poll with nothing new needs no query */
   const nothingAfter = (after: number | undefined) => {
     if (after === undefined) return false
@@ -583,7 +588,7 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
       findByKey: (apikey: string): Promise<ApiKeyRecord | undefined> =>
         call(async ({ statements }) => (await statements.apikeyByHash.execute({ hash: hashSecret(apikey) }))[0]),
       get: (id: number) => call(async ({ statements }) => isRowId(id) ? (await statements.apikeyById.execute({ id }))[0] : undefined),
-      list: (filter: ListFilter) => call(({ statements }) => statements.apikeyList.execute(page(filter))),
+      list: (filter: ListFilter) => call(({ statements }) => readList(statements.apikeyList, filter)),
       count: () => call(async ({ statements }) => (await statements.apikeyCount.execute())[0]?.n ?? 0),
       revoke: (id: number, now: number) => call(async ({ db }): Promise<RevokeResult> => {
         if (!isRowId(id)) return { outcome: 'not-found' }
@@ -624,7 +629,7 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
         sessions.clear()
       }),
       get: (id: number) => call(async ({ statements }) => isRowId(id) ? (await statements.clientById.execute({ id }))[0] : undefined),
-      listActive: (since: number, filter: ListFilter) => call(({ statements }) => statements.clientsActive.execute({ since, ...page(filter) })),
+      listActive: (since: number, filter: ListFilter) => call(({ statements }) => readList(statements.clientsActive, filter, { since })),
       countActive: (since: number) => call(async ({ statements }) => (await statements.clientsActiveCount.execute({ since }))[0]?.n ?? 0),
       subscriptions: (id: number) => call(async ({ statements }) => isRowId(id) ? statements.subscriptionsOf.execute({ clientId: id }) : [])
     },
@@ -632,16 +637,17 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
       // grouped, under the event-order lock: see insertEvent
       create: (event: NewEventRecord, idempotency?: IdempotencyKey) => insertEvent(idempotency === undefined ? event : { ...event, idempotency }),
       get: (id: number) => call(async ({ statements }) => isRowId(id) ? (await statements.eventById.execute({ id }))[0] : undefined),
-      list: async (filter: ListFilter) => recent.list(filter) ?? call(({ statements }) => statements.eventList.execute(page(filter))),
+      list: async (filter: ListFilter) => recent.list(filter) ?? call(({ statements }) => readList(statements.eventList, filter)),
       listByClient: async (clientId: number, filter: ListFilter) => nothingAfter(filter.after) ? []
-        : call(async ({ statements }) => isRowId(clientId) ? statements.eventsByClient.execute({ clientId, ...page(filter) }) : []),
+        : call(async ({ statements }) => isRowId(clientId) ? readList(statements.eventsByClient, filter, { clientId }) : []),
       listSubscribed: async (clientId: number, filter: ListFilter) => nothingAfter(filter.after) ? []
-        : call(async ({ statements }) => isRowId(clientId) ? statements.eventsSubscribed.execute({ clientId, ...page(filter) }) : []),
+        : call(async ({ statements }) => isRowId(clientId) ? readList(statements.eventsSubscribed, filter, { clientId }) : []),
       latestId: async () => recent.latestId() ?? call(async ({ statements }) => (await statements.latestEventId.execute())[0]?.id ?? 0),
       listAfter: (after: number, count: number, subscribedBy?: number) => call(async ({ statements }) => {
-        const values = { after: Math.min(after, Number.MAX_SAFE_INTEGER), limit: count }
-        if (subscribedBy === undefined) return statements.eventsAfter.execute(values)
-        return isRowId(subscribedBy) ? statements.eventsSubscribedAfter.execute({ ...values, clientId: subscribedBy }) : []
+        // the oldest-first read of a list capped at `count` (not reversed: streams send them in this order)
+        const values = pageValues('postgresql', { after, maxItems: count })
+        if (subscribedBy === undefined) return statements.eventList.oldest.execute(values)
+        return isRowId(subscribedBy) ? statements.eventsSubscribed.oldest.execute({ ...values, clientId: subscribedBy }) : []
       })
     },
     notifications: {

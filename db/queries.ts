@@ -3,12 +3,16 @@
 // ./sqlite.ts and ./postgres.ts build their statements from these, side by side.
 import { and, eq, gt, isNull, lt, or, sql, type AnyColumn, type Placeholder, type SQL } from 'drizzle-orm'
 import type { DatabaseKind } from '../schemas/config.js'
-import type { EventRecord, ListFilter, NewEventRecord } from './repositories.js'
+import { listPage, pageAnswer, type EventRecord, type ListFilter, type ListPage, type NewEventRecord } from './repositories.js'
 
 const afterId = sql.placeholder('after')
 const beforeId = sql.placeholder('before')
 
-/** LIMIT and OFFSET of every list statement: fill them with `pageValues`. */
+/**
+ * LIMIT and OFFSET of every list statement: fill them with `listRead`. Each list has two
+ * statements: newest first (`order by id desc limit :limit offset :offset`) and oldest first
+ * (`order by id asc limit :limit`), as `listPage` chooses.
+ */
 export const limit = sql.placeholder('limit')
 export const offset = sql.placeholder('offset')
 /** limit + offset: how many rows one part of a merged list may contribute (PostgreSQL's subscriptions query). */
@@ -29,18 +33,38 @@ export function idWindow (dialect: DatabaseKind, id: AnyColumn): SQL | undefined
 const clamp = (value: number): number => Math.min(value, Number.MAX_SAFE_INTEGER)
 
 /**
- * Placeholder values of a list filter. No limit is LIMIT -1 in SQLite and LIMIT NULL
- * (= LIMIT ALL) in PostgreSQL, which refuses a negative limit.
+ * Placeholder values of a list read as `page` says. No limit is LIMIT -1 in SQLite and
+ * LIMIT NULL (= LIMIT ALL) in PostgreSQL, which refuses a negative limit.
  */
-export function pageValues (dialect: DatabaseKind, filter: ListFilter) {
+export function pageValues (dialect: DatabaseKind, filter: ListFilter, page: ListPage = listPage(filter)) {
   const noLimit = dialect === 'postgresql' ? null : -1
-  const offsetValue = filter.offset === undefined ? 0 : clamp(filter.offset)
+  // oldest first reads from the cursor on: `pageAnswer` applies the offset
+  const offsetValue = page.oldestFirst ? 0 : clamp(page.offset)
   return {
     after: filter.after === undefined ? -1 : clamp(filter.after),
     before: filter.before === undefined ? Number.MAX_SAFE_INTEGER : clamp(filter.before),
-    limit: filter.limit === undefined ? noLimit : clamp(filter.limit),
+    limit: page.limit === undefined ? noLimit : clamp(page.limit),
     offset: offsetValue,
-    depth: filter.limit === undefined ? noLimit : clamp(filter.limit + offsetValue)
+    depth: page.limit === undefined ? noLimit : clamp(page.limit + offsetValue)
+  }
+}
+
+/** A list's statements: newest first and oldest first (see `listPage`). */
+export interface ListStatements<R> {
+  newest: R
+  oldest: R
+}
+
+/**
+ * How to read a list: which of its statements to run (`pick`), with which values, and how
+ * the rows it returns become the answer.
+ */
+export function listRead (dialect: DatabaseKind, filter: ListFilter) {
+  const page = listPage(filter)
+  return {
+    pick: <R>(statements: ListStatements<R>): R => page.oldestFirst ? statements.oldest : statements.newest,
+    values: pageValues(dialect, filter, page),
+    answer: <T>(rows: T[]): T[] => pageAnswer(page, rows)
   }
 }
 

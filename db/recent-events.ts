@@ -1,4 +1,4 @@
-import type { EventRecord, ListFilter } from './repositories.js'
+import { listPage, pageAnswer, type EventRecord, type ListFilter } from './repositories.js'
 
 /**
  * The newest events of the table, newest first: every event with an id >= the lowest one held
@@ -35,7 +35,6 @@ class EventWindow {
     const rows = this.rows
     const after = filter.after ?? -1
     const before = filter.before ?? Number.POSITIVE_INFINITY
-    const offset = filter.offset ?? 0
     const inWindow: EventRecord[] = []
     for (const row of rows) {
       if (row.id <= after) break
@@ -45,9 +44,11 @@ class EventWindow {
     // could be part of the answer.
     const lowest = rows[rows.length - 1]?.id
     const holdsAllInWindow = this.complete || lowest === undefined || after >= lowest - 1
-    const enough = filter.limit !== undefined && inWindow.length >= offset + filter.limit
+    const page = listPage(filter)
+    if (page.oldestFirst) return holdsAllInWindow ? pageAnswer(page, inWindow.reverse()) : undefined
+    const enough = page.limit !== undefined && inWindow.length >= page.offset + page.limit
     if (!holdsAllInWindow && !enough) return undefined
-    return inWindow.slice(offset, filter.limit === undefined ? undefined : offset + filter.limit)
+    return inWindow.slice(page.offset, page.limit === undefined ? undefined : page.offset + page.limit)
   }
 }
 

@@ -6,6 +6,42 @@ export interface ListFilter {
   after?: number | undefined
   limit?: number | undefined
   offset?: number | undefined
+  /**
+   * The most items an answer without `limit` holds (the routes pass `maxPageSize`); unset, such
+   * an answer holds them all (for scripts, e.g. `cred-gen --list`). See `listPage`.
+   */
+  maxItems?: number | undefined
+}
+
+/**
+ * How a list reads its rows, on every database and in memory alike.
+ *
+ * - Newest first (`oldestFirst: false`): skip `offset`, then at most `limit` rows (undefined:
+ *   all). `limit` is the filter's, or else `maxItems`: without `after`, a capped list is the
+ *   newest `maxItems`.
+ * - Oldest first (`oldestFirst: true`), for `after` without `limit` on a capped list: a device
+ *   polls `after=<highest id it has seen>` and takes the highest id of the answer as its next
+ *   cursor, so a page cut at the cap must be the items right *after* the cursor, or those
+ *   beyond the page would never be seen. Read the `limit` (= offset + maxItems) oldest matching
+ *   rows in ascending id order; `pageAnswer` turns them into the answer: exactly the
+ *   newest-first answer when that fits in `maxItems`, otherwise the oldest `maxItems` after the
+ *   cursor — newest first either way.
+ */
+export type ListPage =
+  | { oldestFirst: false, offset: number, limit: number | undefined }
+  | { oldestFirst: true, offset: number, limit: number, maxItems: number }
+
+export function listPage ({ after, limit, offset = 0, maxItems }: ListFilter): ListPage {
+  if (limit === undefined && after !== undefined && maxItems !== undefined) {
+    return { oldestFirst: true, offset, limit: offset + maxItems, maxItems }
+  }
+  return { oldestFirst: false, offset, limit: limit ?? maxItems }
+}
+
+/** The answer of a list from the rows `page` read (in its order): newest first. */
+export function pageAnswer<T> (page: ListPage, rows: T[]): T[] {
+  if (!page.oldestFirst) return rows
+  return rows.slice(0, Math.max(0, Math.min(page.maxItems, rows.length - page.offset))).reverse()
 }
 
 export interface ApiKeyRecord {

@@ -5,7 +5,7 @@ import Database from 'better-sqlite3'
 import { and, asc, count, desc, eq, gt, gte, isNull, lte, sql } from 'drizzle-orm'
 import { drizzle } from 'drizzle-orm/better-sqlite3'
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator'
-import type { BaseSQLiteDatabase } from 'drizzle-orm/sqlite-core'
+import type { BaseSQLiteDatabase, SQLiteColumn, SQLiteSelect } from 'drizzle-orm/sqlite-core'
 import type { Permission } from '../schemas/apikeys.js'
 import { apikeys, clients, events, idempotencyKeys, subscriptions } from './schema/sqlite.js'
 import {
@@ -14,7 +14,8 @@ import {
   type Repositories, type RevokeResult, type SessionRecord
 } from './repositories.js'
 import {
-  apikeyColumns, clientColumns, eventColumns, idWindow, insertedEvents, limit, offset, pageValues, subscriptionMatches
+  apikeyColumns, clientColumns, eventColumns, idWindow, insertedEvents, limit, listRead, offset, pageValues, subscriptionMatches,
+  type ListStatements
 } from './queries.js'
 import { afterPendingIo, groupCommit } from './batch.js'
 import { IDEMPOTENCY_WINDOW_MS, keyOf, keysOf, purgeSchedule, sortOut, type QueuedEvent } from './idempotency.js'
@@ -32,12 +33,16 @@ type SqliteDb = BaseSQLiteDatabase<'sync', unknown>
  */
 export function sqliteQueries (db: SqliteDb) {
   const window = (id: Parameters<typeof idWindow>[1]) => idWindow('sqlite', id)
+  /** A list's two statements (see listPage), from a function making its query unordered. */
+  const bothWays = <T extends SQLiteSelect>(query: () => T, id: SQLiteColumn): ListStatements<T> => ({
+    newest: query().orderBy(desc(id)).limit(limit).offset(offset),
+    oldest: query().orderBy(asc(id)).limit(limit)
+  })
   return {
     apikeyByHash: db.select(apikeyColumns(apikeys)).from(apikeys)
       .where(and(eq(apikeys.keyHash, sql.placeholder('hash')), isNull(apikeys.revoked))),
     apikeyById: db.select(apikeyColumns(apikeys)).from(apikeys).where(eq(apikeys.id, sql.placeholder('id'))),
-    apikeyList: db.select(apikeyColumns(apikeys)).from(apikeys).where(window(apikeys.id))
-      .orderBy(desc(apikeys.id)).limit(limit).offset(offset),
+    apikeyList: bothWays(() => db.select(apikeyColumns(apikeys)).from(apikeys).where(window(apikeys.id)).$dynamic(), apikeys.id),
     apikeyCount: db.select({ n: count() }).from(apikeys),
     activeAdminCount: db.select({ n: count() }).from(apikeys)
       .where(and(eq(apikeys.permission, 'admin'), isNull(apikeys.revoked))),
@@ -51,34 +56,22 @@ export function sqliteQueries (db: SqliteDb) {
     clientTouch: db.update(clients).set({ lastActive: sql`${sql.placeholder('now')}` })
       .where(eq(clients.id, sql.placeholder('id'))),
     clientById: db.select(clientColumns(clients)).from(clients).where(eq(clients.id, sql.placeholder('id'))),
-    clientsActive: db.select(clientColumns(clients)).from(clients)
-      .where(and(gte(clients.lastActive, sql.placeholder('since')), isNull(clients.ended), window(clients.id)))
-      .orderBy(desc(clients.id)).limit(limit).offset(offset),
+    clientsActive: bothWays(() => db.select(clientColumns(clients)).from(clients)
+      .where(and(gte(clients.lastActive, sql.placeholder('since')), isNull(clients.ended), window(clients.id))).$dynamic(), clients.id),
     clientsActiveCount: db.select({ n: count() }).from(clients)
       .where(and(gte(clients.lastActive, sql.placeholder('since')), isNull(clients.ended))),
     eventById: db.select(eventColumns(events)).from(events).where(eq(events.id, sql.placeholder('id'))),
-    eventList: db.select(eventColumns(events)).from(events).where(window(events.id))
-      .orderBy(desc(events.id)).limit(limit).offset(offset),
-    eventsByClient: db.select(eventColumns(events)).from(events)
-      .where(and(eq(events.clientId, sql.placeholder('clientId')), window(events.id)))
-      .orderBy(desc(events.id)).limit(limit).offset(offset),
+    // (oldest first, with no upper bound, these are also the catch-up of streams)
+    eventList: bothWays(() => db.select(eventColumns(events)).from(events).where(window(events.id)).$dynamic(), events.id),
+    eventsByClient: bothWays(() => db.select(eventColumns(events)).from(events)
+      .where(and(eq(events.clientId, sql.placeholder('clientId')), window(events.id))).$dynamic(), events.id),
     // One query over all of the client's subscriptions: each subscription reaches its events
     // through events_name_id_idx (name, id), so `after=` is a range read on that index.
-    eventsSubscribed: db.select(eventColumns(events)).from(subscriptions)
+    eventsSubscribed: bothWays(() => db.select(eventColumns(events)).from(subscriptions)
       .innerJoin(events, subscriptionMatches(events, subscriptions))
-      .where(and(eq(subscriptions.clientId, sql.placeholder('clientId')), window(events.id)))
-      .orderBy(desc(events.id)).limit(limit).offset(offset),
+      .where(and(eq(subscriptions.clientId, sql.placeholder('clientId')), window(events.id))).$dynamic(), events.id),
     subscriptionsOf: db.select({ eventName: subscriptions.eventName, location: subscriptions.location })
       .from(subscriptions).where(eq(subscriptions.clientId, sql.placeholder('clientId'))),
-    // Catch-up of streams, oldest first: a range read on the primary key...
-    eventsAfter: db.select(eventColumns(events)).from(events)
-      .where(gt(events.id, sql.placeholder('after')))
-      .orderBy(asc(events.id)).limit(limit),
-    // ...or, for a client's subscriptions, on events_name_id_idx per subscription.
-    eventsSubscribedAfter: db.select(eventColumns(events)).from(subscriptions)
-      .innerJoin(events, subscriptionMatches(events, subscriptions))
-      .where(and(eq(subscriptions.clientId, sql.placeholder('clientId')), gt(events.id, sql.placeholder('after'))))
-      .orderBy(asc(events.id)).limit(limit),
     // Posts with an Idempotency-Key (./idempotency.ts): the event a key names while it is
     // younger than `since`, on the primary key (apikey_id, key)...
     idempotentEvent: db.select(eventColumns(events)).from(idempotencyKeys)
@@ -98,7 +91,15 @@ export function sqliteQueries (db: SqliteDb) {
   }
 }
 
-const page = (filter: ListFilter) => pageValues('sqlite', filter)
+/** Prepares both statements of a list. */
+const prepareBoth = <P>(list: ListStatements<{ prepare: () => P }>): ListStatements<P> =>
+  ({ newest: list.newest.prepare(), oldest: list.oldest.prepare() })
+
+/** Runs a list (see listPage) with the values of `filter` and `values`; answers newest first. */
+function readList<T> (list: ListStatements<{ all: (values: Record<string, unknown>) => T[] }>, filter: ListFilter, values: Record<string, unknown> = {}): T[] {
+  const read = listRead('sqlite', filter)
+  return read.answer(read.pick(list).all({ ...values, ...read.values }))
+}
 
 /** The most events one insert statement takes: a larger group is inserted by several. */
 const INSERT_ROWS = 32
@@ -196,7 +197,7 @@ export function openSqlite (file: string, { clock = Date.now }: ClockOption = {}
   const statements = {
     apikeyByHash: queries.apikeyByHash.prepare(),
     apikeyById: queries.apikeyById.prepare(),
-    apikeyList: queries.apikeyList.prepare(),
+    apikeyList: prepareBoth(queries.apikeyList),
     apikeyCount: queries.apikeyCount.prepare(),
     activeAdminCount: queries.activeAdminCount.prepare(),
     apikeyRevoke: queries.apikeyRevoke.prepare(),
@@ -204,15 +205,13 @@ export function openSqlite (file: string, { clock = Date.now }: ClockOption = {}
     sessionByHash: queries.sessionByHash.prepare(),
     clientTouch: queries.clientTouch.prepare(),
     clientById: queries.clientById.prepare(),
-    clientsActive: queries.clientsActive.prepare(),
+    clientsActive: prepareBoth(queries.clientsActive),
     clientsActiveCount: queries.clientsActiveCount.prepare(),
     eventById: queries.eventById.prepare(),
-    eventList: queries.eventList.prepare(),
-    eventsByClient: queries.eventsByClient.prepare(),
-    eventsSubscribed: queries.eventsSubscribed.prepare(),
+    eventList: prepareBoth(queries.eventList),
+    eventsByClient: prepareBoth(queries.eventsByClient),
+    eventsSubscribed: prepareBoth(queries.eventsSubscribed),
     subscriptionsOf: queries.subscriptionsOf.prepare(),
-    eventsAfter: queries.eventsAfter.prepare(),
-    eventsSubscribedAfter: queries.eventsSubscribedAfter.prepare(),
     idempotentEvent: queries.idempotentEvent.prepare(),
     rememberKey: queries.rememberKey.prepare(),
     purgeKeys: queries.purgeKeys.prepare()
@@ -284,7 +283,7 @@ export function openSqlite (file: string, { clock = Date.now }: ClockOption = {}
 
   const dataVersion = sqlite.prepare('pragma data_version').pluck()
   const changes = changeWatch(() => dataVersion.get())
-  const recent = new RecentEvents((count) => statements.eventList.all(page({ limit: count })), changes.seen, 100, changes.now)
+  const recent = new RecentEvents((count) => readList(statements.eventList, { limit: count }), changes.seen, 100, changes.now)
   // Sessions: another connection's commit (another process ending a session or revoking a
   // key, e.g. cred-gen --revoke) changes data_version and empties the cache; this
   // connection's own ends and revocations empty it directly.
@@ -346,7 +345,7 @@ export function openSqlite (file: string, { clock = Date.now }: ClockOption = {}
         return statements.apikeyById.get({ id })
       },
       async list (filter: ListFilter) {
-        return statements.apikeyList.all(page(filter))
+        return readList(statements.apikeyList, filter)
       },
       async count () {
         return statements.apikeyCount.get()?.n ?? 0
@@ -379,7 +378,7 @@ export function openSqlite (file: string, { clock = Date.now }: ClockOption = {}
         return statements.clientById.get({ id })
       },
       async listActive (since: number, filter: ListFilter) {
-        return statements.clientsActive.all({ since, ...page(filter) })
+        return readList(statements.clientsActive, filter, { since })
       },
       async countActive (since: number) {
         return statements.clientsActiveCount.get({ since })?.n ?? 0
@@ -394,22 +393,24 @@ export function openSqlite (file: string, { clock = Date.now }: ClockOption = {}
         return statements.eventById.get({ id })
       },
       async list (filter: ListFilter) {
-        return recent.list(filter) ?? statements.eventList.all(page(filter))
+        return recent.list(filter) ?? readList(statements.eventList, filter)
       },
       async listByClient (clientId: number, filter: ListFilter) {
-        return nothingAfter(filter.after) ? [] : statements.eventsByClient.all({ clientId, ...page(filter) })
+        return nothingAfter(filter.after) ? [] : readList(statements.eventsByClient, filter, { clientId })
       },
       async listSubscribed (clientId: number, filter: ListFilter) {
-        return nothingAfter(filter.after) ? [] : statements.eventsSubscribed.all({ clientId, ...page(filter) })
+        return nothingAfter(filter.after) ? [] : readList(statements.eventsSubscribed, filter, { clientId })
       },
       async latestId () {
         return recent.latestId()
       },
       async listAfter (after: number, count: number, subscribedBy?: number) {
         if (nothingAfter(after)) return []
+        // the oldest-first read of a list capped at `count` (not reversed: streams send them in this order)
+        const values = pageValues('sqlite', { after, maxItems: count })
         return subscribedBy === undefined
-          ? statements.eventsAfter.all({ after, limit: count })
-          : statements.eventsSubscribedAfter.all({ clientId: subscribedBy, after, limit: count })
+          ? statements.eventList.oldest.all(values)
+          : statements.eventsSubscribed.oldest.all({ clientId: subscribedBy, ...values })
       }
     },
     async ping () {

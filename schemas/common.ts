@@ -50,17 +50,28 @@ export const IdParams = Type.Object({
 
 const Count = (description: string) => Type.Integer({ minimum: 0, description })
 
-/** Query parameters accepted by every list route. */
-export const ListQuery = Type.Object({
+/**
+ * Query parameters accepted by every list route. `limit` is at most `maxPageSize` (a larger one
+ * is a 400 naming the maximum, not silently cut: a caller asking for more learns it gets less),
+ * and a list without `limit` holds at most that many items (see `listPage` in db/repositories.ts).
+ */
+export const listQuery = (maxPageSize: number) => Type.Object({
   full: Type.Optional(Type.Union([Type.Boolean(), Type.Integer({ minimum: 0, maximum: 1 })], {
     description: 'full items instead of `{id, uri}`: true or 1, false or 0'
   })),
   before: Type.Optional(Count('only ids lower than this')),
-  after: Type.Optional(Count('only ids higher than this')),
-  limit: Type.Optional(Count('at most this many items')),
+  after: Type.Optional(Count('only ids higher than this. Without `limit`, the page is the (at most ' +
+    `${maxPageSize}) items right after it, still newest first: a client that polls with the highest id it got ` +
+    'as its next `after` receives every item exactly once')),
+  limit: Type.Optional(Type.Integer({
+    minimum: 0,
+    maximum: maxPageSize,
+    description: `at most this many items; at most ${maxPageSize} (the server's maxPageSize): a larger limit is a 400. ` +
+      `Without it, a list holds at most ${maxPageSize} items (the newest, or with \`after\` those right after it)`
+  })),
   offset: Type.Optional(Count('skip this many items first'))
 })
-export type ListQuery = Static<typeof ListQuery>
+export type ListQuery = Static<ReturnType<typeof listQuery>>
 
 /** `full=true` and `full=1` both ask for full items. */
 export const wantsFull = (full: ListQuery['full']): boolean => full === true || full === 1

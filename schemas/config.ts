@@ -22,6 +22,10 @@ export const Settings = Type.Object({
   schedulerPeriod: Type.Integer({ minimum: 1 }),
   pingtimeout: Type.Integer({ minimum: 1 }),
   bodyLimit: Type.Integer({ minimum: 1024, description: 'largest accepted request body, in bytes' }),
+  maxPageSize: Type.Integer({
+    minimum: 1,
+    description: 'most items one list answer holds: the largest `limit` accepted (a larger one is a 400), and the page size without one'
+  }),
   streamHeartbeat: Type.Integer({ minimum: 1, description: 'seconds between heartbeat comments on idle event streams' }),
   streamBufferLimit: Type.Integer({ minimum: 1, description: 'events a stream may fall behind before it is closed' }),
   shutdownGrace: Type.Integer({
@@ -83,6 +87,7 @@ export const defaultSettings: Settings = {
   schedulerPeriod: 30,
   pingtimeout: 240,
   bodyLimit: 1048576,
+  maxPageSize: 1000,
   streamHeartbeat: 15,
   streamBufferLimit: 1000,
   shutdownGrace: 10,

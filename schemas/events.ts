@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { BodySessionKey, IsoTime, ListQuery, Nullable, StoredText, Uri, itemResponse, listResponse } from './common.js'
+import { BodySessionKey, IsoTime, Nullable, StoredText, Uri, itemResponse, listQuery, listResponse } from './common.js'
 
 export const NAME_MAX = 240
 export const VALUE_MAX = 4096
@@ -72,7 +72,7 @@ export const EventFound = itemResponse('event', EventItem, 'The event, full form
 export const MAX_WAIT_SECONDS = 60
 
 /** The event lists also take `wait`: long polling. */
-export const EventListQuery = Type.Composite([ListQuery, Type.Object({
+export const eventListQuery = (maxPageSize: number) => Type.Composite([listQuery(maxPageSize), Type.Object({
   wait: Type.Optional(Type.Number({
     minimum: 0,
     maximum: MAX_WAIT_SECONDS,

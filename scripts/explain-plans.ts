@@ -19,7 +19,8 @@ import { drizzle as drizzlePg } from 'drizzle-orm/postgres-js'
 import { drizzle as drizzleSqlite } from 'drizzle-orm/better-sqlite3'
 import postgres from 'postgres'
 import { openPostgres, postgresQueries } from '../db/postgres.js'
-import { pageValues } from '../db/queries.js'
+import { listRead, type ListStatements } from '../db/queries.js'
+import type { ListFilter } from '../db/repositories.js'
 import { openSqlite, sqliteQueries } from '../db/sqlite.js'
 import type { DatabaseKind } from '../schemas/config.js'
 
@@ -53,10 +54,20 @@ const seedSubscriptions = (series: string) => `
   union all select n, 'Door', case when n = 1 then 'Room 1' else 'Room ' || (n % 20) end from ${series}
   union all select n, case when n = 1 then 'Alarm' when n = 2 then 'Fire' else 'Name' || (3 + n % 47) end, null from ${series}`
 
+type Statement = SQLWrapper & { toSQL: () => { sql: string, params: unknown[] } }
+
 interface Case {
   title: string
-  query: keyof ReturnType<typeof sqliteQueries> & keyof ReturnType<typeof postgresQueries>
-  values: (dialect: DatabaseKind, newest: number) => Record<string, unknown>
+  list: 'eventsSubscribed' | 'eventList' | 'eventsByClient'
+  clientId?: number
+  /** the route's filter, with the default maxPageSize */
+  filter: (newest: number) => ListFilter
+}
+
+/** The statement a case runs (the newest-first or the oldest-first one, see listPage) and its values. */
+function statementOf (queries: Record<Case['list'], ListStatements<Statement>>, c: Case, dialect: DatabaseKind, newest: number) {
+  const read = listRead(dialect, { ...c.filter(newest), maxItems: 1000 })
+  return { query: read.pick(queries[c.list]), values: { clientId: c.clientId, ...read.values } }
 }
 
 // The id bound of the "after" polls: the newest ~1000 events (~50 of them match client 1).
@@ -64,47 +75,52 @@ const recent = 1000
 const cases: Case[] = [
   {
     title: 'GET /clients/1/subscribedevents?after=<newest - 1000> (a device polling for what is new)',
-    query: 'eventsSubscribed',
-    values: (dialect, newest) => ({ clientId: 1, ...pageValues(dialect, { after: newest - recent }) })
+    list: 'eventsSubscribed',
+    clientId: 1,
+    filter: (newest) => ({ after: newest - recent })
   },
   {
     title: 'GET /clients/1/subscribedevents?limit=1 (a device\'s first poll)',
-    query: 'eventsSubscribed',
-    values: (dialect) => ({ clientId: 1, ...pageValues(dialect, { limit: 1 }) })
+    list: 'eventsSubscribed',
+    clientId: 1,
+    filter: () => ({ limit: 1 })
   },
   {
     title: 'GET /clients/1/subscribedevents?after=<newest / 2> (a device back after a long time away)',
-    query: 'eventsSubscribed',
-    values: (dialect, newest) => ({ clientId: 1, ...pageValues(dialect, { after: Math.floor(newest / 2) }) })
+    list: 'eventsSubscribed',
+    clientId: 1,
+    filter: (newest) => ({ after: Math.floor(newest / 2) })
   },
   {
     title: 'GET /clients/2/subscribedevents?limit=1 (first poll, subscriptions that match nothing)',
-    query: 'eventsSubscribed',
-    values: (dialect) => ({ clientId: 2, ...pageValues(dialect, { limit: 1 }) })
+    list: 'eventsSubscribed',
+    clientId: 2,
+    filter: () => ({ limit: 1 })
   },
   {
     title: 'GET /events?limit=50',
-    query: 'eventList',
-    values: (dialect) => pageValues(dialect, { limit: 50 })
+    list: 'eventList',
+    filter: () => ({ limit: 50 })
   },
   {
     title: 'GET /events?after=<newest - 1000>',
-    query: 'eventList',
-    values: (dialect, newest) => pageValues(dialect, { after: newest - recent })
+    list: 'eventList',
+    filter: (newest) => ({ after: newest - recent })
   },
   {
     title: 'GET /events?before=<newest / 2>&limit=50&offset=50 (paging back)',
-    query: 'eventList',
-    values: (dialect, newest) => pageValues(dialect, { before: Math.floor(newest / 2), limit: 50, offset: 50 })
+    list: 'eventList',
+    filter: (newest) => ({ before: Math.floor(newest / 2), limit: 50, offset: 50 })
   },
   {
     title: 'GET /clients/7/events?limit=50',
-    query: 'eventsByClient',
-    values: (dialect) => ({ clientId: 7, ...pageValues(dialect, { limit: 50 }) })
+    list: 'eventsByClient',
+    clientId: 7,
+    filter: () => ({ limit: 50 })
   }
 ]
 
-function sqlOf (query: SQLWrapper & { toSQL: () => { sql: string, params: unknown[] } }, values: Record<string, unknown>) {
+function sqlOf (query: Statement, values: Record<string, unknown>) {
   const { sql, params } = query.toSQL()
   return { sql, params: fillPlaceholders(params, values) }
 }
@@ -130,7 +146,8 @@ async function explainSqlite () {
     const queries = sqliteQueries(drizzleSqlite({ client: sqlite }))
     const newest = (sqlite.prepare('select max(id) as id from events').get() as { id: number }).id
     for (const c of cases) {
-      const { sql, params } = sqlOf(queries[c.query], c.values('sqlite', newest))
+      const { query, values } = statementOf(queries, c, 'sqlite', newest)
+      const { sql, params } = sqlOf(query, values)
       const plan = sqlite.prepare(`explain query plan ${sql}`).all(...params) as Array<{ id: number, parent: number, detail: string }>
       started = performance.now()
       const rows = sqlite.prepare(sql).all(...params).length
@@ -186,7 +203,8 @@ async function explainPostgres () {
       const queries = postgresQueries(drizzlePg({ client: sql }))
       const [{ newest }] = await sql<[{ newest: number }]>`select max(id) as newest from events`
       for (const c of cases) {
-        const { sql: text, params } = sqlOf(queries[c.query], c.values('postgresql', newest))
+        const { query, values } = statementOf(queries, c, 'postgresql', newest)
+        const { sql: text, params } = sqlOf(query, values)
         out(`### ${c.title}`)
         out()
         out('```sql')

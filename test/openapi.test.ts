@@ -65,6 +65,18 @@ t.test('GET /documentation/json is a valid OpenAPI 3.1 document of every route',
   t.match(spec.paths['/events'].post.responses['201'].headers['idempotent-replayed'], { description: /Idempotency-Key/ }, 'and the Idempotent-Replayed answer')
 })
 
+t.test('the list routes document their cap: limit at most maxPageSize (a 400 beyond), after= pages from the cursor', async (t) => {
+  const { app } = await build(t, { maxPageSize: 50 })
+  const spec = (await app.inject({ url: '/documentation/json' })).json()
+  for (const path of ['/events', '/clients', '/clients/{id}/events', '/clients/{id}/subscribedevents', '/apikeys']) {
+    const parameters = spec.paths[path].get.parameters as Array<{ name: string, description?: string, schema: Record<string, unknown> }>
+    const limit = parameters.find((p) => p.name === 'limit')!
+    t.equal(limit.schema.maximum, 50, `${path}: limit's maximum is maxPageSize`)
+    t.match(limit.description, /at most 50 .*a larger limit is a 400/, `${path}: limit says a larger one is a 400`)
+    t.match(parameters.find((p) => p.name === 'after')!.description, /Without `limit`, the page is the \(at most 50\) items right after it/, `${path}: after says where a page starts`)
+  }
+})
+
 t.test('GET /documentation serves Swagger UI', async (t) => {
   const { app } = await build(t)
   const res = await app.inject({ url: '/documentation' })

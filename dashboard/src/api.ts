@@ -44,6 +44,15 @@ export class ApiError extends Error {
 /** The server could not be reached at all (down, or the network is). */
 export class Unreachable extends Error {}
 
+/**
+ * `wanted`, or fewer when the server's maxPageSize is lower (it answers a larger `limit` with 400):
+ * the server writes that setting into the page.
+ */
+export function pageSize (wanted: number): number {
+  const max = Number(document.querySelector('meta[name="cred-max-page-size"]')?.getAttribute('content'))
+  return Number.isInteger(max) && max >= 1 ? Math.min(wanted, max) : wanted
+}
+
 /** Server time minus this browser's time, from the Date header of the latest answer (to 1 s). */
 let clockOffset = 0
 export const serverNow = () => Date.now() + clockOffset

@@ -1,6 +1,6 @@
 // Active clients (GET clients: those heard from within pingtimeout), refreshed every few
 // seconds: there is no stream of clients coming and going.
-import { ApiError, api, serverNow, type Client, type CredEvent } from './api.js'
+import { ApiError, api, pageSize, serverNow, type Client, type CredEvent } from './api.js'
 import { fields, openDetails } from './dialog.js'
 import { ago, byId, fullTime, h, plural, setText } from './dom.js'
 import { eventButton } from './feed.js'
@@ -8,7 +8,7 @@ import { eventButton } from './feed.js'
 const REFRESH_MS = 5000
 /** a client that appeared is marked "new" this long */
 const NEW_MS = 60_000
-const LISTED = 200
+const LISTED = pageSize(200)
 
 const deviceName = (client: Client) => client.device ?? 'Unnamed device'
 
@@ -79,7 +79,7 @@ export class Clients {
     try {
       const [{ client }, { events }] = await Promise.all([
         api<{ client: Client }>(`clients/${listed.id}`),
-        api<{ events: CredEvent[] }>(`clients/${listed.id}/events?full=true&limit=20`)
+        api<{ events: CredEvent[] }>(`clients/${listed.id}/events?full=true&limit=${pageSize(20)}`)
       ])
       const subscriptions = client.subscriptions ?? []
       body.replaceChildren(

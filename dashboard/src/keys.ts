@@ -1,8 +1,8 @@
 // The API keys page (admin): list, create (the secret is shown once), revoke.
-import { ApiError, api, type ApiKey, type Permission } from './api.js'
+import { ApiError, api, pageSize, type ApiKey, type Permission } from './api.js'
 import { byId, fullTime, h, plural, setText } from './dom.js'
 
-const LISTED = 500
+const LISTED = pageSize(500)
 
 export class KeysPage {
   constructor (private readonly report: { ok: () => void, failed: (err: unknown) => void }) {

@@ -1,6 +1,6 @@
 // The dashboard: sign in with an API key, then watch clients and events live; admins also
 // manage API keys. Everything is fetched relative to the page, so it works under any approot.
-import { ApiError, Unreachable, api, isSessionEnded, type Client, type CredEvent } from './api.js'
+import { ApiError, Unreachable, api, isSessionEnded, pageSize, type Client, type CredEvent } from './api.js'
 import { RateChart } from './chart.js'
 import { Clients } from './clients.js'
 import { closeDetails, setUpDialog } from './dialog.js'
@@ -11,7 +11,7 @@ import { startLive, type LiveStatus } from './live.js'
 
 const VIEWS = ['loading', 'sign-in', 'overview', 'keys-page']
 /** events fetched at sign-in, for the feed and the chart */
-const FIRST_EVENTS = 1000
+const FIRST_EVENTS = pageSize(1000)
 const RETRY_MS = 5000
 
 interface Session {

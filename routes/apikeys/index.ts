@@ -1,24 +1,25 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { IdParams, ListQuery, authErrors, errors, sessionSecurity, wantsFull } from '../../schemas/common.js'
+import { IdParams, authErrors, errors, listQuery, sessionSecurity, wantsFull } from '../../schemas/common.js'
 import { ApiKeyCreated, ApiKeyFound, ApiKeyList, ApiKeyRevoked, NewApiKeyBody, PERMISSIONS, type Permission } from '../../schemas/apikeys.js'
 
 const isPermission = (value: string): value is Permission => (PERMISSIONS as readonly string[]).includes(value)
 
 const apikeys: FastifyPluginAsyncTypebox = async function (fastify) {
   const { repos, items } = fastify
+  const maxItems = fastify.config.maxPageSize
 
   fastify.get('/', {
     schema: {
       tags: ['apikeys'],
       security: sessionSecurity,
       summary: 'List API keys, newest first (admin)',
-      querystring: ListQuery,
+      querystring: listQuery(maxItems),
       response: { 200: ApiKeyList, 400: errors[400], ...authErrors }
     },
     preValidation: fastify.authorize('admin')
   }, async function (request) {
     const { full, ...filter } = request.query
-    const rows = await repos.apikeys.list(filter)
+    const rows = await repos.apikeys.list({ ...filter, maxItems })
     return { status: 200, message: 'OK', apikeys: rows.map((row) => items.apikey(request, row, wantsFull(full))) }
   })
 

@@ -1,11 +1,12 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
-import { IdParams, ListQuery, authErrors, errors, sessionSecurity, wantsFull } from '../../schemas/common.js'
+import { IdParams, authErrors, errors, listQuery, sessionSecurity, wantsFull } from '../../schemas/common.js'
 import { ClientFound, ClientList, ClientWithSubscriptions } from '../../schemas/clients.js'
-import { EventList, EventListQuery, EventStream, StreamHeaders, StreamQuery } from '../../schemas/events.js'
+import { EventList, EventStream, StreamHeaders, StreamQuery, eventListQuery } from '../../schemas/events.js'
 
 const clients: FastifyPluginAsyncTypebox = async function (fastify) {
   const { repos, items, live } = fastify
+  const maxItems = fastify.config.maxPageSize
 
   const findClient = async (id: number) => {
     const client = await repos.clients.get(id)
@@ -26,14 +27,14 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
       tags: ['clients'],
       security: sessionSecurity,
       summary: 'List the clients active within pingtimeout seconds, newest first',
-      querystring: ListQuery,
+      querystring: listQuery(maxItems),
       response: { 200: ClientList, 400: errors[400], ...authErrors }
     },
     preValidation: fastify.authorize('read')
   }, async function (request) {
     const { full, ...filter } = request.query
     const since = Date.now() - fastify.config.pingtimeout * 1000
-    const rows = await repos.clients.listActive(since, filter)
+    const rows = await repos.clients.listActive(since, { ...filter, maxItems })
     return { status: 200, message: 'OK', clients: items.clients(request, rows, wantsFull(full)) }
   })
 
@@ -73,7 +74,7 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
       summary: 'Events posted by a client, newest first',
       description: 'With `wait`, an empty answer is held until that client posts an event (long polling).',
       params: IdParams,
-      querystring: EventListQuery,
+      querystring: eventListQuery(maxItems),
       response: { 200: EventList, 400: errors[400], ...authErrors, 404: errors[404] }
     },
     preValidation: fastify.authorize('read')
@@ -81,7 +82,7 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
     const clientId = await clientIdOf(request)
     const { full, wait, ...filter } = request.query
     const matcher = { subscriptions: null, clientId }
-    const rows = await live.poll(reply, matcher, wait, () => repos.events.listByClient(clientId, filter))
+    const rows = await live.poll(reply, matcher, wait, () => repos.events.listByClient(clientId, { ...filter, maxItems }))
     return items.eventList(reply, items.events(request, rows, wantsFull(full)))
   })
 
@@ -90,10 +91,12 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
       tags: ['clients'],
       security: sessionSecurity,
       summary: 'Events matching a client\'s subscriptions, newest first',
-      description: 'Poll with `?full=true&after=<highest id seen>` to get everything newer; add `wait` ' +
-        'to hold an empty answer until a matching event arrives (long polling).',
+      description: 'Poll with `?full=true&after=<highest id seen>` to get what is newer: at most `maxPageSize` ' +
+        'events at a time, those right after the cursor (newest first within the page), so that polling again with ' +
+        'the highest id received gets every event exactly once. Add `wait` to hold an empty answer until a matching ' +
+        'event arrives (long polling).',
       params: IdParams,
-      querystring: EventListQuery,
+      querystring: eventListQuery(maxItems),
       response: { 200: EventList, 400: errors[400], ...authErrors, 404: errors[404] }
     },
     preValidation: fastify.authorize('read')
@@ -101,7 +104,7 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
     const clientId = await clientIdOf(request)
     const { full, wait, ...filter } = request.query
     const matcher = wait === undefined ? null : live.matcherFor(await repos.clients.subscriptions(clientId))
-    const query = () => repos.events.listSubscribed(clientId, filter)
+    const query = () => repos.events.listSubscribed(clientId, { ...filter, maxItems })
     const rows = matcher === null ? await query() : await live.poll(reply, matcher, wait, query)
     return items.eventList(reply, items.events(request, rows, wantsFull(full)))
   })

@@ -22,7 +22,9 @@ const dashboard: FastifyPluginAsync = async function (fastify) {
   if (!existsSync(indexFile)) {
     throw new Error(`The dashboard is not built (${indexFile} is missing): run \`npm run build\`, or set dashboard: False`)
   }
-  const page = readFileSync(indexFile)
+  // the page tells its scripts the largest list they may ask for
+  const page = Buffer.from(readFileSync(indexFile, 'utf8')
+    .replace(/(<meta name="cred-max-page-size" content=")\d+(")/, `$1${fastify.config.maxPageSize}$2`))
 
   // Security headers on these pages only (this plugin is its own context): the JSON API does not need them.
   await fastify.register(helmet, {

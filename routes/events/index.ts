@@ -1,12 +1,13 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { IdParams, authErrors, errors, sessionSecurity, wantsFull } from '../../schemas/common.js'
 import {
-  EventCreated, EventFound, EventList, EventListQuery, EventStream, PostEventBody, PostEventHeaders, StreamHeaders, StreamQuery
+  EventCreated, EventFound, EventList, EventStream, PostEventBody, PostEventHeaders, StreamHeaders, StreamQuery, eventListQuery
 } from '../../schemas/events.js'
 
 const events: FastifyPluginAsyncTypebox = async function (fastify) {
   const { repos, items, live, metrics } = fastify
   const everyEvent = { subscriptions: null }
+  const maxItems = fastify.config.maxPageSize
 
   fastify.get('/', {
     schema: {
@@ -14,13 +15,13 @@ const events: FastifyPluginAsyncTypebox = async function (fastify) {
       security: sessionSecurity,
       summary: 'List events, newest first',
       description: 'With `wait`, an empty answer is held until a new event arrives (long polling).',
-      querystring: EventListQuery,
+      querystring: eventListQuery(maxItems),
       response: { 200: EventList, 400: errors[400], ...authErrors }
     },
     preValidation: fastify.authorize('read')
   }, async function (request, reply) {
     const { full, wait, ...filter } = request.query
-    const rows = await live.poll(reply, everyEvent, wait, () => repos.events.list(filter))
+    const rows = await live.poll(reply, everyEvent, wait, () => repos.events.list({ ...filter, maxItems }))
     return items.eventList(reply, items.events(request, rows, wantsFull(full)))
   })
 

@@ -5,6 +5,7 @@ import { existsSync, mkdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import t, { type Test } from 'tap'
+import type { SettingsInput } from '../../schemas/config.js'
 import { bearer, build, type TestApp } from '../helper.js'
 
 const CHROMIUM = '/usr/bin/chromium'
@@ -19,8 +20,8 @@ interface Site extends TestApp {
   post: (sessionKey: string, event: Record<string, unknown>) => Promise<number>
 }
 
-async function site (t: Test, prefix = ''): Promise<Site> {
-  const built = await build(t, {}, prefix === '' ? {} : { prefix })
+async function site (t: Test, prefix = '', settings: SettingsInput = {}): Promise<Site> {
+  const built = await build(t, settings, prefix === '' ? {} : { prefix })
   const origin = await built.app.listen({ port: 0, host: '127.0.0.1' })
   return {
     ...built,
@@ -162,6 +163,23 @@ if (missing !== null) {
     await page.locator('#sign-in-message', { hasText: 'Your session has ended' }).waitFor()
     t.ok(await page.locator('#sign-in').isVisible(), 'back to sign-in')
     t.equal(await page.locator('#overview').isVisible(), false)
+  })
+
+  t.test('a small maxPageSize: every list asks for no more than it, and says only the newest are shown', async (t) => {
+    const cred = await site(t, '', { maxPageSize: 3 })
+    for (let i = 0; i < 4; i++) await cred.session('read', { device: `Reader ${i}` })
+    const sensor = await cred.session('write', { device: 'Sensor' })
+    for (let i = 0; i < 5; i++) await cred.post(sensor.sessionKey, { name: 'Motion', value: i })
+    const page = await newPage(t, browser)
+    await page.goto(cred.url)
+    await signIn(page, await cred.key('admin'))
+    await page.locator('#clients-status', { hasText: '(the newest shown)' }).waitFor()
+    t.equal(await page.locator('#clients-list li').count(), 3, 'three clients of six')
+    await page.locator('#feed-list li').nth(2).waitFor()
+    t.equal(await page.locator('#feed-list li').count(), 3, 'three events of five')
+    await page.getByRole('link', { name: 'API keys' }).click()
+    await page.locator('#keys-status', { hasText: 'only the newest 3 are listed' }).waitFor()
+    t.equal(await page.locator('#keys-body tr').count(), 3, 'three keys of six')
   })
 
   t.test('an admin key: the API keys page creates a key (shown once) and revokes it; sign out ends the session', async (t) => {

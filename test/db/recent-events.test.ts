@@ -4,17 +4,12 @@ import fc from 'fast-check'
 import t from 'tap'
 import { NotifiedRecentEvents, RecentEvents } from '../../db/recent-events.js'
 import type { EventRecord, ListFilter } from '../../db/repositories.js'
+import { expectedIds } from './list-reference.js'
 
 const event = (id: number): EventRecord => ({ id, clientId: 1, device: 'dev', name: `E${id % 7}`, location: null, action: null, value: String(id), time: id })
 
-/** What the database answers: ids in the window, newest first, then offset, then limit. */
-function reference (table: EventRecord[], filter: ListFilter): number[] {
-  const ids = table.map((row) => row.id)
-    .filter((id) => id > (filter.after ?? -1) && id < (filter.before ?? Infinity))
-    .sort((a, b) => b - a)
-  const from = filter.offset ?? 0
-  return ids.slice(from, filter.limit === undefined ? undefined : from + filter.limit)
-}
+/** What the database answers (API.md's rule, see ./list-reference.ts). */
+const reference = (table: EventRecord[], filter: ListFilter): number[] => expectedIds(table.map((row) => row.id), filter)
 
 /** A fake table with gaps in its ids, and a data_version that other "connections" bump. */
 function fakeDatabase (ids: number[]) {
@@ -29,14 +24,15 @@ function fakeDatabase (ids: number[]) {
 }
 
 const idsArb = fc.uniqueArray(fc.integer({ min: 1, max: 400 }), { maxLength: 250 }).map((ids) => ids.sort((a, b) => a - b))
-/** list filters with id bounds up to `maxId`, offsets up to `maxOffset` and limits up to `maxLimit` */
+/** list filters with id bounds up to `maxId`, offsets up to `maxOffset` and limits (and page caps) up to `maxLimit` */
 function filters (maxId: number, maxOffset: number, maxLimit: number) {
   const bound = fc.option(fc.integer({ min: -1, max: maxId }), { nil: undefined })
   return fc.record({
     after: bound,
     before: bound,
     offset: fc.option(fc.integer({ min: 0, max: maxOffset }), { nil: undefined }),
-    limit: fc.option(fc.integer({ min: 0, max: maxLimit }), { nil: undefined })
+    limit: fc.option(fc.integer({ min: 0, max: maxLimit }), { nil: undefined }),
+    maxItems: fc.option(fc.integer({ min: 1, max: maxLimit }), { nil: undefined })
   }).map((filter) => Object.fromEntries(Object.entries(filter).filter(([, value]) => value !== undefined)) as ListFilter)
 }
 const filterArb = filters(420, 120, 120)
@@ -61,6 +57,16 @@ t.test('it answers the reads devices make most', async (t) => {
   t.same(recent.list({ after: 495 })?.map((row) => row.id), [500, 499, 498, 497, 496], 'the few newer ones')
   t.equal(recent.list({}), undefined, 'the whole table is the database\'s to answer')
   t.equal(recent.list({ after: 10, limit: 200 }), undefined, 'as are rows older than the window')
+
+  // capped at maxItems (as every route's list is): a poll after a recent id gets the events
+  // right after it; the newest ones without `after`
+  t.same(recent.list({ after: 480, maxItems: 5 })?.map((row) => row.id), [485, 484, 483, 482, 481], 'the five right after the cursor')
+  t.same(recent.list({ after: 480, maxItems: 5, offset: 2 })?.map((row) => row.id), [485, 484, 483, 482, 481], 'cut at the cap: the offset changes nothing')
+  t.same(recent.list({ after: 496, maxItems: 5, offset: 2 })?.map((row) => row.id), [498, 497], 'not cut: newest first minus the offset')
+  t.same(recent.list({ after: 480, maxItems: 5, limit: 2 })?.map((row) => row.id), [500, 499], 'with a limit, the newest')
+  t.same(recent.list({ maxItems: 5 })?.map((row) => row.id), [500, 499, 498, 497, 496], 'without after, the newest five')
+  t.same(recent.list({ after: 400, maxItems: 5 })?.map((row) => row.id), [405, 404, 403, 402, 401], 'the lowest held is 401')
+  t.equal(recent.list({ after: 399, maxItems: 5 }), undefined, 'event 400 is not held: the database answers')
 
   const small = fakeDatabase([3, 7, 9])
   const all = new RecentEvents(small.newest, small.dataVersion, 100)

@@ -10,6 +10,7 @@ import { IDEMPOTENCY_WINDOW_MS, PURGE_INTERVAL_MS } from '../../db/idempotency.j
 import { openPostgres } from '../../db/postgres.js'
 import { CHANGE_CHECK_MS, openSqlite } from '../../db/sqlite.js'
 import { forEachBackend, testDatabase, type Backend } from '../helper.js'
+import { expectedIds } from './list-reference.js'
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex')
 
@@ -63,17 +64,16 @@ async function twoListening (t: Test, backend: Backend): Promise<{ repos: Reposi
   return { repos, other }
 }
 
-/** What a list filter must return from `ids` (any order): newest first, filters, then offset, then limit. */
-function expected (ids: number[], { before, after, offset = 0, limit }: ListFilter): number[] {
-  const kept = ids.filter((id) => (after === undefined || id > after) && (before === undefined || id < before)).sort((a, b) => b - a)
-  return kept.slice(offset, limit === undefined ? undefined : offset + limit)
-}
-
 const filters: ListFilter[] = [
   {}, { limit: 3 }, { offset: 2 }, { offset: 2, limit: 3 }, { after: 4 }, { before: 7 }, { after: 2, before: 9, offset: 1, limit: 2 },
   { limit: 0 }, { offset: 100 }, { after: 100 }, { before: 1 },
   // bounds far beyond any id: no error, and they bound nothing
-  { before: 3_000_000_000 }, { after: 3_000_000_000 }, { limit: 1e20 }, { before: 1e20, offset: 1 }
+  { before: 3_000_000_000 }, { after: 3_000_000_000 }, { limit: 1e20 }, { before: 1e20, offset: 1 },
+  // capped at maxItems: the newest, or with `after` those right after it
+  { maxItems: 3 }, { maxItems: 3, offset: 2 }, { maxItems: 3, before: 8 }, { maxItems: 3, after: 2 }, { maxItems: 3, after: 2, offset: 1 },
+  { maxItems: 3, after: 2, offset: 6 }, { maxItems: 3, after: 2, offset: 7 }, { maxItems: 3, after: 2, before: 9 }, { maxItems: 3, after: 0, limit: 5 },
+  { maxItems: 3, after: 7 }, { maxItems: 20, after: 2 }, { maxItems: 1, after: 0 }, { maxItems: 3, after: 3_000_000_000 },
+  { maxItems: 3, after: 2, offset: 1e20 }
 ]
 
 forEachBackend(t, async (t, backend) => {
@@ -105,7 +105,7 @@ forEachBackend(t, async (t, backend) => {
     const ids: number[] = []
     for (let i = 0; i < 10; i++) ids.push((await repos.apikeys.create('read')).id)
     for (const filter of filters) {
-      t.same((await repos.apikeys.list(filter)).map((key) => key.id), expected(ids, filter), `apikeys ${JSON.stringify(filter)}`)
+      t.same((await repos.apikeys.list(filter)).map((key) => key.id), expectedIds(ids, filter), `apikeys ${JSON.stringify(filter)}`)
     }
     t.equal(await repos.apikeys.count(), 10)
     t.equal(await repos.apikeys.get(3_000_000_000), undefined, 'an id beyond any row')
@@ -120,7 +120,7 @@ forEachBackend(t, async (t, backend) => {
     await repos.clients.touch(clientIds[5]!, 10)
     const active = clientIds.filter((id) => id !== clientIds[2] && id !== clientIds[5])
     for (const filter of filters) {
-      t.same((await repos.clients.listActive(1000, filter)).map((client) => client.id), expected(active, filter), `active clients ${JSON.stringify(filter)}`)
+      t.same((await repos.clients.listActive(1000, filter)).map((client) => client.id), expectedIds(active, filter), `active clients ${JSON.stringify(filter)}`)
     }
     t.equal(await repos.clients.countActive(1000), active.length, 'countActive counts what listActive lists')
     await repos.clients.end(clientIds[7]!, Date.now())
@@ -159,16 +159,42 @@ forEachBackend(t, async (t, backend) => {
     const mine = posted.filter((event) => event.clientId === other.id).map((event) => event.id)
     const matching = posted.filter((event) => event.name === 'Light' || (event.name === 'Door' && event.location === 'Hall')).map((event) => event.id)
     t.equal(matching.length, 6, 'Light anywhere, Door only in the Hall')
-    for (const filter of [...filters, { after: ids[5]! }, { after: ids[5]!, limit: 1 }]) {
+    for (const filter of [...filters, { after: ids[5]! }, { after: ids[5]!, limit: 1 }, { after: ids[3]!, maxItems: 2 }, { after: ids[1]!, maxItems: 2, offset: 1 }]) {
       const label = JSON.stringify(filter)
-      t.same((await repos.events.list(filter)).map((event) => event.id), expected(ids, filter), `events ${label}`)
-      t.same((await repos.events.listByClient(other.id, filter)).map((event) => event.id), expected(mine, filter), `by client ${label}`)
-      t.same((await repos.events.listSubscribed(subscriber.id, filter)).map((event) => event.id), expected(matching, filter), `subscribed ${label}`)
+      t.same((await repos.events.list(filter)).map((event) => event.id), expectedIds(ids, filter), `events ${label}`)
+      t.same((await repos.events.listByClient(other.id, filter)).map((event) => event.id), expectedIds(mine, filter), `by client ${label}`)
+      t.same((await repos.events.listSubscribed(subscriber.id, filter)).map((event) => event.id), expectedIds(matching, filter), `subscribed ${label}`)
     }
     t.same(await repos.events.listSubscribed(subscriber.id, { limit: 1 }), [posted.find((event) => event.id === Math.max(...matching))], 'full records')
     t.same(await repos.events.listSubscribed(other.id, {}), [], 'no subscriptions, no events')
     t.same(await repos.events.listByClient(3_000_000_000, {}), [])
     t.same(await repos.events.listSubscribed(3_000_000_000, {}), [])
+  })
+
+  t.test('events: capped lists answer the same from the newest events held in memory and from the database', async (t) => {
+    // 130 events, 100 held in memory (while notifications are heard, on PostgreSQL): a capped
+    // list after a recent id is answered from memory, one after an older id by the database
+    const { repos } = await twoListening(t, backend)
+    const key = await repos.apikeys.create('write')
+    const subscriber = await repos.clients.create({ device: 'Panel', location: null, apikeyId: key.id, subscriptions: [{ eventName: 'Light', location: null }] })
+    const posted = await Promise.all(Array.from({ length: 130 }, (_, i) =>
+      repos.events.create({ clientId: subscriber.id, device: 'dev', name: i % 3 === 0 ? 'Door' : 'Light', location: null, action: null, value: String(i) })))
+    const ids = posted.map((event) => event.id)
+    const lights = posted.filter((event) => event.name === 'Light').map((event) => event.id)
+    const cursors = [0, ids[9]!, ids[29]!, ids[31]!, ids[100]!, ids[120]!, ids[125]!, ids[128]!, ids[129]!]
+    const capped: ListFilter[] = cursors.flatMap((after) => [
+      { after, maxItems: 7 }, { after, maxItems: 7, offset: 3 }, { after, maxItems: 7, before: after + 10 }, { after, maxItems: 200 }, { after, maxItems: 7, limit: 9 }
+    ])
+    // twice: PostgreSQL loads its window in the background after the first reads
+    for (const pass of [1, 2]) {
+      for (const filter of [...capped, { maxItems: 7 }, { maxItems: 7, offset: 95 }, { maxItems: 7, before: ids[50]! }]) {
+        const label = `${JSON.stringify(filter)} (pass ${pass})`
+        t.same((await repos.events.list(filter)).map((event) => event.id), expectedIds(ids, filter), `events ${label}`)
+        t.same((await repos.events.listByClient(subscriber.id, filter)).map((event) => event.id), expectedIds(ids, filter), `by client ${label}`)
+        t.same((await repos.events.listSubscribed(subscriber.id, filter)).map((event) => event.id), expectedIds(lights, filter), `subscribed ${label}`)
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
   })
 
   t.test('events: posts made at the same moment share a commit, and each gets its own row', async (t) => {

@@ -36,6 +36,12 @@ t.test('GET / serves the dashboard page with security headers; its files are und
   t.notOk(Object.keys(spec.paths).some((path) => path.startsWith('/dashboard')), 'nor its files')
 })
 
+t.test('the page tells its scripts the largest list they may ask for (maxPageSize)', async (t) => {
+  const { app } = await build(t, { maxPageSize: 7 })
+  const page = await app.inject({ url: '/' })
+  t.match(page.body, /<meta name="cred-max-page-size" content="7">/)
+})
+
 t.test('dashboard: False serves no page and no files', async (t) => {
   const { app } = await build(t, { dashboard: false })
   for (const url of ['/', '/dashboard/main.js']) {

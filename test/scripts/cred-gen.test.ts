@@ -62,6 +62,15 @@ t.test('--json prints {"id":…,"apikey":"…","permission":"…"}', async (t) =
   t.match(JSON.parse(again.stdout), { id: 2, permission: 'read', apikey: String })
 })
 
+t.test('--list lists every key, however small maxPageSize (which bounds the API\'s lists only)', async (t) => {
+  const box = sandbox(t)
+  write(join(box.cwd, 'credrc'), 'maxPageSize: 2\n')
+  for (let i = 0; i < 4; i++) t.equal((await run(t, 'cred-gen', ['--read'], box)).code, 0)
+  const json = await run(t, 'cred-gen', ['--list', '--json'], box)
+  t.equal(json.code, 0, json.stderr)
+  t.same((JSON.parse(json.stdout) as Array<{ id: number }>).map((item) => item.id), [4, 3, 2, 1])
+})
+
 t.test('--list on an empty database says how to make a key', async (t) => {
   const box = sandbox(t)
   const text = await run(t, 'cred-gen', ['--list'], box)

@@ -1,8 +1,9 @@
 // cred-server as a real process (dist/scripts/cred-server.js): run `npm run build` first.
-import { execFileSync } from 'node:child_process'
+import { execFile, execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
 import { dirname, join } from 'node:path'
+import { promisify } from 'node:util'
 import t from 'tap'
 import { oneLine, portIsFree, request, run, sandbox, startServer } from '../process-helper.js'
 
@@ -235,4 +236,24 @@ t.test('a client too slow to send its headers, or its whole request, is cut off 
   }
   const res = await request(`${server.origin}/health/live`)
   t.equal(res.status, 200, 'a normal client is served meanwhile')
+})
+
+t.test('the real client\'s polling loop (Python, urllib) gets every event once, in order, though more arrive than maxPageSize', async (t) => {
+  const box = sandbox(t)
+  write(join(box.cwd, 'credrc'), local('maxPageSize: 5\n'))
+  const generated = await run(t, 'cred-gen', ['--write', '--json'], box)
+  t.equal(generated.code, 0, generated.stderr)
+  const { apikey } = JSON.parse(generated.stdout) as { apikey: string }
+  const server = await startServer(t, box)
+  const script = join(import.meta.dirname, 'poll-like-the-client.py')
+  const { stdout } = await promisify(execFile)('python3', [script, server.origin, apikey], { cwd: box.cwd, env: box.env })
+  const { posted, pages } = JSON.parse(stdout) as { posted: number[], pages: number[][] }
+  t.equal(pages[0]!.length, 1, 'the first poll: the newest event')
+  for (const page of pages.slice(1)) {
+    t.ok(page.length <= 5, `at most maxPageSize events an answer: ${page.join(', ')}`)
+    t.same(page, [...page].sort((a, b) => b - a), 'newest first')
+  }
+  t.ok(pages.some((page) => page.length === 5), 'answers were cut at maxPageSize')
+  t.same(pages.flatMap((page) => [...page].reverse()), posted, 'every Light event it posted, each once, in order')
+  t.ok(posted.length > 15, `more events than three pages: ${posted.length}`)
 })
