@@ -6,7 +6,7 @@ import { Server as NetServer } from 'node:net'
 import { createSecureContext, type SecureContextOptions } from 'node:tls'
 import closeWithGrace from 'close-with-grace'
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
-import cred, { frameworkErrors } from '../app.js'
+import cred, { clientErrorHandler, frameworkErrors, nodeAnswersInEnvelope } from '../app.js'
 import { loadConfig } from '../config/load.js'
 import { ConfigError } from '../config/resolve.js'
 import { serverLogging } from '../config/logging.js'
@@ -171,10 +171,13 @@ async function main () {
     // arriving on the others meanwhile with its own 503 (closeGracefully)
     forceCloseConnections: 'idle',
     return503OnClosing: false,
-    // the few errors Fastify's router answers before any plugin runs, in cred's envelope too
+    // the few errors Fastify's router, or Node's parser, answers before any plugin runs, in cred's envelope too
     frameworkErrors,
-    ...(https === null ? {} : { https })
+    clientErrorHandler,
+    // an HTTP/1.1 request without Host is answered by nodeAnswersInEnvelope, not with Node's bare 400
+    ...(https === null ? { http: { requireHostHeader: false } } : { https: { ...https, requireHostHeader: false } })
   })
+  nodeAnswersInEnvelope(app)
   app.log.info(file === null
     ? 'no credrc found: using the built-in defaults'
     : `using config file ${file}`)

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import t from 'tap'
-import { oneLine, portIsFree, request, run, sandbox, startServer } from '../process-helper.js'
+import { oneLine, portIsFree, rawRequest, request, run, sandbox, startServer } from '../process-helper.js'
 
 // every test has its own sandbox: they may run side by side
 t.jobs = 4
@@ -185,6 +185,36 @@ t.test("approot 'cred' serves the API under /cred, with envelopes outside it too
   const undecodable = await request(`${server.origin}/cred/events/%zz`)
   t.equal(undecodable.status, 400)
   t.match(undecodable.json(), { status: 400, message: /Malformed URL/ }, 'errors of the router itself are in the envelope too')
+})
+
+t.test('requests Node refuses before cred sees them are answered in the envelope, and the connection closes', async (t) => {
+  const box = sandbox(t)
+  write(join(box.cwd, 'credrc'), local())
+  const server = await startServer(t, box)
+  const cases: Array<[string, string, number, RegExp]> = [
+    ['a 20 kB header', `GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: ${'x'.repeat(20_000)}\r\n\r\n`, 431,
+      /^Request Header Fields Too Large: the request's headers are larger than the server accepts$/],
+    ['a malformed request line', 'GET/events\r\n\r\n', 400, /^Malformed HTTP request: /],
+    ['a malformed header', 'GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header: x\r\n\r\n', 400, /^Malformed HTTP request: Invalid header/],
+    ['Content-Length and Transfer-Encoding both', 'POST /events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 400,
+      /^Malformed HTTP request: /],
+    ['an HTTP/1.1 request without Host', 'GET /events HTTP/1.1\r\n\r\n', 400, /^Bad Request: an HTTP\/1\.1 request needs a Host header$/],
+    ['an Expect other than 100-continue', 'GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 200-ok\r\n\r\n', 417, /^Expectation Failed/],
+    ['CONNECT', 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n', 501, /not a proxy/]
+  ]
+  for (const [name, text, status, message] of cases) {
+    const res = await rawRequest(server.port, text)
+    t.equal(res.status, status, `${name}: ${res.statusLine}`)
+    t.match(res.headers['content-type'], /^application\/json/, `${name}: JSON`)
+    t.equal(Number(res.headers['content-length']), Buffer.byteLength(res.body), `${name}: Content-Length`)
+    t.equal(res.headers.connection, 'close', `${name}: Connection: close`)
+    const body = JSON.parse(res.body) as { status: number, message: string }
+    t.same(Object.keys(body), ['status', 'message'], `${name}: the envelope`)
+    t.equal(body.status, status)
+    t.match(body.message, message)
+    t.ok(res.closed, `${name}: the server closes the connection`)
+  }
+  t.equal((await request(`${server.origin}/events`)).status, 401, 'and serves on')
 })
 
 t.test('SIGTERM closes the server and exits 0', async (t) => {
