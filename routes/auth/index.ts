@@ -10,8 +10,10 @@ const auth: FastifyPluginAsyncTypebox = async function (fastify) {
   // the session cookie is sent to every route of cred, and only to those
   const cookiePath = fastify.mountPath === '' ? '/' : fastify.mountPath
 
-  // Failed attempts are counted per client IP; past authRateLimit a minute, that IP gets 429
-  // (before its key is even looked at) until the window ends. Successes are not counted.
+  // Failed attempts are counted per client IP; past authRateLimit a minute, that IP's
+  // failures are 429 until the window ends. A right key is always admitted: looking it up is
+  // one indexed query, and a block on a shared address (NAT, a proxy) must not lock its
+  // other devices out.
   const countFailure = fastify.createRateLimit()
   const blockedUntil = new Map<string, number>()
   function refuseIfBlocked (request: FastifyRequest, reply: FastifyReply) {
@@ -27,27 +29,30 @@ const auth: FastifyPluginAsyncTypebox = async function (fastify) {
     throw fastify.httpErrors.tooManyRequests('Too many failed authentication attempts: try again later')
   }
 
-  /** The API key is checked before any other field: a bad key is always 401 Invalid API Key. */
-  async function requireApiKey (request: FastifyRequest, reply: FastifyReply) {
+  /** A failed attempt: counted, then 429 if its address is blocked, else 401 Invalid API Key. */
+  async function refuseKey (request: FastifyRequest, reply: FastifyReply): Promise<never> {
     refuseIfBlocked(request, reply)
+    const limit = await countFailure(request)
+    if (!limit.isAllowed && limit.isExceeded) {
+      if (blockedUntil.size > 10_000) {
+        const now = Date.now()
+        for (const [ip, until] of blockedUntil) if (until <= now) blockedUntil.delete(ip)
+      }
+      blockedUntil.set(request.ip, Date.now() + limit.ttl)
+      request.log.warn({ ip: request.ip }, 'authentication refused: too many invalid API keys from this address')
+      refuseIfBlocked(request, reply)
+    }
+    request.log.info('authentication refused: invalid API key')
+    metrics.authAttempt('invalid_key')
+    throw fastify.httpErrors.unauthorized('Invalid API Key')
+  }
+
+  /** The API key is checked before any other field: a bad key is always 401 Invalid API Key (or 429). */
+  async function requireApiKey (request: FastifyRequest, reply: FastifyReply) {
     const input = (request.method === 'GET' ? request.query : request.body) as { apikey?: unknown } | null
     const apikey = typeof input === 'object' && input !== null ? input.apikey : undefined
     const found = typeof apikey === 'string' && apikey !== '' ? await repos.apikeys.findByKey(apikey) : undefined
-    if (found === undefined) {
-      const limit = await countFailure(request)
-      if (!limit.isAllowed && limit.isExceeded) {
-        if (blockedUntil.size > 10_000) {
-          const now = Date.now()
-          for (const [ip, until] of blockedUntil) if (until <= now) blockedUntil.delete(ip)
-        }
-        blockedUntil.set(request.ip, Date.now() + limit.ttl)
-        request.log.warn({ ip: request.ip }, 'authentication refused: too many invalid API keys from this address')
-        refuseIfBlocked(request, reply)
-      }
-      request.log.info('authentication refused: invalid API key')
-      metrics.authAttempt('invalid_key')
-      throw fastify.httpErrors.unauthorized('Invalid API Key')
-    }
+    if (found === undefined) return refuseKey(request, reply)
     apikeyOf.set(request, found)
   }
 

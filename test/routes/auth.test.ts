@@ -232,12 +232,31 @@ t.test('failed /auth attempts are limited per IP with 429 and Retry-After; succe
   t.match(limited.json(), { status: 429, message: /Too many failed authentication attempts/ })
   const retry = Number(limited.headers['retry-after'])
   t.ok(retry > 0 && retry <= 60, `Retry-After: ${retry}`)
-  const blocked = await app.inject({ method: 'POST', url: '/auth', payload: { apikey: good } })
-  t.equal(blocked.statusCode, 429, 'while blocked, even a right key is not tried')
-  const elsewhere = await app.inject({ method: 'POST', url: '/auth', payload: { apikey: good }, remoteAddress: '10.9.8.7' })
-  t.equal(elsewhere.statusCode, 201, 'other addresses are not affected')
+  const elsewhere = await app.inject({ method: 'POST', url: '/auth', payload: { apikey: 'wrong' }, remoteAddress: '10.9.8.7' })
+  t.equal(elsewhere.statusCode, 401, 'other addresses are not affected')
   const getForm = await app.inject({ method: 'GET', url: '/auth?apikey=nope' })
   t.equal(getForm.statusCode, 429, 'GET /auth counts too')
+  const noKey = await app.inject({ method: 'POST', url: '/auth', payload: {} })
+  t.equal(noKey.statusCode, 429, 'and so does a request without a key')
+})
+
+forEachBackend(t, async (t, backend) => {
+  t.test('a right key is always admitted, even from an address blocked for its failures', async (t) => {
+    const { app, key } = await build(t, {}, { backend })
+    const good = await key('write')
+    const statuses = []
+    for (let i = 0; i < 11; i++) statuses.push((await app.inject({ method: 'POST', url: '/auth', payload: { apikey: `guess-${i}` } })).statusCode)
+    t.same(statuses, [...Array(10).fill(401), 429], 'authRateLimit (10) failures, then blocked')
+    const device = await app.inject({ method: 'POST', url: '/auth', payload: { apikey: good, device: 'Lamp' } })
+    t.equal(device.statusCode, 201, 'a device behind the same address signs in')
+    t.equal((await app.inject({ method: 'GET', url: `/auth?apikey=${encodeURIComponent(good)}` })).statusCode, 201, 'GET /auth too')
+    const post = await app.inject({ method: 'POST', url: '/events', headers: bearer(device.json().sessionKey), payload: { event: { name: 'Light' } } })
+    t.equal(post.statusCode, 201, 'and its session works')
+    const guess = await app.inject({ method: 'POST', url: '/auth', payload: { apikey: 'guess-again' } })
+    t.equal(guess.statusCode, 429, 'the next wrong key is still refused')
+    const retry = Number(guess.headers['retry-after'])
+    t.ok(retry > 0 && retry <= 60, `with Retry-After: ${retry}`)
+  })
 })
 
 t.test('more subscriptions than maxSubscriptions is 400', async (t) => {
