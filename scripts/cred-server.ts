@@ -174,6 +174,8 @@ async function main () {
     // the few errors Fastify's router, or Node's parser, answers before any plugin runs, in cred's envelope too
     frameworkErrors,
     clientErrorHandler,
+    // behind a reverse proxy: request.ip (the failed-auth limit's address), protocol and host from X-Forwarded-*
+    trustProxy: config.trustProxy,
     // an HTTP/1.1 request without Host is answered by nodeAnswersInEnvelope, not with Node's bare 400
     ...(https === null ? { http: { requireHostHeader: false } } : { https: { ...https, requireHostHeader: false } })
   })

@@ -6,14 +6,15 @@ import type { ConnectionError, FastifyError, FastifyInstance, FastifyReply, Fast
 import { Envelope } from '../../schemas/common.js'
 
 /** Client errors whose Fastify message is reworded for device authors. */
-function clientMessage (error: FastifyError, bodyLimit: number): string {
+function clientMessage (error: FastifyError, bodyLimit: number, contentType: string | undefined): string {
   switch (error.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return `Request body is too large (limit ${bodyLimit} bytes)`
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return `Malformed JSON body: ${error.message}`
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return `Unsupported content type: ${error.message.replace(/^Unsupported Media Type:?\s*/i, '') || 'none'}`
+      // Fastify's message does not name it
+      return `Unsupported content type: ${contentType === undefined || contentType === '' ? 'none' : shorten(contentType)}`
     default:
       if (error instanceof SyntaxError) return `Malformed JSON body: ${error.message}`
       return error.message
@@ -131,7 +132,7 @@ export default fp(async function errors (fastify) {
       const message = status === 503 ? 'Service Unavailable: the database cannot be reached' : 'Internal Server Error'
       return reply.code(status).send({ status, message })
     }
-    return reply.code(status).send({ status, message: clientMessage(error, fastify.config.bodyLimit) })
+    return reply.code(status).send({ status, message: clientMessage(error, fastify.config.bodyLimit, request.headers['content-type']) })
   })
 
   fastify.setNotFoundHandler(function (_request, reply) {

@@ -6,14 +6,16 @@ import type { ApiKeyRecord } from '../../db/index.js'
 
 const auth: FastifyPluginAsyncTypebox = async function (fastify) {
   const { repos, config, metrics } = fastify
+  // the original web UI posts its sign-in form here; no other route reads form bodies
+  fastify.acceptFormBodies()
   const apikeyOf = new WeakMap<FastifyRequest, ApiKeyRecord>()
   // the session cookie is sent to every route of cred, and only to those
   const cookiePath = fastify.mountPath === '' ? '/' : fastify.mountPath
 
-  // Failed attempts are counted per client IP; past authRateLimit a minute, that IP's
-  // failures are 429 until the window ends. A right key is always admitted: looking it up is
-  // one indexed query, and a block on a shared address (NAT, a proxy) must not lock its
-  // other devices out.
+  // Failed attempts are counted per client IP (request.ip: the real client behind a proxy
+  // with trustProxy); past authRateLimit a minute, that IP's failures are 429 until the window
+  // ends. A right key is always admitted: looking it up is one indexed query, and a block on a
+  // shared address (NAT, a proxy) must not lock its other devices out.
   const countFailure = fastify.createRateLimit()
   const blockedUntil = new Map<string, number>()
   function refuseIfBlocked (request: FastifyRequest, reply: FastifyReply) {
@@ -107,9 +109,14 @@ const auth: FastifyPluginAsyncTypebox = async function (fastify) {
       tags: ['auth'],
       summary: 'Authenticate with an API key (JSON or form-encoded body)',
       description,
+      consumes: ['application/json', 'application/x-www-form-urlencoded'],
       body: AuthInput,
-      response: { 201: AuthResponse, 400: errors[400], 401: errors[401], 413: errors[413], 415: errors[415], 429: errors[429] }
+      response: {
+        201: AuthResponse, 400: errors[400], 401: errors[401], 403: errors.crossOrigin, 413: errors[413], 415: errors[415], 429: errors[429]
+      }
     },
+    // a page of another site must not sign the visitor's browser in with a key of its choosing
+    onRequest: fastify.refuseForeignPage,
     preValidation: requireApiKey
   }, async function (request, reply) {
     return authenticate(request, reply, request.body)
@@ -121,8 +128,10 @@ const auth: FastifyPluginAsyncTypebox = async function (fastify) {
       summary: 'Authenticate with an API key in query parameters',
       description: description + ' Nested fields use bracket notation: `subscribe[Light][location]=Hall`.',
       querystring: AuthInput,
-      response: { 201: AuthResponse, 400: errors[400], 401: errors[401], 429: errors[429] }
+      response: { 201: AuthResponse, 400: errors[400], 401: errors[401], 403: errors.crossOrigin, 429: errors[429] }
     },
+    // a link on another site must not sign the visitor's browser in with the key in it
+    onRequest: fastify.refuseForeignPage,
     preValidation: [parseBracketQuery, requireApiKey]
   }, async function (request, reply) {
     return authenticate(request, reply, request.query)
@@ -137,7 +146,8 @@ const auth: FastifyPluginAsyncTypebox = async function (fastify) {
         'leaves the active clients.',
       response: {
         204: { description: 'Session ended', type: 'null' },
-        401: errors[401]
+        401: errors[401],
+        403: errors.crossOrigin
       }
     },
     preValidation: fastify.authorize('read')

@@ -112,7 +112,9 @@ t.test('a bad config exits 1 with one line naming the file and the key', async (
     ['broken YAML', "approot: '/cred\nport: 5000\n", "'approot'", 'unreadable YAML'],
     ['unknown database type', local("type: 'mongodb'\n"), "'database.type'", "unknown database type 'mongodb'"],
     ['SSL True without files', local('SSL: True\n'), "'sslcert'", 'SSL is True'],
-    ['SSL certificate file missing', local('SSL: True\nsslcert: nocert.pem\nsslkey: nokey.pem\n'), "'sslcert'", 'nocert.pem']
+    ['SSL certificate file missing', local('SSL: True\nsslcert: nocert.pem\nsslkey: nokey.pem\n'), "'sslcert'", 'nocert.pem'],
+    ['cors entry that is not an origin', local("cors: ['https://ui.example/app']\n"), "'cors'", "'https://ui.example/app' is not an origin"],
+    ['trustProxy entry that is not an address', local("trustProxy: 'my-proxy'\n"), "'trustProxy'", "'my-proxy' is not an IP address"]
   ]
   t.jobs = 4
   for (const [name, text, key, detail] of cases) {
@@ -215,6 +217,29 @@ t.test('requests Node refuses before cred sees them are answered in the envelope
     t.ok(res.closed, `${name}: the server closes the connection`)
   }
   t.equal((await request(`${server.origin}/events`)).status, 401, 'and serves on')
+})
+
+t.test('trustProxy: behind the proxy it names, the failed-auth limit is per real client', async (t) => {
+  const failures = (port: number, client: string) => rawRequest(port, 'POST /auth HTTP/1.1\r\nHost: cred.example\r\n' +
+    `X-Forwarded-For: ${client}\r\nContent-Type: application/json\r\nContent-Length: 15\r\nConnection: close\r\n\r\n{"apikey":"no"}`)
+  const statuses = async (port: number, client: string, times: number) => {
+    const seen = []
+    for (let i = 0; i < times; i++) seen.push((await failures(port, client)).status)
+    return seen
+  }
+  const trusting = sandbox(t)
+  write(join(trusting.cwd, 'credrc'), local("trustProxy: '127.0.0.1'\nauthRateLimit: 2\n"))
+  const behind = await startServer(t, trusting)
+  t.same(await statuses(behind.port, '192.0.2.1', 3), [401, 401, 429], 'one client behind the proxy is blocked')
+  t.same(await statuses(behind.port, '192.0.2.2', 1), [401], 'another is not')
+  t.match(behind.logs().find((line) => line.msg === 'authentication refused: too many invalid API keys from this address'), { ip: '192.0.2.1' },
+    'the log names the real client')
+
+  const direct = sandbox(t)
+  write(join(direct.cwd, 'credrc'), local('authRateLimit: 2\n'))
+  const plain = await startServer(t, direct)
+  t.same(await statuses(plain.port, '192.0.2.1', 3), [401, 401, 429])
+  t.same(await statuses(plain.port, '192.0.2.2', 1), [429], 'by default X-Forwarded-For is ignored: every client is the proxy')
 })
 
 t.test('SIGTERM closes the server and exits 0', async (t) => {
