@@ -1,3 +1,4 @@
+import { isIP } from 'node:net'
 import type { TSchema } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import {
@@ -79,6 +80,54 @@ export function databaseFromUrl (url: string, source: string): Partial<DatabaseS
 }
 
 /**
+ * The listed origins as a browser writes them in its `Origin` header (lower case, no default
+ * port), so that they compare as plain strings; a ConfigError for an entry that is not one.
+ */
+function corsOrigins (cors: Settings['cors'], source: string): Settings['cors'] {
+  if (cors === '*') return cors
+  const origins = cors.map((entry) => {
+    const hint = entry.trim() === '*' ? " (to allow any origin, write cors: '*', not in a list)" : ''
+    const problem = new ConfigError(source, 'cors', `'${entry}' is not an origin: write scheme://host[:port] (http or https), without a path${hint}`)
+    if (!/^https?:\/\/[^/?#@\\\s]+$/i.test(entry)) throw problem
+    try {
+      return new URL(entry).origin
+    } catch {
+      throw problem
+    }
+  })
+  return [...new Set(origins)]
+}
+
+/** Names @fastify/proxy-addr (Fastify's trustProxy) reads as ranges of addresses. */
+const namedRanges = new Set(['loopback', 'linklocal', 'uniquelocal'])
+
+/** Whether `entry` is a proxy address Fastify accepts: an IP address, address/prefix length, or a named range. */
+function isProxyAddress (entry: string): boolean {
+  if (namedRanges.has(entry)) return true
+  const slash = entry.lastIndexOf('/')
+  const version = isIP(slash === -1 ? entry : entry.slice(0, slash))
+  if (version === 0) return false
+  if (slash === -1) return true
+  const prefix = entry.slice(slash + 1)
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) >= 1 && Number(prefix) <= (version === 4 ? 32 : 128)
+}
+
+/**
+ * Fastify's `trustProxy`, checked here so that a mistake is one line naming the key, not an
+ * exception from Fastify at start-up.
+ */
+function trustedProxies (trustProxy: Settings['trustProxy'], source: string): Settings['trustProxy'] {
+  if (typeof trustProxy === 'boolean') return trustProxy
+  // Fastify splits a string at commas; '' trusts no proxy, as False does
+  const entries = typeof trustProxy === 'string' ? (trustProxy.trim() === '' ? [] : trustProxy.split(',').map((entry) => entry.trim())) : trustProxy
+  const bad = entries.find((entry) => !isProxyAddress(entry))
+  if (bad !== undefined) {
+    throw new ConfigError(source, 'trustProxy', `'${bad}' is not an IP address, a CIDR range (address/prefix length) or one of loopback, linklocal, uniquelocal`)
+  }
+  return trustProxy
+}
+
+/**
  * Merges `input` over the defaults and validates the result.
  * `source` names where the settings came from, for error messages.
  */
@@ -109,6 +158,10 @@ export function resolveConfig (input: SettingsInput | undefined, source: string,
   // a port written as a quoted number is still a port
   if (typeof merged.port === 'string' && /^\d+$/.test(merged.port)) merged.port = Number(merged.port)
 
+  if (typeof merged.trustProxy === 'number') {
+    // Fastify's own docs mention one; it ignores it, as it cannot tell a proxy from a client that sends X-Forwarded-For itself
+    throw new ConfigError(source, 'trustProxy', 'a number of proxy hops is not supported: list the proxies\' addresses, or write True')
+  }
   const error = checkSettings.Errors(merged).First()
   if (error !== undefined) {
     const key = error.path.replace(/^\//, '').replaceAll('/', '.')
@@ -134,6 +187,8 @@ export function resolveConfig (input: SettingsInput | undefined, source: string,
   }
   return {
     ...settings,
+    cors: corsOrigins(settings.cors, source),
+    trustProxy: trustedProxies(settings.trustProxy, source),
     approot: normaliseApproot(settings.approot),
     database: { ...settings.database, kind, ...(url === undefined ? {} : { url }) }
   }

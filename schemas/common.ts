@@ -31,7 +31,10 @@ const errorRef = (description: string) => Type.Ref('Envelope', { description })
 export const errors = {
   400: errorRef('Malformed input: the message names the field or parameter'),
   401: errorRef('No valid session (`Not Authenticated`)'),
-  403: errorRef('The session\'s API key lacks the permission (`Insufficient Permissions`)'),
+  403: errorRef('The session\'s API key lacks the permission (`Insufficient Permissions`); or a POST or DELETE with the ' +
+    'session cookie came from a browser page of another origin (`Cross-origin request refused`: see the `cors` setting)'),
+  crossOrigin: errorRef('A browser request from a page of another origin, which is not listed in the `cors` setting ' +
+    '(`Cross-origin request refused`)'),
   404: errorRef('Unknown id'),
   413: errorRef('Request body over the configured limit'),
   415: errorRef('Unsupported content type'),

@@ -45,7 +45,10 @@ export const Settings = Type.Object({
   maxStreamsPerSession: Type.Integer({ minimum: 1, description: 'event streams one session may hold open at once' }),
   authRateLimit: Type.Integer({ minimum: 1, description: 'failed /auth attempts allowed per client IP per minute' }),
   cors: Type.Union([Type.Literal('*'), Type.Array(Type.String())], {
-    description: "'*': any origin may call with credentials (as the original); or a list of allowed origins"
+    description: "origins (scheme://host[:port]) whose pages may call cred with the session cookie; [] = none (default); '*' = any (logged as a warning)"
+  }),
+  trustProxy: Type.Union([Type.Boolean(), Type.String(), Type.Array(Type.String())], {
+    description: "Fastify's trustProxy for cred-server: False (default), True, or the addresses/CIDR ranges of trusted proxies (a number of hops is refused)"
   }),
   logLevel: Type.Union([
     Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'),
@@ -97,7 +100,8 @@ export const defaultSettings: Settings = {
   maxSubscriptions: 100,
   maxStreamsPerSession: 10,
   authRateLimit: 10,
-  cors: '*',
+  cors: [],
+  trustProxy: false,
   logLevel: 'info',
   metrics: true,
   metricsToken: '',

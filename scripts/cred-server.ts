@@ -6,7 +6,7 @@ import { Server as NetServer } from 'node:net'
 import { createSecureContext, type SecureContextOptions } from 'node:tls'
 import closeWithGrace from 'close-with-grace'
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
-import cred, { frameworkErrors } from '../app.js'
+import cred, { clientErrorHandler, frameworkErrors, nodeAnswersInEnvelope } from '../app.js'
 import { loadConfig } from '../config/load.js'
 import { ConfigError } from '../config/resolve.js'
 import { serverLogging } from '../config/logging.js'
@@ -167,20 +167,29 @@ async function main () {
   // A client gets headersTimeout to send its headers and requestTimeout for the whole request,
   // so connections dribbling bytes are cut off (Node checks them every second here, not every
   // 30 s). Answers may take as long as they need: streams and long polls are not affected.
-  const timeouts = { headersTimeout: config.headersTimeout * 1000, requestTimeout: config.requestTimeout * 1000, connectionsCheckingInterval: 1000 }
+  // An HTTP/1.1 request without Host is answered by nodeAnswersInEnvelope, not with Node's bare 400.
+  const node = {
+    headersTimeout: config.headersTimeout * 1000,
+    requestTimeout: config.requestTimeout * 1000,
+    connectionsCheckingInterval: 1000,
+    requireHostHeader: false
+  }
   const app = Fastify({
     ...serverLogging(config.logLevel),
-    requestTimeout: timeouts.requestTimeout,
-    http: timeouts,
+    requestTimeout: node.requestTimeout,
     // app.close() closes keep-alive connections with no request in progress at once (Node's
     // server.close() does it; this is Fastify's default there), and cred answers requests
     // arriving on the others meanwhile with its own 503 (closeGracefully)
     forceCloseConnections: 'idle',
     return503OnClosing: false,
-    // the few errors Fastify's router answers before any plugin runs, in cred's envelope too
+    // the few errors Fastify's router, or Node's parser, answers before any plugin runs, in cred's envelope too
     frameworkErrors,
-    ...(https === null ? {} : { https: { ...https, ...timeouts } })
+    clientErrorHandler,
+    // behind a reverse proxy: request.ip (the failed-auth limit's address), protocol and host from X-Forwarded-*
+    trustProxy: config.trustProxy,
+    ...(https === null ? { http: node } : { https: { ...https, ...node } })
   })
+  nodeAnswersInEnvelope(app)
   app.log.info(file === null
     ? 'no credrc found: using the built-in defaults'
     : `using config file ${file}`)

@@ -5,7 +5,7 @@ import Fastify from 'fastify'
 import t from 'tap'
 import cred from '../app.js'
 import { tickObjectShapeKept } from '../lib/tick-shape.js'
-import { bearer, build, tempDir } from './helper.js'
+import { bearer, build, capturedLogs, tempDir } from './helper.js'
 
 // first: no other test of this file has registered cred yet
 t.test('registering cred keeps process.nextTick on its fast path for the whole process', async (t) => {
@@ -53,6 +53,21 @@ t.test('malformed bodies get a 4xx envelope naming the problem', async (t) => {
     t.notMatch(res.body, /at .*\.(ts|js):\d+/, 'no stack trace')
     t.match(res.headers['content-type'], /application\/json/)
   }
+})
+
+t.test('form-encoded bodies are read on POST /auth only: elsewhere they are 415 in the envelope', async (t) => {
+  const { app, session, key } = await build(t)
+  const { sessionKey } = await session('admin')
+  const form = { 'content-type': 'application/x-www-form-urlencoded' }
+  const refused = { status: 415, message: 'Unsupported content type: application/x-www-form-urlencoded' }
+  const event = await app.inject({ method: 'POST', url: '/events', headers: { ...bearer(sessionKey), ...form }, payload: 'event[name]=Light' })
+  t.same([event.statusCode, event.json()], [415, refused], 'POST /events')
+  const apikey = await app.inject({ method: 'POST', url: '/apikeys', headers: { ...bearer(sessionKey), ...form }, payload: 'permission=admin' })
+  t.same([apikey.statusCode, apikey.json()], [415, refused], 'POST /apikeys')
+  const viaCookie = await app.inject({ method: 'POST', url: '/events', cookies: { sessionKey }, headers: form, payload: `sessionKey=${sessionKey}&event[name]=Light` })
+  t.same([viaCookie.statusCode, viaCookie.json()], [415, refused], 'whatever the session')
+  const signIn = await app.inject({ method: 'POST', url: '/auth', headers: form, payload: `apikey=${await key('read')}&device=Panel` })
+  t.equal(signIn.statusCode, 201, 'POST /auth reads them, for the original web UI')
 })
 
 t.test('bodies up to 1 MiB are accepted by default, larger are 413', async (t) => {
@@ -131,22 +146,23 @@ t.test('plugin options are validated like credrc', async (t) => {
   await t.rejects(async () => { await host.ready() }, /Invalid configuration in plugin options at key 'port'/)
 })
 
-t.test('CORS: any origin with credentials by default, like the original', async (t) => {
-  const { app } = await build(t)
+t.test('CORS: no cross-origin access by default', async (t) => {
+  const { app, session } = await build(t)
+  const { sessionKey } = await session('read')
   const preflight = await app.inject({
     method: 'OPTIONS',
     url: '/events',
     headers: { origin: 'http://old-web-ui.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' }
   })
-  t.equal(preflight.statusCode, 204)
-  t.equal(preflight.headers['access-control-allow-origin'], 'http://old-web-ui.example')
-  t.equal(preflight.headers['access-control-allow-credentials'], 'true')
-  const simple = await app.inject({ url: '/events', headers: { origin: 'http://old-web-ui.example' } })
-  t.equal(simple.headers['access-control-allow-origin'], 'http://old-web-ui.example', 'also on errors (401 here)')
+  t.equal(preflight.headers['access-control-allow-origin'], undefined, 'the preflight allows no origin')
+  const read = await app.inject({ url: '/events', cookies: { sessionKey }, headers: { origin: 'http://old-web-ui.example' } })
+  t.equal(read.headers['access-control-allow-origin'], undefined, 'the browser keeps the answer from the page')
+  const sameHostOtherPort = await app.inject({ url: '/events', cookies: { sessionKey }, headers: { origin: 'http://localhost:8080' } })
+  t.equal(sameHostOtherPort.headers['access-control-allow-origin'], undefined, 'a page on another port of the same host is another origin')
 })
 
 t.test('CORS: a request without an Origin header gets only Vary: Origin; OPTIONS without one is still answered', async (t) => {
-  const { app, session } = await build(t)
+  const { app, session } = await build(t, { cors: ['http://old-web-ui.example'] })
   const { sessionKey } = await session('read')
   const cors = (headers: Record<string, string | string[] | number | undefined>) =>
     Object.keys(headers).filter((name) => name.startsWith('access-control-')).sort()
@@ -163,12 +179,32 @@ t.test('CORS: a request without an Origin header gets only Vary: Origin; OPTIONS
   t.equal(options.headers['access-control-allow-methods'], 'GET, POST, DELETE, OPTIONS')
 })
 
-t.test('CORS: with a list, only those origins', async (t) => {
-  const { app } = await build(t, { cors: ['https://ui.example'] })
-  const allowed = await app.inject({ url: '/events', headers: { origin: 'https://ui.example' } })
-  t.equal(allowed.headers['access-control-allow-origin'], 'https://ui.example')
-  const other = await app.inject({ url: '/events', headers: { origin: 'https://evil.example' } })
-  t.equal(other.headers['access-control-allow-origin'], undefined)
+t.test('CORS: with a list, exactly those origins, with credentials (written as a browser writes them)', async (t) => {
+  const { app } = await build(t, { cors: ['https://UI.example:443', 'http://127.0.0.1:8080'] })
+  for (const origin of ['https://ui.example', 'http://127.0.0.1:8080']) {
+    const allowed = await app.inject({ url: '/events', headers: { origin } })
+    t.equal(allowed.headers['access-control-allow-origin'], origin)
+    t.equal(allowed.headers['access-control-allow-credentials'], 'true')
+  }
+  for (const origin of ['https://evil.example', 'http://ui.example', 'https://ui.example:8443', 'http://127.0.0.1:8081', 'null']) {
+    const other = await app.inject({ url: '/events', headers: { origin } })
+    t.equal(other.headers['access-control-allow-origin'], undefined, origin)
+  }
+})
+
+t.test("CORS: '*' is an opt-in that allows any origin and says so at start-up", async (t) => {
+  const { logger, lines } = capturedLogs()
+  const { app } = await build(t, { cors: '*' }, { server: { logger } })
+  const any = await app.inject({ url: '/events', headers: { origin: 'http://anywhere.example' } })
+  t.equal(any.headers['access-control-allow-origin'], 'http://anywhere.example')
+  t.equal(any.headers['access-control-allow-credentials'], 'true')
+  const warning = lines.find((line) => typeof line.msg === 'string' && line.msg.startsWith("cors: '*'"))
+  t.equal(warning?.level, 40, 'a warning')
+  t.match(warning?.msg, /ANY origin .*session cookie/, 'saying what it allows')
+
+  const quiet = capturedLogs()
+  await build(t, { cors: ['https://ui.example'] }, { server: { logger: quiet.logger } })
+  t.notOk(quiet.lines.some((line) => String(line.msg).includes('cors')), 'a list is not warned about')
 })
 
 t.test('security headers on the documentation pages, not on the API', async (t) => {

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify'
+import { Writable } from 'node:stream'
+import Fastify, { type FastifyInstance, type FastifyServerOptions, type LightMyRequestResponse } from 'fastify'
 import postgres from 'postgres'
 import type { Test } from 'tap'
 import cred from '../app.js'
@@ -99,14 +100,16 @@ export interface BuildOptions {
   database?: TestDatabase
   /** register cred under this prefix, as a host app would */
   prefix?: string
+  /** options of the Fastify instance cred is registered in (e.g. trustProxy, a logger) */
+  server?: FastifyServerOptions
 }
 
 /** Builds the cred plugin inside a bare Fastify instance on a fresh database. */
-export async function build (t: Test, settings: SettingsInput = {}, { backend = 'sqlite', prefix, database }: BuildOptions = {}): Promise<TestApp> {
+export async function build (t: Test, settings: SettingsInput = {}, { backend = 'sqlite', prefix, database, server }: BuildOptions = {}): Promise<TestApp> {
   const input: SettingsInput = { ...settings, database: { ...database ?? await testDatabase(t, backend), ...settings.database } }
   const config = resolveConfig(input, 'test')
   const { kind: _kind, url: _url, ...sameDatabase } = config.database
-  const app = Fastify({ logger: false })
+  const app = Fastify({ logger: false, ...server })
   await app.register(cred, { config, ...(prefix === undefined ? {} : { prefix }) })
   await app.ready()
   const repos = await openDatabase(config.database)
@@ -130,6 +133,18 @@ export async function build (t: Test, settings: SettingsInput = {}, { backend = 
     },
     json: (res) => JSON.parse(res.body)
   }
+}
+
+/** A logger for `build`'s `server` option whose lines (parsed) are collected in `lines`. */
+export function capturedLogs (level = 'info'): { logger: { level: string, stream: Writable }, lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = []
+  const stream = new Writable({
+    write (chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>)
+      done()
+    }
+  })
+  return { logger: { level, stream }, lines }
 }
 
 export const bearer = (sessionKey: string) => ({ authorization: `Bearer ${sessionKey}` })

@@ -3,9 +3,9 @@ import t from 'tap'
 import { build } from './helper.js'
 
 const routes: Array<[string, string, string[]]> = [
-  ['post', '/auth', ['201', '400', '401', '413', '415', '429']],
-  ['get', '/auth', ['201', '400', '401', '429']],
-  ['delete', '/auth', ['204', '401']],
+  ['post', '/auth', ['201', '400', '401', '403', '413', '415', '429']],
+  ['get', '/auth', ['201', '400', '401', '403', '429']],
+  ['delete', '/auth', ['204', '401', '403']],
   ['get', '/events', ['200', '400', '401', '403']],
   ['post', '/events', ['201', '400', '401', '403', '413', '415']],
   ['get', '/events/{id}', ['200', '400', '401', '403', '404']],
@@ -58,6 +58,11 @@ t.test('GET /documentation/json is a valid OpenAPI 3.1 document of every route',
     }
   }
   t.ok(spec.paths['/events'].post.requestBody.content['application/json'].schema.properties.event, 'request body documented')
+  t.same(Object.keys(spec.paths['/auth'].post.requestBody.content).sort(), ['application/json', 'application/x-www-form-urlencoded'], 'POST /auth reads forms too')
+  t.same(Object.keys(spec.paths['/events'].post.requestBody.content), ['application/json'], 'the other routes only JSON')
+  for (const method of ['post', 'get', 'delete']) {
+    t.match(spec.paths['/auth'][method].responses['403'].description, /another origin.*`cors` setting/, `${method} /auth documents its cross-origin refusal`)
+  }
   t.same(spec.paths['/events'].get.parameters.map((p: { name: string }) => p.name), ['full', 'before', 'after', 'limit', 'offset', 'wait'])
   t.ok(spec.paths['/events/stream'].get.parameters.some((p: { in: string, name: string }) => p.in === 'header' && p.name === 'last-event-id'), 'Last-Event-ID documented')
   const idempotencyKey = spec.paths['/events'].post.parameters.find((p: { in: string, name: string }) => p.in === 'header' && p.name === 'idempotency-key')

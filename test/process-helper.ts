@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync } from 'node:fs'
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http'
 import { request as httpsRequest } from 'node:https'
-import { createServer } from 'node:net'
+import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -193,6 +193,45 @@ export function request (url: string, { method = 'GET', body }: { method?: strin
     })
     req.on('error', reject)
     req.end(payload)
+  })
+}
+
+export interface RawResponse {
+  /** the status line, e.g. `HTTP/1.1 431 Request Header Fields Too Large` */
+  statusLine: string
+  status: number
+  /** header names in lower case */
+  headers: Record<string, string>
+  body: string
+  /** whether the server closed the connection after the answer */
+  closed: boolean
+}
+
+/**
+ * Sends `text` as it is over a new TCP connection to 127.0.0.1:`port` (without closing the
+ * sending side, as a device would not) and reads the answer until the server closes the
+ * connection, or `ms` pass.
+ */
+export function rawRequest (port: number, text: string, ms = 5000): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(text))
+    let received = ''
+    const done = (closed: boolean) => {
+      clearTimeout(timer)
+      socket.destroy()
+      const split = received.indexOf('\r\n\r\n')
+      const [statusLine = '', ...lines] = (split === -1 ? received : received.slice(0, split)).split('\r\n')
+      const headers = Object.fromEntries(lines.map((line) => {
+        const colon = line.indexOf(':')
+        return [line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim()]
+      }))
+      resolve({ statusLine, status: Number(statusLine.split(' ')[1]), headers, body: split === -1 ? '' : received.slice(split + 4), closed })
+    }
+    const timer = setTimeout(() => done(false), ms)
+    socket.setEncoding('utf8')
+    socket.on('data', (chunk: string) => { received += chunk })
+    socket.on('end', () => done(true))
+    socket.on('error', (err) => { clearTimeout(timer); reject(err) })
   })
 }
 

@@ -1,16 +1,20 @@
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import fp from 'fastify-plugin'
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import type { ConnectionError, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Envelope } from '../../schemas/common.js'
 
 /** Client errors whose Fastify message is reworded for device authors. */
-function clientMessage (error: FastifyError, bodyLimit: number): string {
+function clientMessage (error: FastifyError, bodyLimit: number, contentType: string | undefined): string {
   switch (error.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return `Request body is too large (limit ${bodyLimit} bytes)`
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return `Malformed JSON body: ${error.message}`
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return `Unsupported content type: ${error.message.replace(/^Unsupported Media Type:?\s*/i, '') || 'none'}`
+      // Fastify's message does not name it
+      return `Unsupported content type: ${contentType === undefined || contentType === '' ? 'none' : shorten(contentType)}`
     default:
       if (error instanceof SyntaxError) return `Malformed JSON body: ${error.message}`
       return error.message
@@ -37,6 +41,78 @@ export function frameworkErrors (error: FastifyError, _request: FastifyRequest, 
   void reply.code(status).send({ status, message })
 }
 
+/** Status and message for a request Node's HTTP parser refused (`clientErrorHandler`). */
+function connectionFault (error: ConnectionError & { reason?: unknown }): { status: number, message: string } {
+  switch (error.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return { status: 431, message: 'Request Header Fields Too Large: the request\'s headers are larger than the server accepts' }
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return { status: 413, message: 'Content Too Large: the body\'s chunk extensions are larger than the server accepts' }
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return { status: 408, message: 'Request Timeout: the request did not arrive in time' }
+    default: {
+      // llhttp's reason, e.g. "Invalid method encountered"
+      const reason = typeof error.reason === 'string' && error.reason !== '' ? `: ${shorten(error.reason)}` : ''
+      return { status: 400, message: `Malformed HTTP request${reason}` }
+    }
+  }
+}
+
+/** A whole HTTP/1.1 answer in the envelope, for a connection that closes after it. */
+function rawAnswer (status: number, message: string): string {
+  const body = JSON.stringify({ status, message })
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+}
+
+/**
+ * The `clientErrorHandler` option of the Fastify server cred runs in, beside `frameworkErrors`.
+ * Node answers a request its parser cannot read (a malformed request line, headers over its
+ * size limit, a request not complete within its timeouts) before Fastify sees it; this answers
+ * it in the envelope, as JSON, and closes the connection.
+ */
+export function clientErrorHandler (this: FastifyInstance, error: ConnectionError, socket: Socket): void {
+  // a connection reset, or one already gone: there is no one to answer
+  if (error.code === 'ECONNRESET' || socket.destroyed) return
+  // answered already: the parser refuses what the client still sends (read, and dropped)
+  if (socket.writableEnded) return
+  const { status, message } = connectionFault(error)
+  this.log.debug({ err: error, status }, 'malformed request answered')
+  // As Node does: no answer into a response already being written on this connection.
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage
+  if (!socket.writable || inFlight?.headersSent === true) {
+    socket.destroy(error)
+    return
+  }
+  socket.end(rawAnswer(status, message))
+  // The connection closes once the client has read the answer and closed its side. Until then
+  // what it still sends is read and dropped: closing with unread data would reset the
+  // connection, and the client could lose the answer. A client that keeps it open has a second.
+  const linger = setTimeout(() => socket.destroy(), 1000).unref()
+  socket.once('close', () => clearTimeout(linger))
+}
+
+/**
+ * Requests Node's HTTP server answers by itself, with no body, where no Fastify option reaches:
+ * an HTTP/1.1 request without a Host header (400), an `Expect` other than `100-continue`
+ * (417) and CONNECT (no answer at all). This answers them in the envelope, on the server of
+ * `app`; the first needs the server created with `requireHostHeader: false` (Node's 400
+ * comes first otherwise), which lets such requests reach the hook added here.
+ */
+export function nodeAnswersInEnvelope (app: FastifyInstance): void {
+  app.addHook('onRequest', function requireHost (request, reply, done) {
+    if (request.headers.host !== undefined || request.raw.httpVersion !== '1.1') return done()
+    void reply.code(400).header('connection', 'close').send({ status: 400, message: 'Bad Request: an HTTP/1.1 request needs a Host header' })
+  })
+  app.server.on('checkExpectation', (_request: IncomingMessage, response: ServerResponse) => {
+    const body = JSON.stringify({ status: 417, message: 'Expectation Failed: the only Expect this server meets is 100-continue' })
+    response.writeHead(417, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' }).end(body)
+  })
+  app.server.on('connect', (_request: IncomingMessage, socket: Duplex) => {
+    socket.end(rawAnswer(501, 'Not Implemented: CONNECT (this server is not a proxy)'))
+  })
+}
+
 /**
  * The one error path: everything thrown becomes `{status, message}`, never HTML or a stack
  * trace. Server faults are logged with their stack and answered with a generic message.
@@ -56,7 +132,7 @@ export default fp(async function errors (fastify) {
       const message = status === 503 ? 'Service Unavailable: the database cannot be reached' : 'Internal Server Error'
       return reply.code(status).send({ status, message })
     }
-    return reply.code(status).send({ status, message: clientMessage(error, fastify.config.bodyLimit) })
+    return reply.code(status).send({ status, message: clientMessage(error, fastify.config.bodyLimit, request.headers['content-type']) })
   })
 
   fastify.setNotFoundHandler(function (_request, reply) {

@@ -41,10 +41,16 @@ async function registerCors (fastify: FastifyInstance, options: FastifyCorsOptio
   if (wrapped !== 1) throw new Error(`@fastify/cors added ${wrapped} onRequest hooks, where cred expects one`)
 }
 
-// Like the original by default: any origin may call with credentials, so a separately served
-// web UI keeps working. `cors: [origins]` allows only those.
+// No cross-origin access by default: the dashboard is served from cred's own origin and needs
+// none. `cors: [origins]` lets pages of those origins call cred with the session cookie (the
+// original web UI served elsewhere); `'*'`, any page at all, so only when asked for in so many words.
 export default fp(async function crossOrigin (fastify, opts: { config: CredConfig }) {
   const { cors: allowed } = opts.config
+  if (allowed === '*') {
+    fastify.log.warn("cors: '*' lets a page of ANY origin call cred with the visitor's session cookie " +
+      '(any website a signed-in user opens can read events and post them, and with an admin session manage API keys): ' +
+      'list the origins that need it instead')
+  }
   await registerCors(fastify, {
     origin: allowed === '*' ? true : allowed,
     credentials: true,

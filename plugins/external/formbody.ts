@@ -132,20 +132,26 @@ function exactJson (fastify: FastifyInstance) {
 
 // The original web UI posts /auth form-encoded, with nested fields in bracket notation
 // (subscribe[Light][location]=Hall); parseForm reads that into the same shape as the JSON body.
-// Bodies are JSON or form-encoded; anything else (text/plain included) is 415.
+// Bodies are JSON everywhere, and form-encoded only where a route asks for it with
+// acceptFormBodies() (POST /auth): a page of another site can send a form (or text/plain)
+// without asking first, JSON it cannot, so anything else is 415.
 // (Parsers throw 400s; Fastify hands a parser's exception to the error handler.)
 declare module 'fastify' {
   interface FastifyInstance {
     /** reads form-encoded text (bracket notation) strictly: anything it cannot read exactly is a 400 */
     parseForm: typeof parseForm
+    /** accepts form-encoded bodies (read with parseForm) on the routes of the calling plugin */
+    acceptFormBodies: () => void
   }
 }
 
 export default fp(async function bodyParsers (fastify) {
   fastify.decorate('parseForm', parseForm)
+  fastify.decorate('acceptFormBodies', function (this: FastifyInstance) {
+    this.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'buffer' }, function (_request, body, done) {
+      done(null, parseForm(bodyText(body as Buffer, 'form')))
+    })
+  })
   fastify.removeContentTypeParser('text/plain')
   exactJson(fastify)
-  fastify.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'buffer' }, function (_request, body, done) {
-    done(null, parseForm(bodyText(body as Buffer, 'form')))
-  })
 }, { name: 'cred-body-parsers' })

@@ -6,12 +6,16 @@ import type { ApiKeyRecord } from '../../db/index.js'
 
 const auth: FastifyPluginAsyncTypebox = async function (fastify) {
   const { repos, config, metrics } = fastify
+  // the original web UI posts its sign-in form here; no other route reads form bodies
+  fastify.acceptFormBodies()
   const apikeyOf = new WeakMap<FastifyRequest, ApiKeyRecord>()
   // the session cookie is sent to every route of cred, and only to those
   const cookiePath = fastify.mountPath === '' ? '/' : fastify.mountPath
 
-  // Failed attempts are counted per client IP; past authRateLimit a minute, that IP gets 429
-  // (before its key is even looked at) until the window ends. Successes are not counted.
+  // Failed attempts are counted per client IP (request.ip: the real client behind a proxy
+  // with trustProxy); past authRateLimit a minute, that IP's failures are 429 until the window
+  // ends. A right key is always admitted: looking it up is one indexed query, and a block on a
+  // shared address (NAT, a proxy) must not lock its other devices out.
   const countFailure = fastify.createRateLimit()
   const blockedUntil = new Map<string, number>()
   function refuseIfBlocked (request: FastifyRequest, reply: FastifyReply) {
@@ -27,27 +31,30 @@ const auth: FastifyPluginAsyncTypebox = async function (fastify) {
     throw fastify.httpErrors.tooManyRequests('Too many failed authentication attempts: try again later')
   }
 
-  /** The API key is checked before any other field: a bad key is always 401 Invalid API Key. */
-  async function requireApiKey (request: FastifyRequest, reply: FastifyReply) {
+  /** A failed attempt: counted, then 429 if its address is blocked, else 401 Invalid API Key. */
+  async function refuseKey (request: FastifyRequest, reply: FastifyReply): Promise<never> {
     refuseIfBlocked(request, reply)
+    const limit = await countFailure(request)
+    if (!limit.isAllowed && limit.isExceeded) {
+      if (blockedUntil.size > 10_000) {
+        const now = Date.now()
+        for (const [ip, until] of blockedUntil) if (until <= now) blockedUntil.delete(ip)
+      }
+      blockedUntil.set(request.ip, Date.now() + limit.ttl)
+      request.log.warn({ ip: request.ip }, 'authentication refused: too many invalid API keys from this address')
+      refuseIfBlocked(request, reply)
+    }
+    request.log.info('authentication refused: invalid API key')
+    metrics.authAttempt('invalid_key')
+    throw fastify.httpErrors.unauthorized('Invalid API Key')
+  }
+
+  /** The API key is checked before any other field: a bad key is always 401 Invalid API Key (or 429). */
+  async function requireApiKey (request: FastifyRequest, reply: FastifyReply) {
     const input = (request.method === 'GET' ? request.query : request.body) as { apikey?: unknown } | null
     const apikey = typeof input === 'object' && input !== null ? input.apikey : undefined
     const found = typeof apikey === 'string' && apikey !== '' ? await repos.apikeys.findByKey(apikey) : undefined
-    if (found === undefined) {
-      const limit = await countFailure(request)
-      if (!limit.isAllowed && limit.isExceeded) {
-        if (blockedUntil.size > 10_000) {
-          const now = Date.now()
-          for (const [ip, until] of blockedUntil) if (until <= now) blockedUntil.delete(ip)
-        }
-        blockedUntil.set(request.ip, Date.now() + limit.ttl)
-        request.log.warn({ ip: request.ip }, 'authentication refused: too many invalid API keys from this address')
-        refuseIfBlocked(request, reply)
-      }
-      request.log.info('authentication refused: invalid API key')
-      metrics.authAttempt('invalid_key')
-      throw fastify.httpErrors.unauthorized('Invalid API Key')
-    }
+    if (found === undefined) return refuseKey(request, reply)
     apikeyOf.set(request, found)
   }
 
@@ -102,9 +109,14 @@ const auth: FastifyPluginAsyncTypebox = async function (fastify) {
       tags: ['auth'],
       summary: 'Authenticate with an API key (JSON or form-encoded body)',
       description,
+      consumes: ['application/json', 'application/x-www-form-urlencoded'],
       body: AuthInput,
-      response: { 201: AuthResponse, 400: errors[400], 401: errors[401], 413: errors[413], 415: errors[415], 429: errors[429] }
+      response: {
+        201: AuthResponse, 400: errors[400], 401: errors[401], 403: errors.crossOrigin, 413: errors[413], 415: errors[415], 429: errors[429]
+      }
     },
+    // a page of another site must not sign the visitor's browser in with a key of its choosing
+    onRequest: fastify.refuseForeignPage,
     preValidation: requireApiKey
   }, async function (request, reply) {
     return authenticate(request, reply, request.body)
@@ -116,8 +128,10 @@ const auth: FastifyPluginAsyncTypebox = async function (fastify) {
       summary: 'Authenticate with an API key in query parameters',
       description: description + ' Nested fields use bracket notation: `subscribe[Light][location]=Hall`.',
       querystring: AuthInput,
-      response: { 201: AuthResponse, 400: errors[400], 401: errors[401], 429: errors[429] }
+      response: { 201: AuthResponse, 400: errors[400], 401: errors[401], 403: errors.crossOrigin, 429: errors[429] }
     },
+    // a link on another site must not sign the visitor's browser in with the key in it
+    onRequest: fastify.refuseForeignPage,
     preValidation: [parseBracketQuery, requireApiKey]
   }, async function (request, reply) {
     return authenticate(request, reply, request.query)
@@ -132,7 +146,8 @@ const auth: FastifyPluginAsyncTypebox = async function (fastify) {
         'leaves the active clients.',
       response: {
         204: { description: 'Session ended', type: 'null' },
-        401: errors[401]
+        401: errors[401],
+        403: errors.crossOrigin
       }
     },
     preValidation: fastify.authorize('read')

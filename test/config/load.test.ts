@@ -292,7 +292,18 @@ t.test('a bad config is a ConfigError: one line naming the file and the key', as
     ['SSL True without sslcert', 'SSL: True\nsslkey: key.pem\n', 'sslcert', /certificate/],
     ['SSL True without sslkey', 'SSL: True\nsslcert: cert.pem\n', 'sslkey', /key file/],
     ['requestTimeout shorter than headersTimeout', 'headersTimeout: 20\nrequestTimeout: 15\n', 'requestTimeout', /at least headersTimeout \(20\), got 15/],
-    ['headersTimeout zero', 'headersTimeout: 0\n', 'headersTimeout', /greater or equal to 1, got number 0/]
+    ['headersTimeout zero', 'headersTimeout: 0\n', 'headersTimeout', /greater or equal to 1, got number 0/],
+    ['cors origin with a path', "cors: ['https://ui.example/app']\n", 'cors', /'https:\/\/ui\.example\/app' is not an origin: write scheme:\/\/host\[:port\]/],
+    ['cors origin with a trailing slash', "cors: ['https://ui.example/']\n", 'cors', /'https:\/\/ui\.example\/' is not an origin/],
+    ['cors origin without a scheme', "cors: ['ui.example']\n", 'cors', /'ui\.example' is not an origin/],
+    ['cors origin with another scheme', "cors: ['ftp://ui.example']\n", 'cors', /'ftp:\/\/ui\.example' is not an origin/],
+    ['cors origin with a bad port', "cors: ['http://ui.example:99999']\n", 'cors', /is not an origin/],
+    ["cors '*' inside a list", "cors: ['*']\n", 'cors', /write cors: '\*', not in a list/],
+    ['cors not a list', "cors: 'https://ui.example'\n", 'cors', /Expected/],
+    ['trustProxy not an address', "trustProxy: 'proxy.example'\n", 'trustProxy', /'proxy\.example' is not an IP address, a CIDR range/],
+    ['trustProxy a bad entry after a comma', "trustProxy: '10.0.0.1, 10.0.0.0/33'\n", 'trustProxy', /'10\.0\.0\.0\/33' is not/],
+    ['trustProxy a bad list entry', "trustProxy: ['loopback', '::1/129']\n", 'trustProxy', /'::1\/129' is not/],
+    ['trustProxy a number of hops', 'trustProxy: 1\n', 'trustProxy', /number of proxy hops is not supported/]
   ]
   for (const [name, text, key, detail] of cases) {
     t.test(name, async (t) => {
@@ -305,6 +316,20 @@ t.test('a bad config is a ConfigError: one line naming the file and the key', as
       if (key !== null) t.ok(err.message.includes(`at key '${key}'`), err.message)
       t.match(err.message, detail)
     })
+  }
+})
+
+t.test('cors: none by default; listed origins are kept as a browser writes them', async (t) => {
+  t.same(resolveConfig({}, 'test').cors, [], 'no cross-origin access by default')
+  t.same(resolveConfig({ cors: ['https://UI.example:443', 'http://ui.example:80', 'http://[::1]:8080', 'https://ui.example'] }, 'test').cors,
+    ['https://ui.example', 'http://ui.example', 'http://[::1]:8080'])
+  t.equal(resolveConfig({ cors: '*' }, 'test').cors, '*')
+})
+
+t.test('trustProxy: off by default; True, addresses, CIDR ranges and named ranges as Fastify reads them', async (t) => {
+  t.equal(resolveConfig({}, 'test').trustProxy, false)
+  for (const value of [true, '127.0.0.1', '10.0.0.1, 192.168.0.0/16', ['::1', 'fd00::/8', 'loopback', 'uniquelocal'], '']) {
+    t.same(resolveConfig({ trustProxy: value }, 'test').trustProxy, value, JSON.stringify(value))
   }
 })
 

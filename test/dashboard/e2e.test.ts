@@ -2,6 +2,8 @@
 // playwright-core, uses it as a person would. A screenshot of the signed-in dashboard is left in
 // artifacts/ (not committed).
 import { existsSync, mkdirSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import t, { type Test } from 'tap'
@@ -32,6 +34,14 @@ async function site (t: Test, prefix = '', settings: SettingsInput = {}): Promis
       return (res.json() as { event: { id: number } }).event.id
     }
   }
+}
+
+/** Another origin on the same host: an empty page served on another port of 127.0.0.1. */
+async function otherPort (t: Test): Promise<{ origin: string }> {
+  const server = createServer((_request, response) => response.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>another port</title>'))
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())))
+  return { origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}` }
 }
 
 /** A fresh page (its own cookies) that fails the test on any script error. */
@@ -217,6 +227,83 @@ if (missing !== null) {
     await page.getByRole('button', { name: 'Sign out' }).click()
     await page.locator('#sign-in-message', { hasText: 'You have signed out' }).waitFor()
     t.equal(await page.evaluate('fetch("clients/me").then((res) => res.status)'), 401, 'the session is over')
+  })
+
+  t.test('a page on another port of the same host cannot act with the signed-in admin\'s session, nor sign the browser in', async (t) => {
+    const cred = await site(t)
+    const page = await newPage(t, browser)
+    await page.goto(cred.url)
+    await signIn(page, await cred.key('admin'))
+    const me = () => page.evaluate('fetch("clients/me").then((res) => res.json()).then((body) => body.client.id)')
+    const admin = await me()
+    const target = await cred.repos.apikeys.create('read')
+    const attackerKey = await cred.key('read')
+    const keys = await cred.repos.apikeys.count()
+
+    // the admin opens another tab, on a page of another port of the same host (same site: the Lax cookie goes along)
+    const attacker = await page.context().newPage()
+    await attacker.goto((await otherPort(t)).origin)
+    const seen = await attacker.evaluate(async ({ api, id, apikey }) => {
+      const attempt = async (path: string, init: RequestInit) => {
+        try {
+          const res = await fetch(api + path, { credentials: 'include', ...init })
+          return res.type === 'opaque' ? 'sent, answer unreadable' : `read ${res.status}`
+        } catch {
+          return 'refused by the browser'
+        }
+      }
+      const json = JSON.stringify({ permission: 'admin' })
+      return {
+        createJson: await attempt('apikeys', { method: 'POST', headers: { 'content-type': 'application/json' }, body: json }),
+        createText: await attempt('apikeys', { method: 'POST', mode: 'no-cors', headers: { 'content-type': 'text/plain' }, body: json }),
+        createForm: await attempt('apikeys', { method: 'POST', mode: 'no-cors', body: new URLSearchParams({ permission: 'admin' }) }),
+        createEmpty: await attempt('apikeys', { method: 'POST', mode: 'no-cors' }),
+        revoke: await attempt(`apikeys/${id}`, { method: 'DELETE' }),
+        signOut: await attempt('auth', { method: 'DELETE' }),
+        signInForm: await attempt('auth', { method: 'POST', mode: 'no-cors', body: new URLSearchParams({ apikey }) }),
+        list: await attempt('apikeys', {})
+      }
+    }, { api: cred.url, id: target.id, apikey: attackerKey })
+    t.same(seen, {
+      createJson: 'refused by the browser',
+      createText: 'sent, answer unreadable',
+      createForm: 'sent, answer unreadable',
+      createEmpty: 'sent, answer unreadable',
+      revoke: 'refused by the browser',
+      signOut: 'refused by the browser',
+      signInForm: 'sent, answer unreadable',
+      list: 'refused by the browser'
+    }, 'what the browser lets the page do')
+    // a link on the page to GET /auth with the attacker's key, followed in the admin's browser
+    const link = `${cred.url}auth?apikey=${encodeURIComponent(attackerKey)}`
+    const [navigation] = await Promise.all([
+      attacker.waitForResponse((res) => res.url() === link),
+      attacker.evaluate(`window.location.href = ${JSON.stringify(link)}`)
+    ])
+    t.equal(navigation.status(), 403, 'the sign-in link is refused')
+
+    t.equal(await cred.repos.apikeys.count(), keys, 'no key was created')
+    t.equal((await cred.repos.apikeys.get(target.id))?.revoked, null, 'none was revoked')
+    t.equal(await me(), admin, 'the dashboard is still signed in as the admin, not as the attacker\'s key')
+  })
+
+  t.test('the original web UI on another port signs in and posts with the cookie when its origin is listed in cors', async (t) => {
+    const webUi = await otherPort(t)
+    const cred = await site(t, '', { cors: [webUi.origin] })
+    const page = await newPage(t, browser)
+    await page.goto(webUi.origin)
+    const seen = await page.evaluate(async ({ api, apikey }) => {
+      const signIn = await fetch(`${api}auth`, {
+        method: 'POST', credentials: 'include', body: new URLSearchParams({ apikey, device: 'Web UI', 'subscribe[Light][location]': 'Hall' })
+      })
+      const post = await fetch(`${api}events`, {
+        method: 'POST', credentials: 'include', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ event: { name: 'Light', location: 'Hall' } })
+      })
+      const { id } = await signIn.json() as { id: number }
+      const subscribed = await (await fetch(`${api}clients/${id}/subscribedevents?full=true`, { credentials: 'include' })).json() as { events: Array<{ name: string }> }
+      return { signIn: signIn.status, post: post.status, names: subscribed.events.map((event) => event.name) }
+    }, { api: cred.url, apikey: await cred.key('write') })
+    t.same(seen, { signIn: 201, post: 201, names: ['Light'] }, 'form sign-in, then the cookie session for a JSON post and a read')
   })
 
   t.test('without the event stream, the feed polls; an unreachable server is said in words', async (t) => {

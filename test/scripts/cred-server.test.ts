@@ -5,7 +5,7 @@ import { connect, type Socket } from 'node:net'
 import { dirname, join } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
-import { oneLine, portIsFree, request, run, sandbox, startServer } from '../process-helper.js'
+import { oneLine, portIsFree, rawRequest, request, run, sandbox, startServer } from '../process-helper.js'
 
 // every test has its own sandbox: they may run side by side
 t.jobs = 4
@@ -114,7 +114,9 @@ t.test('a bad config exits 1 with one line naming the file and the key', async (
     ['broken YAML', "approot: '/cred\nport: 5000\n", "'approot'", 'unreadable YAML'],
     ['unknown database type', local("type: 'mongodb'\n"), "'database.type'", "unknown database type 'mongodb'"],
     ['SSL True without files', local('SSL: True\n'), "'sslcert'", 'SSL is True'],
-    ['SSL certificate file missing', local('SSL: True\nsslcert: nocert.pem\nsslkey: nokey.pem\n'), "'sslcert'", 'nocert.pem']
+    ['SSL certificate file missing', local('SSL: True\nsslcert: nocert.pem\nsslkey: nokey.pem\n'), "'sslcert'", 'nocert.pem'],
+    ['cors entry that is not an origin', local("cors: ['https://ui.example/app']\n"), "'cors'", "'https://ui.example/app' is not an origin"],
+    ['trustProxy entry that is not an address', local("trustProxy: 'my-proxy'\n"), "'trustProxy'", "'my-proxy' is not an IP address"]
   ]
   t.jobs = 4
   for (const [name, text, key, detail] of cases) {
@@ -189,6 +191,59 @@ t.test("approot 'cred' serves the API under /cred, with envelopes outside it too
   t.match(undecodable.json(), { status: 400, message: /Malformed URL/ }, 'errors of the router itself are in the envelope too')
 })
 
+t.test('requests Node refuses before cred sees them are answered in the envelope, and the connection closes', async (t) => {
+  const box = sandbox(t)
+  write(join(box.cwd, 'credrc'), local())
+  const server = await startServer(t, box)
+  const cases: Array<[string, string, number, RegExp]> = [
+    ['a 20 kB header', `GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: ${'x'.repeat(20_000)}\r\n\r\n`, 431,
+      /^Request Header Fields Too Large: the request's headers are larger than the server accepts$/],
+    ['a malformed request line', 'GET/events\r\n\r\n', 400, /^Malformed HTTP request: /],
+    ['a malformed header', 'GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header: x\r\n\r\n', 400, /^Malformed HTTP request: Invalid header/],
+    ['Content-Length and Transfer-Encoding both', 'POST /events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 400,
+      /^Malformed HTTP request: /],
+    ['an HTTP/1.1 request without Host', 'GET /events HTTP/1.1\r\n\r\n', 400, /^Bad Request: an HTTP\/1\.1 request needs a Host header$/],
+    ['an Expect other than 100-continue', 'GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 200-ok\r\n\r\n', 417, /^Expectation Failed/],
+    ['CONNECT', 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n', 501, /not a proxy/]
+  ]
+  for (const [name, text, status, message] of cases) {
+    const res = await rawRequest(server.port, text)
+    t.equal(res.status, status, `${name}: ${res.statusLine}`)
+    t.match(res.headers['content-type'], /^application\/json/, `${name}: JSON`)
+    t.equal(Number(res.headers['content-length']), Buffer.byteLength(res.body), `${name}: Content-Length`)
+    t.equal(res.headers.connection, 'close', `${name}: Connection: close`)
+    const body = JSON.parse(res.body) as { status: number, message: string }
+    t.same(Object.keys(body), ['status', 'message'], `${name}: the envelope`)
+    t.equal(body.status, status)
+    t.match(body.message, message)
+    t.ok(res.closed, `${name}: the server closes the connection`)
+  }
+  t.equal((await request(`${server.origin}/events`)).status, 401, 'and serves on')
+})
+
+t.test('trustProxy: behind the proxy it names, the failed-auth limit is per real client', async (t) => {
+  const failures = (port: number, client: string) => rawRequest(port, 'POST /auth HTTP/1.1\r\nHost: cred.example\r\n' +
+    `X-Forwarded-For: ${client}\r\nContent-Type: application/json\r\nContent-Length: 15\r\nConnection: close\r\n\r\n{"apikey":"no"}`)
+  const statuses = async (port: number, client: string, times: number) => {
+    const seen = []
+    for (let i = 0; i < times; i++) seen.push((await failures(port, client)).status)
+    return seen
+  }
+  const trusting = sandbox(t)
+  write(join(trusting.cwd, 'credrc'), local("trustProxy: '127.0.0.1'\nauthRateLimit: 2\n"))
+  const behind = await startServer(t, trusting)
+  t.same(await statuses(behind.port, '192.0.2.1', 3), [401, 401, 429], 'one client behind the proxy is blocked')
+  t.same(await statuses(behind.port, '192.0.2.2', 1), [401], 'another is not')
+  t.match(behind.logs().find((line) => line.msg === 'authentication refused: too many invalid API keys from this address'), { ip: '192.0.2.1' },
+    'the log names the real client')
+
+  const direct = sandbox(t)
+  write(join(direct.cwd, 'credrc'), local('authRateLimit: 2\n'))
+  const plain = await startServer(t, direct)
+  t.same(await statuses(plain.port, '192.0.2.1', 3), [401, 401, 429])
+  t.same(await statuses(plain.port, '192.0.2.2', 1), [429], 'by default X-Forwarded-For is ignored: every client is the proxy')
+})
+
 t.test('SIGTERM closes the server and exits 0', async (t) => {
   const box = sandbox(t)
   write(join(box.cwd, 'credrc'), local())
@@ -233,6 +288,7 @@ t.test('a client too slow to send its headers, or its whole request, is cut off 
   for (const [name, result, limit] of [['silent', silent, 1000], ['dribbled headers', headers, 1000], ['dribbled body', body, 3000]] as const) {
     t.ok(result.ms >= limit - 100 && result.ms < limit + 2500, `${name}: closed after ${result.ms} ms (limit ${limit} ms, checked every second)`)
     t.match(result.answer, /^HTTP\/1\.1 408 /, `${name}: answered 408`)
+    t.match(result.answer, /\r\n\r\n\{"status":408,"message":"[^"]+"\}$/, `${name}: in the envelope`)
   }
   const res = await request(`${server.origin}/health/live`)
   t.equal(res.status, 200, 'a normal client is served meanwhile')
