@@ -173,7 +173,7 @@ t.test('CORS: a request without an Origin header gets only Vary: Origin; OPTIONS
   const withOrigin = await app.inject({ url: '/events', headers: { ...bearer(sessionKey), origin: 'http://old-web-ui.example' } })
   t.equal(withOrigin.headers.vary, 'Origin')
   t.same(cors(withOrigin.headers), ['access-control-allow-credentials', 'access-control-allow-origin', 'access-control-expose-headers'])
-  t.equal(withOrigin.headers['access-control-expose-headers'], 'Retry-After')
+  t.equal(withOrigin.headers['access-control-expose-headers'], 'Retry-After, Idempotent-Replayed', 'a page of a listed origin may read when to retry and whether a post was replayed')
   const options = await app.inject({ method: 'OPTIONS', url: '/events' })
   t.equal(options.statusCode, 204, 'an incomplete preflight is answered like any preflight')
   t.equal(options.headers['access-control-allow-methods'], 'GET, POST, DELETE, OPTIONS')

@@ -55,7 +55,8 @@ export default fp(async function crossOrigin (fastify, opts: { config: CredConfi
     origin: allowed === '*' ? true : allowed,
     credentials: true,
     methods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
-    exposedHeaders: ['Retry-After'],
+    // readable by a listed origin's page: when to retry, and whether a POST was a replay (Idempotency-Key)
+    exposedHeaders: ['Retry-After', 'Idempotent-Replayed'],
     // An OPTIONS request that is not a complete preflight (no Origin or no
     // Access-Control-Request-Method) would get a text/plain 400 "Invalid Preflight Request",
     // outside the {status, message} envelope; answer it like any preflight instead.
