@@ -2,7 +2,7 @@ import { mkdirSync, statSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import Database from 'better-sqlite3'
-import { and, asc, count, desc, eq, gt, gte, isNull, sql } from 'drizzle-orm'
+import { and, asc, count, desc, eq, gt, gte, isNotNull, isNull, or, sql } from 'drizzle-orm'
 import { drizzle } from 'drizzle-orm/better-sqlite3'
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator'
 import type { BaseSQLiteDatabase } from 'drizzle-orm/sqlite-core'
@@ -13,8 +13,9 @@ import {
   type ApiKeyRecord, type EventRecord, type ListFilter, type NewEventRecord, type Repositories, type RevokeResult, type SessionRecord
 } from './repositories.js'
 import {
-  apikeyColumns, clientColumns, eventColumns, idWindow, insertedEvents, limit, offset, pageValues, subscriptionMatches
+  apikeyColumns, clientColumns, eventColumns, idIn, idWindow, idsValue, insertedEvents, limit, offset, pageValues, subscriptionMatches
 } from './queries.js'
+import { AccessListeners } from './access.js'
 import { afterPendingIo, groupCommit } from './batch.js'
 import { RecentEvents } from './recent-events.js'
 import { SessionCache } from './session-cache.js'
@@ -46,6 +47,9 @@ export function sqliteQueries (db: SqliteDb) {
     sessionByHash: db.select({ ...clientColumns(clients), apikeyId: clients.apikeyId, permission: apikeys.permission })
       .from(clients).innerJoin(apikeys, eq(apikeys.id, clients.apikeyId))
       .where(and(eq(clients.sessionHash, sql.placeholder('hash')), isNull(clients.ended), isNull(apikeys.revoked))),
+    // the open streams' and long polls' sessions that ended or whose key was revoked
+    sessionsEnded: db.select({ id: clients.id }).from(clients).innerJoin(apikeys, eq(apikeys.id, clients.apikeyId))
+      .where(and(idIn('sqlite', clients.id), or(isNotNull(clients.ended), isNotNull(apikeys.revoked)))),
     clientTouch: db.update(clients).set({ lastActive: sql`${sql.placeholder('now')}` })
       .where(eq(clients.id, sql.placeholder('id'))),
     clientById: db.select(clientColumns(clients)).from(clients).where(eq(clients.id, sql.placeholder('id'))),
@@ -109,13 +113,19 @@ export const CHANGE_CHECK_MS = 10
  * `seen()` reads it at most once per `CHANGE_CHECK_MS` and answers the others from the last
  * reading. `now()` always reads it: the insert path uses it to know that nothing was
  * committed in between before it adds its rows to the newest events.
+ *
+ * `onChange` is called when a reading differs from the one before. Since the insert path
+ * reads it after each of this connection's commits, a session ended or a key revoked by
+ * another process before an event committed here is known before that event is delivered.
  */
-function changeWatch (read: () => unknown) {
+function changeWatch (read: () => unknown, onChange: () => void) {
   let value = read()
   let at = performance.now()
   const now = (): unknown => {
+    const before = value
     value = read()
     at = performance.now()
+    if (value !== before) onChange()
     return value
   }
   return {
@@ -179,6 +189,7 @@ export function openSqlite (file: string): Repositories {
     apikeyRevoke: queries.apikeyRevoke.prepare(),
     clientEnd: queries.clientEnd.prepare(),
     sessionByHash: queries.sessionByHash.prepare(),
+    sessionsEnded: queries.sessionsEnded.prepare(),
     clientTouch: queries.clientTouch.prepare(),
     clientById: queries.clientById.prepare(),
     clientsActive: queries.clientsActive.prepare(),
@@ -231,8 +242,11 @@ export function openSqlite (file: string): Repositories {
     return rows
   }, { gather: afterPendingIo })
 
+  // Sessions ended and keys revoked: this connection's own tell the listeners by name; another
+  // connection's commit may have ended any session ('unknown': the listener asks `ended`).
+  const access = new AccessListeners()
   const dataVersion = sqlite.prepare('pragma data_version').pluck()
-  const changes = changeWatch(() => dataVersion.get())
+  const changes = changeWatch(() => dataVersion.get(), () => access.ended('unknown'))
   const recent = new RecentEvents((count) => statements.eventList.all(page({ limit: count })), changes.seen, 100, changes.now)
   // Sessions: another connection's commit (another process ending a session or revoking a
   // key, e.g. cred-gen --revoke) changes data_version and empties the cache; this
@@ -301,11 +315,14 @@ export function openSqlite (file: string): Repositories {
         return statements.apikeyCount.get()?.n ?? 0
       },
       async revoke (id: number, now: number) {
+        let result: RevokeResult
         try {
-          return revokeKey.immediate(id, now)
+          result = revokeKey.immediate(id, now)
         } finally {
           sessions.clear()
         }
+        if (result.outcome === 'revoked') access.ended({ apikeyIds: [id] })
+        return result
       }
     },
     clients: {
@@ -323,6 +340,7 @@ export function openSqlite (file: string): Repositories {
       async end (id: number, now: number) {
         statements.clientEnd.run({ id, now })
         sessions.clear()
+        access.ended({ clientIds: [id] })
       },
       async get (id: number) {
         return statements.clientById.get({ id })
@@ -359,6 +377,20 @@ export function openSqlite (file: string): Repositories {
         return subscribedBy === undefined
           ? statements.eventsAfter.all({ after, limit: count })
           : statements.eventsSubscribedAfter.all({ clientId: subscribedBy, after, limit: count })
+      }
+    },
+    access: {
+      listen: (listener) => access.listen(listener),
+      async ended (clientIds: readonly number[]) {
+        if (clientIds.length === 0) return []
+        return statements.sessionsEnded.all(idsValue(clientIds)).map((row) => row.id)
+      },
+      look () {
+        try {
+          changes.now()
+        } catch {
+          // the next query reports what is wrong with the database
+        }
       }
     },
     async ping () {
