@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
-import { IdParams, ListQuery, authErrors, errors, sessionSecurity, wantsFull } from '../../schemas/common.js'
+import { IdParams, ListQuery, authErrors, errors, liveErrors, sessionSecurity, wantsFull } from '../../schemas/common.js'
 import { ClientFound, ClientList, ClientWithSubscriptions } from '../../schemas/clients.js'
 import { EventList, EventListQuery, EventStream, StreamHeaders, StreamQuery } from '../../schemas/events.js'
 
@@ -71,10 +71,11 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
       tags: ['clients'],
       security: sessionSecurity,
       summary: 'Events posted by a client, newest first',
-      description: 'With `wait`, an empty answer is held until that client posts an event (long polling).',
+      description: 'With `wait`, an empty answer is held until that client posts an event (long polling); the ' +
+        'wait ends with 401 when the session ends or its API key is revoked.',
       params: IdParams,
       querystring: EventListQuery,
-      response: { 200: EventList, 400: errors[400], ...authErrors, 404: errors[404] }
+      response: { 200: EventList, 400: errors[400], ...authErrors, ...liveErrors, 404: errors[404] }
     },
     preValidation: fastify.authorize('read')
   }, async function (request, reply) {
@@ -91,10 +92,11 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
       security: sessionSecurity,
       summary: 'Events matching a client\'s subscriptions, newest first',
       description: 'Poll with `?full=true&after=<highest id seen>` to get everything newer; add `wait` ' +
-        'to hold an empty answer until a matching event arrives (long polling).',
+        'to hold an empty answer until a matching event arrives (long polling). The wait ends with 401 when ' +
+        'the session ends or its API key is revoked.',
       params: IdParams,
       querystring: EventListQuery,
-      response: { 200: EventList, 400: errors[400], ...authErrors, 404: errors[404] }
+      response: { 200: EventList, 400: errors[400], ...authErrors, ...liveErrors, 404: errors[404] }
     },
     preValidation: fastify.authorize('read')
   }, async function (request, reply) {
@@ -114,11 +116,11 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
       summary: 'Stream the events matching a client\'s subscriptions (Server-Sent Events)',
       description: 'A client may stream its own subscriptions; an admin any client\'s. Reconnect with ' +
         '`Last-Event-ID: N` (EventSource does) or `?after=N` to first receive every matching event with ' +
-        'id > N, in order, with no gap and no duplicate.',
+        'id > N, in order, with no gap and no duplicate. Closed when the session ends or its API key is revoked.',
       params: IdParams,
       querystring: StreamQuery,
       headers: StreamHeaders,
-      response: { 200: EventStream, 400: errors[400], ...authErrors, 404: errors[404], 429: errors[429] }
+      response: { 200: EventStream, 400: errors[400], ...authErrors, ...liveErrors, 404: errors[404] }
     },
     preValidation: fastify.authorize('read')
   }, async function (request, reply) {
