@@ -235,6 +235,7 @@ export default fp(async function live (fastify) {
   // with it every access change committed before them (PostgreSQL).
   let announced = notifications === undefined ? Number.POSITIVE_INFINITY : await repos.events.latestId()
 
+  let closing = false
   // While a re-check runs, events are held back and then dispatched in order.
   let rechecking: Promise<void> | null = null
   let recheckAgain = false
@@ -264,7 +265,7 @@ export default fp(async function live (fastify) {
       }
     } catch (err) {
       // whose session is still valid cannot be told: end them all (they reconnect)
-      fastify.log.error({ err }, 'checking the sessions of open streams and long polls failed')
+      if (!closing) fastify.log.error({ err }, 'checking the sessions of open streams and long polls failed')
       report('their sessions could not be checked', holds.endAll())
     }
   }
@@ -408,6 +409,7 @@ export default fp(async function live (fastify) {
 
   // Closing the server ends open streams, so it is not held open by them.
   fastify.addHook('preClose', async () => {
+    closing = true
     for (const end of streams) end()
     for (const poll of polls) poll.abort()
   })
