@@ -118,7 +118,7 @@ interface Hold {
 }
 
 /** What is held open, by session (client id) and by API key: for the limits, and to end them. */
-export class Holds {
+class Holds {
   private readonly byClient = new Map<number, Set<Hold>>()
   private readonly byKey = new Map<number, Set<Hold>>()
 
@@ -204,7 +204,7 @@ class RecentlyEnded {
 }
 
 /** How often the sessions of what is held open are checked even without a notification. */
-export const SWEEP_MS = 500
+const SWEEP_MS = 500
 
 /**
  * One notifier per instance: with SQLite (one process) an event is dispatched the moment
@@ -215,7 +215,7 @@ export const SWEEP_MS = 500
  * Streams and waiting long polls end when their session ends or their key is revoked, by
  * this instance or another: the repositories tell `access` listeners what ended (by name,
  * or "unknown": then every held session is re-checked in one query, and no event is
- * dispatched until that is done), and a sweep re-checks them every SWEEP_MS anyway.
+ * dispatched until that is done), and a sweep checks them every SWEEP_MS anyway.
  * An event is dispatched only once every revocation committed before it has been handled:
  * with PostgreSQL, events are dispatched only up to the highest id announced by a
  * notification already received (notifications arrive in commit order); with SQLite,
@@ -342,9 +342,23 @@ export default fp(async function live (fastify) {
     return rows.length === 0 || rows.every((row) => row.id <= horizon) ? rows : rows.filter((row) => row.id <= horizon)
   }
 
+  // The sweep catches what no notification told (a change made by hand in SQL; with SQLite,
+  // another process's revocation while nothing here reads the database). It holds no event
+  // back, and a failure ends nothing: the notifications and re-checks vouch for the order.
+  let sweeping = false
+  let sweepFailed = false
   const sweep = setInterval(() => {
-    if (holds.size === 0 || rechecking !== null) return
-    recheck()
+    if (holds.size === 0 || sweeping) return
+    sweeping = true
+    repos.access.ended(holds.clientIds())
+      .then((ended) => {
+        sweepFailed = false
+        report('their session ended or their API key was revoked (seen by the periodic check)', holds.end({ clientIds: ended }))
+      }, (err: unknown) => {
+        if (!sweepFailed && !closing) fastify.log.warn({ err }, 'the periodic check of the sessions of open streams and long polls failed')
+        sweepFailed = true
+      })
+      .finally(() => { sweeping = false })
   }, SWEEP_MS)
   sweep.unref()
 
