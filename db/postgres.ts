@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url'
-import { and, asc, count, desc, eq, gte, isNull, max, sql } from 'drizzle-orm'
+import { and, asc, count, desc, eq, gt, gte, isNotNull, isNull, max, or, sql } from 'drizzle-orm'
 import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js'
 import type { PgColumn, PgSelect } from 'drizzle-orm/pg-core'
 import { migrate } from 'drizzle-orm/postgres-js/migrator'
@@ -8,14 +8,15 @@ import type { Permission } from '../schemas/apikeys.js'
 import type { CredConfig } from '../schemas/config.js'
 import { apikeys, clients, events, subscriptions } from './schema/pg.js'
 import {
-  apikeyColumns, clientColumns, depth, eventColumns, idWindow, insertedEvents, limit, listRead, offset, pageValues, subscriptionMatches,
+  apikeyColumns, clientColumns, depth, eventColumns, idIn, idWindow, idsValue, insertedEvents, limit, listRead, offset, pageValues, subscriptionMatches,
   type ListStatements
 } from './queries.js'
 import {
   DatabaseUnavailableError,
-  type ApiKeyRecord, type ClockOption, type EventRecord, type IdempotencyKey, type ListFilter, type NewClient, type NewEventRecord,
+  type AccessEnded, type ApiKeyRecord, type ClockOption, type EventRecord, type IdempotencyKey, type ListFilter, type NewClient, type NewEventRecord,
   type PostedEvent, type Repositories, type RevokeResult, type SessionRecord
 } from './repositories.js'
+import { AccessListeners } from './access.js'
 import { afterPendingIo, groupCommit } from './batch.js'
 import { IDEMPOTENCY_WINDOW_MS, keyOf, keysOf, purgeSchedule, sortOut, type QueuedEvent } from './idempotency.js'
 import { NotifiedRecentEvents } from './recent-events.js'
@@ -39,8 +40,20 @@ export const lockNames = {
 
 /** The LISTEN/NOTIFY channel that tells every instance new events were committed. */
 export const eventsChannel = 'cred_events'
-/** told when a session ends or a key is revoked: every instance drops its cached sessions */
+/**
+ * Told when a session ends (payload `client:<id>`) or a key is revoked (`apikey:<id>`): every
+ * instance drops its cached sessions and ends what it holds open for them. Any other payload
+ * (an empty one from an older instance) means "something ended": the instance re-checks.
+ */
 export const sessionsChannel = 'cred_sessions'
+
+/** What a notification on `sessionsChannel` says ended. */
+export function endedByPayload (payload: string): AccessEnded {
+  const match = /^(client|apikey):(\d{1,10})$/.exec(payload)
+  if (match === null) return 'unknown'
+  const id = Number(match[2])
+  return match[1] === 'client' ? { clientIds: [id] } : { apikeyIds: [id] }
+}
 
 /** How long PostgreSQL work may take before the caller gets DatabaseUnavailableError. */
 export interface PostgresTimeouts {
@@ -108,6 +121,9 @@ export function postgresQueries (db: PgDb) {
     sessionByHash: db.select({ ...clientColumns(clients), apikeyId: clients.apikeyId, permission: apikeys.permission })
       .from(clients).innerJoin(apikeys, eq(apikeys.id, clients.apikeyId))
       .where(and(eq(clients.sessionHash, sql.placeholder('hash')), isNull(clients.ended), isNull(apikeys.revoked))),
+    // the open streams' and long polls' sessions that ended or whose key was revoked
+    sessionsEnded: db.select({ id: clients.id }).from(clients).innerJoin(apikeys, eq(apikeys.id, clients.apikeyId))
+      .where(and(idIn('postgresql', clients.id), or(isNotNull(clients.ended), isNotNull(apikeys.revoked)))),
     clientTouch: db.update(clients).set({ lastActive: sql`${sql.placeholder('now')}` })
       .where(eq(clients.id, sql.placeholder('id'))),
     clientById: db.select(clientColumns(clients)).from(clients).where(eq(clients.id, sql.placeholder('id'))),
@@ -347,7 +363,7 @@ async function migrateOnce (settings: PostgresSettings, timeouts: PostgresTimeou
  * while the server is away — and calls `onConnected` once it is back, so the caller can
  * read what was committed meanwhile.
  */
-async function listenForEvents (settings: PostgresSettings, timeouts: PostgresTimeouts, onEvents: (payload: string) => void, onConnected: () => void, onSessions: () => void) {
+async function listenForEvents (settings: PostgresSettings, timeouts: PostgresTimeouts, onEvents: (payload: string) => void, onConnected: () => void, onSessions: (payload: string) => void) {
   let closed = false
   let listening = false
   let attempt = 0
@@ -359,7 +375,7 @@ async function listenForEvents (settings: PostgresSettings, timeouts: PostgresTi
     max_lifetime: null,
     onnotify: (channel: string, payload: string) => {
       if (channel === eventsChannel) onEvents(payload)
-      else if (channel === sessionsChannel) onSessions()
+      else if (channel === sessionsChannel) onSessions(payload)
     },
     onclose: () => {
       listening = false
@@ -372,7 +388,7 @@ async function listenForEvents (settings: PostgresSettings, timeouts: PostgresTi
     await client.unsafe(`listen ${sessionsChannel}`)
     attempt = 0
     // whatever changed while not listening went unnoticed
-    onSessions()
+    onSessions('')
     listening = true
     onConnected()
   }
@@ -428,6 +444,7 @@ function openPool (settings: PostgresSettings, timeouts: PostgresTimeouts) {
     apikeyList: prepareBoth(queries.apikeyList, 'cred_apikey_list'),
     apikeyCount: queries.apikeyCount.prepare('cred_apikey_count'),
     sessionByHash: queries.sessionByHash.prepare('cred_session_by_hash'),
+    sessionsEnded: queries.sessionsEnded.prepare('cred_sessions_ended'),
     clientTouch: queries.clientTouch.prepare('cred_client_touch'),
     clientById: queries.clientById.prepare('cred_client_by_id'),
     clientsActive: prepareBoth(queries.clientsActive, 'cred_clients_active'),
@@ -465,6 +482,7 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
   const listening = () => listeners.size > 0 && [...listeners].every((listener) => listener.listening())
   // used only while this process hears about sessions ended and keys revoked elsewhere
   const sessions = new SessionCache(listening)
+  const access = new AccessListeners()
   // the newest events, kept current by the notifications, while they are heard
   const recent = new NotifiedRecentEvents((count) => call(({ statements }) => readList(statements.eventList, { limit: count })), listening)
   /** true when nothing can come after `after`: a poll with nothing new needs no query */
@@ -603,9 +621,12 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
             if ((admins?.n ?? 0) <= 1) return { outcome: 'last-admin' }
           }
           await tx.update(apikeys).set({ revoked: now }).where(eq(apikeys.id, id))
-          await tx.execute(sql`select pg_notify(${sessionsChannel}, '')`)
+          await tx.execute(sql`select pg_notify(${sessionsChannel}, ${`apikey:${id}`})`)
           return { outcome: 'revoked', apikey: { ...key, revoked: now } }
         }).finally(() => sessions.clear())
+      }).then((result) => {
+        if (result.outcome === 'revoked') access.ended({ apikeyIds: [id] })
+        return result
       })
     },
     clients: {
@@ -624,9 +645,10 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
         if (!isRowId(id)) return
         await db.transaction(async (tx) => {
           await tx.update(clients).set({ ended: now }).where(eq(clients.id, id))
-          await tx.execute(sql`select pg_notify(${sessionsChannel}, '')`)
+          await tx.execute(sql`select pg_notify(${sessionsChannel}, ${`client:${id}`})`)
         })
         sessions.clear()
+        access.ended({ clientIds: [id] })
       }),
       get: (id: number) => call(async ({ statements }) => isRowId(id) ? (await statements.clientById.execute({ id }))[0] : undefined),
       listActive: (since: number, filter: ListFilter) => call(({ statements }) => readList(statements.clientsActive, filter, { since })),
@@ -659,7 +681,10 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
         }, () => {
           recent.stale()
           onConnected()
-        }, () => sessions.clear())
+        }, (payload) => {
+          sessions.clear()
+          access.ended(endedByPayload(payload))
+        })
         listeners.add(listener)
         return {
           close: async () => {
@@ -669,6 +694,14 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
         }
       },
       listening
+    },
+    access: {
+      listen: (listener) => access.listen(listener),
+      ended: (clientIds: readonly number[]) => clientIds.length === 0
+        ? Promise.resolve([])
+        : call(async ({ statements }) => (await statements.sessionsEnded.execute(idsValue(clientIds))).map((row) => row.id)),
+      // the notifications tell the listeners, in commit order
+      look: () => {}
     },
     ping: () => call(async ({ db }) => {
       await db.execute(sql`select 1`)

@@ -29,6 +29,21 @@ export function idWindow (dialect: DatabaseKind, id: AnyColumn): SQL | undefined
   return and(gt(id, bound(afterId)), lt(id, bound(beforeId)))
 }
 
+/**
+ * `id` is one of the ids in the placeholder `ids`, a JSON array (`idsValue`): one parameter
+ * whatever the number of ids, so the statement is prepared once. Each id is a lookup on the
+ * primary key.
+ */
+export function idIn (dialect: DatabaseKind, id: AnyColumn): SQL {
+  const ids = sql.placeholder('ids')
+  return dialect === 'postgresql'
+    ? sql`${id} = any(array(select json_array_elements_text(${ids}::text::json)::integer))`
+    : sql`${id} in (select value from json_each(${ids}))`
+}
+
+/** The value of `idIn`'s placeholder. */
+export const idsValue = (ids: readonly number[]): { ids: string } => ({ ids: JSON.stringify(ids) })
+
 /** Larger values mean "no bound" anyway; clamping keeps every bound a safe 64-bit integer. */
 const clamp = (value: number): number => Math.min(value, Number.MAX_SAFE_INTEGER)
 

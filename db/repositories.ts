@@ -183,6 +183,11 @@ export interface EventNotifications {
    * Calls `onEvents` after events are committed, by any instance (with the highest id
    * committed, when the notification names it), and `onConnected` each time the listening
    * connection is (re)established (events may have been missed before).
+   *
+   * Events and ended access are told in commit order, on one connection: when `onEvents` is
+   * called with an id, every session ended and key revoked before that event committed has
+   * been passed to the `access` listeners already. (Only while something listens here are
+   * other instances' ends and revocations heard at all.)
    */
   listen (onEvents: (latest?: number) => void, onConnected: () => void): Promise<{ close: () => Promise<void> }>
   /** whether the listening connection is up now (false before listen() and while reconnecting) */
@@ -198,6 +203,39 @@ export interface ClockOption {
   clock?: () => number
 }
 
+/**
+ * What ended: these sessions (client ids), every session of these API keys, or — when the
+ * repositories only know that something may have changed (another process committed, a
+ * notification listener reconnected) — `unknown`: whoever holds sessions re-checks them with
+ * `AccessChanges.ended`.
+ */
+export type AccessEnded =
+  | { clientIds: readonly number[] }
+  | { apikeyIds: readonly number[] }
+  | 'unknown'
+
+/**
+ * Sessions that end and keys that are revoked, by this instance or any other sharing the
+ * database, for whoever holds something open for a session (event streams, long polls).
+ */
+export interface AccessChanges {
+  /**
+   * Calls `listener` synchronously, in the order the changes committed, whenever this process
+   * learns that access ended: its own `clients.end` and `apikeys.revoke` before they resolve,
+   * and what other processes did as soon as it is told (PostgreSQL: the notification; SQLite:
+   * another connection's commit, seen in `data_version`). Returns a function that removes it.
+   */
+  listen (listener: (ended: AccessEnded) => void): () => void
+  /** Those of `clientIds` whose session has ended or whose API key is revoked, in one query. */
+  ended (clientIds: readonly number[]): Promise<number[]>
+  /**
+   * Tells the listeners now of what changed elsewhere, when that needs no query (SQLite:
+   * another connection committed since the last look): call it before handing out rows
+   * read from the database to someone whose session may have ended meanwhile.
+   */
+  look (): void
+}
+
 /** The data layer the service sees, whatever the database. */
 export interface Repositories {
   readonly kind: 'sqlite' | 'postgresql'
@@ -206,6 +244,7 @@ export interface Repositories {
   apikeys: ApiKeyRepository
   clients: ClientRepository
   events: EventRepository
+  access: AccessChanges
   /** present when several processes may share the database (PostgreSQL) */
   notifications?: EventNotifications
   /** Resolves when the database answers a trivial query; DatabaseUnavailableError when it cannot. */

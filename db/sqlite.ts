@@ -2,7 +2,7 @@ import { closeSync, mkdirSync, openSync, statSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import Database from 'better-sqlite3'
-import { and, asc, count, desc, eq, gt, gte, isNull, lte, sql } from 'drizzle-orm'
+import { and, asc, count, desc, eq, gt, gte, isNotNull, isNull, lte, or, sql } from 'drizzle-orm'
 import { drizzle } from 'drizzle-orm/better-sqlite3'
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator'
 import type { BaseSQLiteDatabase, SQLiteColumn, SQLiteSelect } from 'drizzle-orm/sqlite-core'
@@ -14,9 +14,10 @@ import {
   type Repositories, type RevokeResult, type SessionRecord
 } from './repositories.js'
 import {
-  apikeyColumns, clientColumns, eventColumns, idWindow, insertedEvents, limit, listRead, offset, pageValues, subscriptionMatches,
+  apikeyColumns, clientColumns, eventColumns, idIn, idWindow, idsValue, insertedEvents, limit, listRead, offset, pageValues, subscriptionMatches,
   type ListStatements
 } from './queries.js'
+import { AccessListeners } from './access.js'
 import { afterPendingIo, groupCommit } from './batch.js'
 import { IDEMPOTENCY_WINDOW_MS, keyOf, keysOf, purgeSchedule, sortOut, type QueuedEvent } from './idempotency.js'
 import { RecentEvents } from './recent-events.js'
@@ -53,6 +54,9 @@ export function sqliteQueries (db: SqliteDb) {
     sessionByHash: db.select({ ...clientColumns(clients), apikeyId: clients.apikeyId, permission: apikeys.permission })
       .from(clients).innerJoin(apikeys, eq(apikeys.id, clients.apikeyId))
       .where(and(eq(clients.sessionHash, sql.placeholder('hash')), isNull(clients.ended), isNull(apikeys.revoked))),
+    // the open streams' and long polls' sessions that ended or whose key was revoked
+    sessionsEnded: db.select({ id: clients.id }).from(clients).innerJoin(apikeys, eq(apikeys.id, clients.apikeyId))
+      .where(and(idIn('sqlite', clients.id), or(isNotNull(clients.ended), isNotNull(apikeys.revoked)))),
     clientTouch: db.update(clients).set({ lastActive: sql`${sql.placeholder('now')}` })
       .where(eq(clients.id, sql.placeholder('id'))),
     clientById: db.select(clientColumns(clients)).from(clients).where(eq(clients.id, sql.placeholder('id'))),
@@ -128,13 +132,19 @@ export const CHANGE_CHECK_MS = 10
  * `seen()` reads it at most once per `CHANGE_CHECK_MS` and answers the others from the last
  * reading. `now()` always reads it: the insert path uses it to know that nothing was
  * committed in between before it adds its rows to the newest events.
+ *
+ * `onChange` is called when a reading differs from the one before. Since the insert path
+ * reads it after each of this connection's commits, a session ended or a key revoked by
+ * another process before an event committed here is known before that event is delivered.
  */
-function changeWatch (read: () => unknown) {
+function changeWatch (read: () => unknown, onChange: () => void) {
   let value = read()
   let at = performance.now()
   const now = (): unknown => {
+    const before = value
     value = read()
     at = performance.now()
+    if (value !== before) onChange()
     return value
   }
   return {
@@ -203,6 +213,7 @@ export function openSqlite (file: string, { clock = Date.now }: ClockOption = {}
     apikeyRevoke: queries.apikeyRevoke.prepare(),
     clientEnd: queries.clientEnd.prepare(),
     sessionByHash: queries.sessionByHash.prepare(),
+    sessionsEnded: queries.sessionsEnded.prepare(),
     clientTouch: queries.clientTouch.prepare(),
     clientById: queries.clientById.prepare(),
     clientsActive: prepareBoth(queries.clientsActive),
@@ -281,8 +292,11 @@ export function openSqlite (file: string, { clock = Date.now }: ClockOption = {}
   const createEvent = (event: NewEventRecord, idempotency?: IdempotencyKey): Promise<PostedEvent> =>
     insertEvent(idempotency === undefined ? event : { ...event, idempotency })
 
+  // Sessions ended and keys revoked: this connection's own tell the listeners by name; another
+  // connection's commit may have ended any session ('unknown': the listener asks `ended`).
+  const access = new AccessListeners()
   const dataVersion = sqlite.prepare('pragma data_version').pluck()
-  const changes = changeWatch(() => dataVersion.get())
+  const changes = changeWatch(() => dataVersion.get(), () => access.ended('unknown'))
   const recent = new RecentEvents((count) => readList(statements.eventList, { limit: count }), changes.seen, 100, changes.now)
   // Sessions: another connection's commit (another process ending a session or revoking a
   // key, e.g. cred-gen --revoke) changes data_version and empties the cache; this
@@ -351,11 +365,14 @@ export function openSqlite (file: string, { clock = Date.now }: ClockOption = {}
         return statements.apikeyCount.get()?.n ?? 0
       },
       async revoke (id: number, now: number) {
+        let result: RevokeResult
         try {
-          return revokeKey.immediate(id, now)
+          result = revokeKey.immediate(id, now)
         } finally {
           sessions.clear()
         }
+        if (result.outcome === 'revoked') access.ended({ apikeyIds: [id] })
+        return result
       }
     },
     clients: {
@@ -373,6 +390,7 @@ export function openSqlite (file: string, { clock = Date.now }: ClockOption = {}
       async end (id: number, now: number) {
         statements.clientEnd.run({ id, now })
         sessions.clear()
+        access.ended({ clientIds: [id] })
       },
       async get (id: number) {
         return statements.clientById.get({ id })
@@ -411,6 +429,20 @@ export function openSqlite (file: string, { clock = Date.now }: ClockOption = {}
         return subscribedBy === undefined
           ? statements.eventList.oldest.all(values)
           : statements.eventsSubscribed.oldest.all({ clientId: subscribedBy, ...values })
+      }
+    },
+    access: {
+      listen: (listener) => access.listen(listener),
+      async ended (clientIds: readonly number[]) {
+        if (clientIds.length === 0) return []
+        return statements.sessionsEnded.all(idsValue(clientIds)).map((row) => row.id)
+      },
+      look () {
+        try {
+          changes.now()
+        } catch {
+          // the next query reports what is wrong with the database
+        }
       }
     },
     async ping () {

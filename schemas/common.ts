@@ -43,6 +43,14 @@ export const errors = {
 
 export const authErrors = { 401: errors[401], 403: errors[403] } as const
 
+/** Error responses of event streams and long polls, which stay open while their session lasts. */
+export const liveErrors = {
+  401: errorRef('No valid session (`Not Authenticated`); a long poll also answers it when its session ends ' +
+    'or its API key is revoked while it waits (a stream is closed then)'),
+  429: errorRef('Too many event streams and waiting long polls: `maxStreamsPerSession` for the session, ' +
+    'or `maxStreamsPerKey` for all sessions of its API key, on this instance')
+} as const
+
 /** OpenAPI: the routes that need a session accept it as a bearer token or as the cookie. */
 export const sessionSecurity: Array<Record<string, string[]>> = [{ bearerSession: [] }, { cookieSession: [] }]
 

@@ -42,7 +42,12 @@ export const Settings = Type.Object({
   }),
   sessionTimeout: Type.Integer({ minimum: 0, description: 'seconds a session may go unused before it is refused; 0 = never' }),
   maxSubscriptions: Type.Integer({ minimum: 1, description: 'event names one client may subscribe to' }),
-  maxStreamsPerSession: Type.Integer({ minimum: 1, description: 'event streams one session may hold open at once' }),
+  maxStreamsPerSession: Type.Integer({
+    minimum: 1, description: 'event streams and waiting long polls one session may hold open at once, per instance'
+  }),
+  maxStreamsPerKey: Type.Integer({
+    minimum: 1, description: 'event streams and waiting long polls all sessions of one API key may hold open at once, per instance'
+  }),
   authRateLimit: Type.Integer({ minimum: 1, description: 'failed /auth attempts allowed per client IP per minute' }),
   cors: Type.Union([Type.Literal('*'), Type.Array(Type.String())], {
     description: "origins (scheme://host[:port]) whose pages may call cred with the session cookie; [] = none (default); '*' = any (logged as a warning)"
@@ -99,6 +104,7 @@ export const defaultSettings: Settings = {
   sessionTimeout: 0,
   maxSubscriptions: 100,
   maxStreamsPerSession: 10,
+  maxStreamsPerKey: 1000,
   authRateLimit: 10,
   cors: [],
   trustProxy: false,

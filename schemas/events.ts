@@ -77,7 +77,9 @@ export const eventListQuery = (maxPageSize: number) => Type.Composite([listQuery
     minimum: 0,
     maximum: MAX_WAIT_SECONDS,
     description: 'long polling: when nothing matches yet, hold the request up to this many seconds ' +
-      'until a matching event arrives (then answer with it) or the time runs out (then an empty list)'
+      'until a matching event arrives (then answer with it) or the time runs out (then an empty list). ' +
+      'A waiting poll counts toward the same limits as streams (429), and answers 401 if its session ends ' +
+      'or its API key is revoked meanwhile'
   }))
 })])
 
@@ -92,7 +94,8 @@ export const StreamHeaders = Type.Object({
 /** 200 of a stream route: Server-Sent Events, not JSON. */
 export const EventStream = {
   description: 'Server-Sent Events: each matching event (full form) as a message with `id:` = event id and ' +
-    '`event: event`, oldest first, after first catching up from the database; `:` comment lines are heartbeats.',
+    '`event: event`, oldest first, after first catching up from the database; `:` comment lines are heartbeats. ' +
+    'The server closes the stream when its session ends (DELETE /auth) or its API key is revoked, on every instance.',
   content: {
     'text/event-stream': {
       schema: Type.String({ examples: ['id: 17\nevent: event\ndata: {"id":17,"device":"Switch","name":"Light","location":"Hall","action":"Toggled","value":"On","time":"2026-01-01T12:00:00.000Z","uri":"http://localhost:5000/events/17"}\n\n'] })

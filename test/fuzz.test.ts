@@ -729,11 +729,10 @@ forEachBackend(t, async (t, backend) => {
     t.ok([200, 400, 401, 403, 404].every((status) => statuses.has(status)), `answers seen: ${[...statuses].sort().join(', ')}`)
   })
 
-  t.test('stream routes: refused requests (bad session, bad id, bad after / Last-Event-ID, someone else\'s stream) are refused in the envelope', async (t) => {
+  t.test('stream routes: refused requests (bad session, bad id, bad after / Last-Event-ID) are refused in the envelope', async (t) => {
     const fuzz = await fuzzApp(t, backend)
     const { app } = fuzz
     const reader = await fuzz.session('read', { subscribe: { Light: {} } })
-    const other = await fuzz.session('read')
     // verified to be refused by the coercing validator (whitespace, hex or `1e3` would be accepted)
     const badAfter = fc.oneof(
       fc.integer({ max: -1 }).map(String),
@@ -747,8 +746,7 @@ forEachBackend(t, async (t, backend) => {
       fc.record({ kind: fc.constant('two afters'), who: fc.constant<Credential>('read'), path: fc.constant('/events/stream'), query: fc.tuple(fc.nat(), fc.nat()).map(([a, b]) => `?after=${a}&after=${b}`), lastEventId: fc.constant(undefined) }),
       fc.record({ kind: fc.constant('bad Last-Event-ID'), who: fc.constant<Credential>('read'), path: fc.constantFrom('/events/stream', `/clients/${reader.id}/subscribedevents/stream`), query: fc.constant(''), lastEventId: badAfter }),
       fc.record({ kind: fc.constant('bad id'), who: fc.constant<Credential>('read'), path: fc.constantFrom('0', '-1', '1.5', 'abc', '1e400', 'Infinity', '%zz', '%ED%A0%80', '1'.repeat(101), "1'%20OR%201=1").map((id) => `/clients/${id}/subscribedevents/stream`), query: fc.constant(''), lastEventId: fc.constant(undefined) }),
-      fc.record({ kind: fc.constant('unknown client'), who: fc.constant<Credential>('read'), path: fc.integer({ min: 1_000_000, max: 2 ** 31 }).map((id) => `/clients/${id}/subscribedevents/stream`), query: fc.constant(''), lastEventId: fc.constant(undefined) }),
-      fc.record({ kind: fc.constant('someone else\'s'), who: fc.constant<Credential>('read'), path: fc.constant(`/clients/${other.id}/subscribedevents/stream`), query: fc.constant(''), lastEventId: fc.constant(undefined) })
+      fc.record({ kind: fc.constant('unknown client'), who: fc.constant<Credential>('read'), path: fc.integer({ min: 1_000_000, max: 2 ** 31 }).map((id) => `/clients/${id}/subscribedevents/stream`), query: fc.constant(''), lastEventId: fc.constant(undefined) })
     )
     await fc.assert(fc.asyncProperty(streamRequest, async ({ kind, who, path, query, lastEventId }) => {
       const headers = { ...credentialHeaders(who, reader.sessionKey), ...(lastEventId === undefined ? {} : { 'last-event-id': lastEventId }) }

@@ -148,3 +148,13 @@ export function capturedLogs (level = 'info'): { logger: { level: string, stream
 }
 
 export const bearer = (sessionKey: string) => ({ authorization: `Bearer ${sessionKey}` })
+
+/** Listens on a free port of 127.0.0.1 (for real HTTP clients: streams, fetch); returns the base URL. */
+export const listen = (app: FastifyInstance): Promise<string> => app.listen({ port: 0, host: '127.0.0.1' })
+
+/** Posts an event as the client of `sessionKey`; returns its id. */
+export async function postEvent (app: FastifyInstance, sessionKey: string, event: Record<string, unknown>): Promise<number> {
+  const res = await app.inject({ method: 'POST', url: '/events', headers: bearer(sessionKey), payload: { event } })
+  if (res.statusCode !== 201) throw new Error(`post failed: ${res.body}`)
+  return (res.json() as { event: { id: number } }).event.id
+}

@@ -6,7 +6,7 @@ const routes: Array<[string, string, string[]]> = [
   ['post', '/auth', ['201', '400', '401', '403', '413', '415', '429']],
   ['get', '/auth', ['201', '400', '401', '403', '429']],
   ['delete', '/auth', ['204', '401', '403']],
-  ['get', '/events', ['200', '400', '401', '403']],
+  ['get', '/events', ['200', '400', '401', '403', '429']],
   ['post', '/events', ['201', '400', '401', '403', '413', '415']],
   ['get', '/events/{id}', ['200', '400', '401', '403', '404']],
   ['get', '/events/stream', ['200', '400', '401', '403', '429']],
@@ -14,8 +14,8 @@ const routes: Array<[string, string, string[]]> = [
   ['get', '/clients', ['200', '400', '401', '403']],
   ['get', '/clients/me', ['200', '401', '403']],
   ['get', '/clients/{id}', ['200', '400', '401', '403', '404']],
-  ['get', '/clients/{id}/events', ['200', '400', '401', '403', '404']],
-  ['get', '/clients/{id}/subscribedevents', ['200', '400', '401', '403', '404']],
+  ['get', '/clients/{id}/events', ['200', '400', '401', '403', '404', '429']],
+  ['get', '/clients/{id}/subscribedevents', ['200', '400', '401', '403', '404', '429']],
   ['get', '/apikeys', ['200', '400', '401', '403']],
   ['post', '/apikeys', ['201', '400', '401', '403', '413', '415']],
   ['get', '/apikeys/{id}', ['200', '400', '401', '403', '404']],
@@ -65,6 +65,14 @@ t.test('GET /documentation/json is a valid OpenAPI 3.1 document of every route',
   }
   t.same(spec.paths['/events'].get.parameters.map((p: { name: string }) => p.name), ['full', 'before', 'after', 'limit', 'offset', 'wait'])
   t.ok(spec.paths['/events/stream'].get.parameters.some((p: { in: string, name: string }) => p.in === 'header' && p.name === 'last-event-id'), 'Last-Event-ID documented')
+  for (const [method, path] of [['delete', '/auth'], ['delete', '/apikeys/{id}']] as const) {
+    t.match(spec.paths[path][method].description, /streams are closed and .*long polls answer 401/, `${method} ${path} says what happens to open streams and long polls`)
+  }
+  for (const path of ['/events', '/events/stream', '/clients/{id}/events', '/clients/{id}/subscribedevents', '/clients/{id}/subscribedevents/stream']) {
+    const { responses } = spec.paths[path].get
+    t.match(responses['401'].description, /session ends or its API key is revoked/, `GET ${path}: the 401 of an ended session`)
+    t.match(responses['429'].description, /maxStreamsPerSession.*maxStreamsPerKey/, `GET ${path}: the 429 names both limits`)
+  }
   const idempotencyKey = spec.paths['/events'].post.parameters.find((p: { in: string, name: string }) => p.in === 'header' && p.name === 'idempotency-key')
   t.match(idempotencyKey, { required: false, schema: { type: 'string', minLength: 1, maxLength: 255 }, description: /24 hours/ }, 'Idempotency-Key documented')
   t.match(spec.paths['/events'].post.responses['201'].headers['idempotent-replayed'], { description: /Idempotency-Key/ }, 'and the Idempotent-Replayed answer')

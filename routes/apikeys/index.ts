@@ -66,7 +66,9 @@ const apikeys: FastifyPluginAsyncTypebox = async function (fastify) {
       security: sessionSecurity,
       summary: 'Revoke an API key (admin)',
       description: 'From now on /auth refuses the key and every session made with it gets 401, on every ' +
-        'instance. Revoking a revoked key changes nothing. The last unrevoked admin key cannot be revoked.',
+        'instance: their event streams are closed and their waiting long polls answer 401, before any event ' +
+        'posted after this answer could reach them. Revoking a revoked key changes nothing. The last ' +
+        'unrevoked admin key cannot be revoked.',
       params: IdParams,
       response: { 200: ApiKeyRevoked, 400: errors[400], ...authErrors, 404: errors[404] }
     },

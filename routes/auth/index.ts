@@ -143,7 +143,8 @@ const auth: FastifyPluginAsyncTypebox = async function (fastify) {
       security: sessionSecurity,
       summary: 'End the calling session',
       description: 'The session key is refused from now on, the sessionKey cookie is cleared, and the client ' +
-        'leaves the active clients.',
+        'leaves the active clients. Its event streams are closed and its waiting long polls answer 401, on ' +
+        'every instance, before any event posted after this answer could reach them.',
       response: {
         204: { description: 'Session ended', type: 'null' },
         401: errors[401],

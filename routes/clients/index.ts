@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
-import { IdParams, authErrors, errors, listQuery, sessionSecurity, wantsFull } from '../../schemas/common.js'
+import { IdParams, authErrors, errors, listQuery, liveErrors, sessionSecurity, wantsFull } from '../../schemas/common.js'
 import { ClientFound, ClientList, ClientWithSubscriptions } from '../../schemas/clients.js'
 import { EventList, EventStream, StreamHeaders, StreamQuery, eventListQuery } from '../../schemas/events.js'
 
@@ -72,10 +72,11 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
       tags: ['clients'],
       security: sessionSecurity,
       summary: 'Events posted by a client, newest first',
-      description: 'With `wait`, an empty answer is held until that client posts an event (long polling).',
+      description: 'With `wait`, an empty answer is held until that client posts an event (long polling); the ' +
+        'wait ends with 401 when the session ends or its API key is revoked.',
       params: IdParams,
       querystring: eventListQuery(maxItems),
-      response: { 200: EventList, 400: errors[400], ...authErrors, 404: errors[404] }
+      response: { 200: EventList, 400: errors[400], ...authErrors, ...liveErrors, 404: errors[404] }
     },
     preValidation: fastify.authorize('read')
   }, async function (request, reply) {
@@ -94,10 +95,11 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
       description: 'Poll with `?full=true&after=<highest id seen>` to get what is newer: at most `maxPageSize` ' +
         'events at a time, those right after the cursor (newest first within the page), so that polling again with ' +
         'the highest id received gets every event exactly once. Add `wait` to hold an empty answer until a matching ' +
-        'event arrives (long polling).',
+        'event arrives (long polling); the wait ends with 401 when the session ends or its API key is revoked. ' +
+        'Any session may read any client\'s subscribed events.',
       params: IdParams,
       querystring: eventListQuery(maxItems),
-      response: { 200: EventList, 400: errors[400], ...authErrors, 404: errors[404] }
+      response: { 200: EventList, 400: errors[400], ...authErrors, ...liveErrors, 404: errors[404] }
     },
     preValidation: fastify.authorize('read')
   }, async function (request, reply) {
@@ -115,20 +117,18 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
       tags: ['clients'],
       security: sessionSecurity,
       summary: 'Stream the events matching a client\'s subscriptions (Server-Sent Events)',
-      description: 'A client may stream its own subscriptions; an admin any client\'s. Reconnect with ' +
-        '`Last-Event-ID: N` (EventSource does) or `?after=N` to first receive every matching event with ' +
-        'id > N, in order, with no gap and no duplicate.',
+      description: 'Any session may stream any client\'s subscribed events, as it may read them with ' +
+        '`GET /clients/{id}/subscribedevents`. Reconnect with `Last-Event-ID: N` (EventSource does) or ' +
+        '`?after=N` to first receive every matching event with id > N, in order, with no gap and no ' +
+        'duplicate. Closed when the session ends or its API key is revoked.',
       params: IdParams,
       querystring: StreamQuery,
       headers: StreamHeaders,
-      response: { 200: EventStream, 400: errors[400], ...authErrors, 404: errors[404], 429: errors[429] }
+      response: { 200: EventStream, 400: errors[400], ...authErrors, ...liveErrors, 404: errors[404] }
     },
     preValidation: fastify.authorize('read')
   }, async function (request, reply) {
     const client = await findClient(request.params.id)
-    if (request.client!.id !== client.id && request.client!.permission !== 'admin') {
-      throw fastify.httpErrors.forbidden('Insufficient Permissions')
-    }
     const matcher = live.matcherFor(await repos.clients.subscriptions(client.id))
     const after = request.headers['last-event-id'] ?? request.query.after ?? await repos.events.latestId()
     await live.stream(request, reply, {

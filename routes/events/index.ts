@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { IdParams, authErrors, errors, sessionSecurity, wantsFull } from '../../schemas/common.js'
+import { IdParams, authErrors, errors, liveErrors, sessionSecurity, wantsFull } from '../../schemas/common.js'
 import {
   EventCreated, EventFound, EventList, EventStream, PostEventBody, PostEventHeaders, StreamHeaders, StreamQuery, eventListQuery
 } from '../../schemas/events.js'
@@ -14,9 +14,10 @@ const events: FastifyPluginAsyncTypebox = async function (fastify) {
       tags: ['events'],
       security: sessionSecurity,
       summary: 'List events, newest first',
-      description: 'With `wait`, an empty answer is held until a new event arrives (long polling).',
+      description: 'With `wait`, an empty answer is held until a new event arrives (long polling); the wait ' +
+        'ends with 401 when the session ends or its API key is revoked.',
       querystring: eventListQuery(maxItems),
-      response: { 200: EventList, 400: errors[400], ...authErrors }
+      response: { 200: EventList, 400: errors[400], ...authErrors, ...liveErrors }
     },
     preValidation: fastify.authorize('read')
   }, async function (request, reply) {
@@ -32,10 +33,11 @@ const events: FastifyPluginAsyncTypebox = async function (fastify) {
       security: sessionSecurity,
       summary: 'Stream every new event (Server-Sent Events)',
       description: 'Sends each event as it is posted. Reconnect with `Last-Event-ID: N` (EventSource does) ' +
-        'or `?after=N` to first receive every event with id > N, in order, with no gap and no duplicate.',
+        'or `?after=N` to first receive every event with id > N, in order, with no gap and no duplicate. ' +
+        'Closed when the session ends or its API key is revoked.',
       querystring: StreamQuery,
       headers: StreamHeaders,
-      response: { 200: EventStream, 400: errors[400], ...authErrors, 429: errors[429] }
+      response: { 200: EventStream, 400: errors[400], ...authErrors, ...liveErrors }
     },
     preValidation: fastify.authorize('read')
   }, async function (request, reply) {

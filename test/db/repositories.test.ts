@@ -5,7 +5,7 @@ import postgres from 'postgres'
 import t from 'tap'
 import type { Test } from 'tap'
 import { resolveConfig } from '../../config/resolve.js'
-import { openDatabase, type EventRecord, type ListFilter, type Repositories } from '../../db/index.js'
+import { openDatabase, type AccessEnded, type EventRecord, type ListFilter, type Repositories } from '../../db/index.js'
 import { IDEMPOTENCY_WINDOW_MS, PURGE_INTERVAL_MS } from '../../db/idempotency.js'
 import { openPostgres } from '../../db/postgres.js'
 import { CHANGE_CHECK_MS, openSqlite } from '../../db/sqlite.js'
@@ -346,6 +346,72 @@ forEachBackend(t, async (t, backend) => {
     await repos.clients.end(mine.id, Date.now())
     t.equal(repos.clients.cachedSession(mine.sessionKey), undefined, 'its own end: let go at once')
     t.equal(await repos.clients.findBySession(mine.sessionKey), undefined, 'its own end: refused at once')
+  })
+
+  t.test('access: ended() names the sessions ended or of a revoked key, in one query over any number of ids', async (t) => {
+    const { repos } = await open(t, backend)
+    const kept = await repos.apikeys.create('read')
+    const revoked = await repos.apikeys.create('write')
+    const client = (apikeyId: number) => repos.clients.create({ device: null, location: null, apikeyId, subscriptions: [] })
+    const live = await client(kept.id)
+    const ended = await client(kept.id)
+    const ofRevoked = [await client(revoked.id), await client(revoked.id)]
+    t.same(await repos.access.ended([]), [], 'no ids, no answer')
+    t.same(await repos.access.ended([live.id, ended.id, ...ofRevoked.map((c) => c.id)]), [], 'none ended yet')
+    await repos.clients.end(ended.id, Date.now())
+    await repos.apikeys.revoke(revoked.id, Date.now())
+    const answer = await repos.access.ended([live.id, ended.id, ...ofRevoked.map((c) => c.id), 999_999])
+    t.same([...answer].sort((a, b) => a - b), [ended.id, ...ofRevoked.map((c) => c.id)], 'the ended one and both of the revoked key; unknown ids are not named')
+    const many = Array.from({ length: 5000 }, (_, i) => i + 1)
+    t.same([...await repos.access.ended(many)].sort((a, b) => a - b), [ended.id, ...ofRevoked.map((c) => c.id)], '5,000 ids in one statement')
+  })
+
+  t.test('access: listeners hear this connection\'s ends and revocations by name, before they resolve', async (t) => {
+    const { repos } = await open(t, backend)
+    const heard: AccessEnded[] = []
+    const stop = repos.access.listen((ended) => heard.push(ended))
+    const key = await repos.apikeys.create('read')
+    const admin = await repos.apikeys.create('admin')
+    const { id } = await repos.clients.create({ device: null, location: null, apikeyId: key.id, subscriptions: [] })
+    await repos.clients.end(id, Date.now())
+    t.same(heard, [{ clientIds: [id] }], 'the session, by client id')
+    await repos.apikeys.revoke(key.id, Date.now())
+    t.same(heard.at(-1), { apikeyIds: [key.id] }, 'the key, by id')
+    const count = heard.length
+    t.equal((await repos.apikeys.revoke(admin.id, Date.now())).outcome, 'last-admin')
+    t.equal((await repos.apikeys.revoke(999, Date.now())).outcome, 'not-found')
+    t.equal(heard.length, count, 'nothing heard when nothing was revoked')
+    stop()
+    await repos.clients.end(id, Date.now())
+    t.equal(heard.length, count, 'a removed listener hears nothing')
+  })
+
+  t.test('access: another instance\'s end and revocation are heard (PostgreSQL: by name; SQLite: as a change to re-check)', async (t) => {
+    const { repos, other } = await twoListening(t, backend)
+    const heard: AccessEnded[] = []
+    t.teardown(repos.access.listen((ended) => heard.push(ended)))
+    const key = await other.repos.apikeys.create('read')
+    const { id } = await other.repos.clients.create({ device: null, location: null, apikeyId: key.id, subscriptions: [] })
+    // what the listener heard up to now (SQLite: the other connection's inserts) does not count
+    repos.access.look()
+    heard.length = 0
+    const heardSoon = async (expected: AccessEnded) => {
+      const until = Date.now() + 1000
+      while (Date.now() < until) {
+        repos.access.look()
+        if (heard.some((ended) => JSON.stringify(ended) === JSON.stringify(expected))) return true
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      }
+      return false
+    }
+    await other.repos.clients.end(id, Date.now())
+    t.ok(await heardSoon(backend === 'postgresql' ? { clientIds: [id] } : 'unknown'), `the end: ${JSON.stringify(heard)}`)
+    heard.length = 0
+    await other.repos.apikeys.revoke(key.id, Date.now())
+    t.ok(await heardSoon(backend === 'postgresql' ? { apikeyIds: [key.id] } : 'unknown'), `the revocation: ${JSON.stringify(heard)}`)
+    heard.length = 0
+    repos.access.look()
+    t.same(heard, [], 'nothing more once seen')
   })
 })
 

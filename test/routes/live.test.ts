@@ -1,21 +1,8 @@
-import type { FastifyInstance } from 'fastify'
 import t from 'tap'
-import { backends, bearer, build, forEachBackend, postgresAdmin, type TestApp } from '../helper.js'
+import { backends, bearer, build, forEachBackend, listen, postEvent as post, postgresAdmin, type TestApp } from '../helper.js'
 import { openStream } from '../sse-client.js'
 
-async function listen (app: FastifyInstance): Promise<string> {
-  const address = await app.listen({ port: 0, host: '127.0.0.1' })
-  return address
-}
-
-const post = async (app: FastifyInstance, sessionKey: string, event: Record<string, unknown>) => {
-  const res = await app.inject({ method: 'POST', url: '/events', headers: bearer(sessionKey), payload: { event } })
-  if (res.statusCode !== 201) throw new Error(`post failed: ${res.body}`)
-  return res.json().event.id as number
-}
-
 const ids = (messages: Array<{ id?: string }>) => messages.map((m) => Number(m.id))
-
 forEachBackend(t, async (t, backend) => {
   t.test('GET /events/stream sends each new event, full form, in order', async (t) => {
     const test: TestApp = await build(t, {}, { backend })
@@ -86,15 +73,21 @@ forEachBackend(t, async (t, backend) => {
     t.equal(stream.messages.length, 3, 'nothing else')
   })
 
-  t.test('stream permissions: own client or admin; the session is checked on connect', async (t) => {
+  t.test('stream permissions: any session may stream any client\'s subscriptions, as over REST; the session is checked on connect', async (t) => {
     const { app, session } = await build(t, {}, { backend })
     const base = await listen(app)
     const a = await session('read', { subscribe: { Light: {} } })
-    const b = await session('write')
+    const b = await session('read')
     const admin = await session('admin')
+    const writer = await session('write')
     const other = await openStream(`${base}/clients/${a.id}/subscribedevents/stream`, bearer(b.sessionKey))
-    t.equal(other.status, 403)
-    t.same(JSON.parse(other.body), { status: 403, message: 'Insufficient Permissions' })
+    t.teardown(other.close)
+    t.equal(other.status, 200, 'a read key streams another client\'s subscribed events')
+    await post(app, writer.sessionKey, { name: 'Door' })
+    const light = await post(app, writer.sessionKey, { name: 'Light' })
+    t.same(ids(await other.received(1)), [light], 'the events matching that client\'s subscriptions')
+    const rest = await app.inject({ url: `/clients/${a.id}/subscribedevents?after=${light - 2}`, headers: bearer(b.sessionKey) })
+    t.same(rest.json().events.map((e: { id: number }) => e.id), [light], 'the same as over REST')
     const byAdmin = await openStream(`${base}/clients/${a.id}/subscribedevents/stream`, bearer(admin.sessionKey))
     t.teardown(byAdmin.close)
     t.equal(byAdmin.status, 200)
@@ -182,7 +175,7 @@ t.test('a session may hold at most maxStreamsPerSession streams', async (t) => {
   t.teardown(() => { first.close(); second.close() })
   const third = await openStream(`${base}/events/stream`, bearer(reader.sessionKey))
   t.equal(third.status, 429)
-  t.same(JSON.parse(third.body), { status: 429, message: 'Too many open streams: at most 2 per session' })
+  t.same(JSON.parse(third.body), { status: 429, message: 'Too many open streams and long polls: at most 2 per session' })
   const otherSession = await session('read')
   const fine = await openStream(`${base}/events/stream`, bearer(otherSession.sessionKey))
   t.teardown(fine.close)

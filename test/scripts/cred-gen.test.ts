@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:
 import { dirname, join } from 'node:path'
 import t from 'tap'
 import { oneLine, request, run, sandbox, startServer } from '../process-helper.js'
+import { openStream } from '../sse-client.js'
 
 // every test has its own sandbox: they may run side by side
 t.jobs = 4
@@ -129,6 +130,39 @@ t.test('--revoke ID revokes a key; --list shows when; the last admin key stays',
 
   const list = (await run(t, 'cred-gen', ['--list'], box)).stdout.trimEnd().split('\n').slice(1).map((line) => line.split(/\s+/))
   t.same(list.map((row) => [row[0], row[3] === '-' ? '-' : 'revoked']), [['3', 'revoked'], ['2', 'revoked'], ['1', '-']])
+})
+
+t.test('--revoke ends the key\'s streams and long polls on a server running on the same SQLite file within a second; nothing posted after reaches them', async (t) => {
+  const box = sandbox(t)
+  write(join(box.cwd, 'credrc'), "host: '127.0.0.1'\nport: 0\ndatabase:\n  database: 'shared.db'\n")
+  const keys: Record<string, { id: number, apikey: string }> = {}
+  for (const permission of ['write', 'read']) {
+    const made = await run(t, 'cred-gen', [`--${permission}`, '--json'], box)
+    t.equal(made.code, 0, made.stderr)
+    keys[permission] = JSON.parse(made.stdout) as { id: number, apikey: string }
+  }
+  const server = await startServer(t, box)
+  const auth = async (apikey: string) => (await request(`${server.origin}/auth`, { method: 'POST', body: { apikey } })).json() as { sessionKey: string }
+  const writer = await auth(keys.write!.apikey)
+  const reader = await auth(keys.read!.apikey)
+  const post = async () => (await request(`${server.origin}/events`, { method: 'POST', body: { sessionKey: writer.sessionKey, event: { name: 'Light' } } })).json().event.id as number
+  const stream = await openStream(`${server.origin}/events/stream`, { authorization: `Bearer ${reader.sessionKey}` })
+  const writerStream = await openStream(`${server.origin}/events/stream`, { authorization: `Bearer ${writer.sessionKey}` })
+  t.teardown(() => { stream.close(); writerStream.close() })
+  const first = await post()
+  t.same((await stream.received(1)).map((m) => Number(m.id)), [first], 'the stream is live')
+  const poll = fetch(`${server.origin}/events?after=${first}&wait=30`, { headers: { authorization: `Bearer ${reader.sessionKey}` } })
+    .then(async (res) => ({ status: res.status, body: await res.json() as unknown }))
+  await new Promise((resolve) => setTimeout(resolve, 200))
+
+  const revoked = await run(t, 'cred-gen', ['--revoke', String(keys.read!.id)], box)
+  t.equal(revoked.code, 0, revoked.stderr)
+  const oneSecond = new Promise((resolve) => setTimeout(() => resolve(false), 1000))
+  const later = await post()
+  t.ok(await Promise.race([Promise.all([stream.ended, poll]).then(() => true), oneSecond]), 'the stream closed and the long poll answered within a second')
+  t.same(await poll, { status: 401, body: { status: 401, message: 'Not Authenticated' } }, 'the long poll answers 401')
+  t.same((await writerStream.received(2)).map((m) => Number(m.id)), [first, later], 'the event was delivered to a valid session')
+  t.same(stream.messages.map((m) => Number(m.id)), [first], 'but not to the revoked key\'s')
 })
 
 t.test('--help prints the usage and exits 0', async (t) => {
