@@ -3,7 +3,6 @@ import { fileURLToPath } from 'node:url'
 import AutoLoad from '@fastify/autoload'
 import type { FastifyPluginAsync } from 'fastify'
 import { resolveConfig } from './config/resolve.js'
-import { keepTickObjectShape } from './lib/tick-shape.js'
 import type { CredConfig, SettingsInput } from './schemas/config.js'
 
 export { ConfigError, resolveConfig } from './config/resolve.js'
@@ -46,8 +45,6 @@ function embedded (config: SettingsInput | undefined): SettingsInput {
  * It is encapsulated: its error handler, parsers and decorators stay inside.
  */
 const cred: FastifyPluginAsync<CredOptions> = async function cred (fastify, opts) {
-  // for the whole process, the host app's requests too: see lib/tick-shape.ts
-  keepTickObjectShape()
   const config = isResolved(opts.config) ? opts.config : resolveConfig(embedded(opts.config), 'plugin options')
   const options = { config }
   await fastify.register(AutoLoad, { dir: join(here, 'plugins', 'external'), options })

@@ -3,20 +3,12 @@ import { createHook } from 'node:async_hooks'
 /**
  * Keeps `process.nextTick` fast for the life of the process (Node 20; call once, at start).
  *
- * nextTick queues a fresh object literal with two symbol-keyed properties. V8 records the
- * hidden classes ("maps") of that literal in monomorphic feedback, and compiles Node's stream
- * and HTTP code, which calls nextTick several times per request, with the literal built inline.
- * Maps no live object uses are freed after a few full garbage collections (V8 keeps them for
- * two). When a server is idle while those collections run, no tick object is alive, the
- * literal's maps are freed, and the next tick makes new ones. The literal's feedback then turns
- * megamorphic, and it stays so: from then on every nextTick goes through V8's runtime.
- *
- * In a loop this is 0.22 instead of 0.05 µs per tick. In a cred-server it was 23–25 instead of
- * 19–20 µs of CPU per request on workload 3 of `npm run bench` (the poll). Before this fix,
- * about three server processes in four were slow, each for its whole life, by the luck of when
- * its collections ran.
- *
- * Holding one tick object keeps its map, and the maps it was built from, alive.
+ * nextTick queues a fresh object literal with two symbol-keyed properties, whose hidden
+ * classes ("maps") V8 records in monomorphic feedback. Maps no live object uses are freed after
+ * a few full collections; when a server is idle while those run, no tick object is alive, the
+ * next tick makes new maps, and the literal's feedback turns megamorphic for good: every
+ * nextTick then goes through V8's runtime. Holding one tick object keeps its maps alive.
+ * What it is worth is measured in docs/performance.md.
  */
 let kept: object | undefined
 

@@ -7,6 +7,7 @@ import { createSecureContext, type SecureContextOptions } from 'node:tls'
 import closeWithGrace from 'close-with-grace'
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
 import cred, { clientErrorHandler, frameworkErrors, nodeAnswersInEnvelope } from '../app.js'
+import { keepTickObjectShape } from '../lib/tick-shape.js'
 import { loadConfig } from '../config/load.js'
 import { ConfigError } from '../config/resolve.js'
 import { serverLogging } from '../config/logging.js'
@@ -138,6 +139,8 @@ function closeGracefully (app: FastifyInstance, graceSeconds: number) {
 }
 
 async function main () {
+  // a process-wide setting, so the server's and never the plugin's (a host app decides for its process)
+  keepTickObjectShape()
   const args = parseCommandLine('cred-server', usage, () => parseArgs({ strict: true, options: {
     config: { type: 'string', short: 'c' },
     'log-level': { type: 'string', short: 'l' },
