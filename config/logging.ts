@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
-import type { FastifyBaseLogger, FastifyRequest, FastifyServerOptions, LogLevel as LevelWithSilent } from 'fastify'
+import { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest, type FastifyServerOptions, type LogLevel as LevelWithSilent } from 'fastify'
 
 /**
  * Query parameters that carry secrets (GET /auth?apikey=…), by their decoded name in any case,
@@ -95,12 +95,48 @@ export function requestLogger (logger: FastifyBaseLogger, bindings: Bindings, op
   return new RequestLogger(logger as PinoLike, bindings)
 }
 
+/** A request answered later than this is logged at info (streams and long polls excepted: they wait on purpose). */
+export const SLOW_REQUEST_MS = 1000
+
+/** Streams and long polls take as long as they take: their time says nothing about the server. */
+function waitsOnPurpose (request: FastifyRequest, reply: FastifyReply): boolean {
+  const type = reply.getHeader('content-type')
+  if (typeof type === 'string' && type.startsWith('text/event-stream')) return true
+  const query = request.query as { wait?: unknown } | undefined
+  return typeof query === 'object' && query !== null && Number(query.wait) > 0
+}
+
+/**
+ * Fastify's request lines ("incoming request", "request completed") at debug instead of info:
+ * written for every request, they cost a large share of a cheap request's time. At info an
+ * operator still sees what needs a look: a request that failed (5xx, with the error handler's
+ * own line) or took longer than SLOW_REQUEST_MS, with its time.
+ */
+export class CredLogController extends LogController {
+  override incomingRequest (request: FastifyRequest): void {
+    if (this.isLogDisabled(request)) return
+    request.log.debug({ req: request }, 'incoming request')
+  }
+
+  override requestCompleted (error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    if (this.isLogDisabled(request)) return
+    const responseTime = reply.elapsedTime
+    if (error !== null && error !== undefined) {
+      reply.log.error({ res: reply, err: error, responseTime }, 'request errored')
+    } else if (reply.statusCode >= 500 || (responseTime >= SLOW_REQUEST_MS && !waitsOnPurpose(request, reply))) {
+      reply.log.info({ req: request, res: reply, responseTime }, 'request completed')
+    } else {
+      reply.log.debug({ res: reply, responseTime }, 'request completed')
+    }
+  }
+}
+
 /**
  * Options for the Fastify server cred runs in: pino JSON logs at `level`, a request id on
- * every line of a request (taken from X-Request-Id when the caller sends one), and never an
- * API key, session key or cookie in any line. cred-server uses them; a host app may too.
+ * every line of a request (taken from X-Request-Id when the caller sends one), request lines
+ * at debug (CredLogController), and never an API key, session key or cookie in any line. cred-server uses them; a host app may too.
  */
-export function serverLogging (level: string): Pick<FastifyServerOptions, 'logger' | 'genReqId' | 'requestIdHeader' | 'childLoggerFactory'> {
+export function serverLogging (level: string): Pick<FastifyServerOptions, 'logger' | 'genReqId' | 'requestIdHeader' | 'childLoggerFactory' | 'logController'> {
   return {
     logger: {
       level,
@@ -126,6 +162,7 @@ export function serverLogging (level: string): Pick<FastifyServerOptions, 'logge
     requestIdHeader: false,
     // logged as `reqId`, Fastify's default label
     genReqId: requestId,
-    childLoggerFactory: requestLogger
+    childLoggerFactory: requestLogger,
+    logController: new CredLogController()
   }
 }

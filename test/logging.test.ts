@@ -3,6 +3,7 @@ import { Writable } from 'node:stream'
 import Fastify from 'fastify'
 import t from 'tap'
 import cred, { serverLogging } from '../app.js'
+import { SLOW_REQUEST_MS } from '../config/logging.js'
 import { openDatabase } from '../db/index.js'
 import { resolveConfig } from '../config/resolve.js'
 import { bearer, tempDir } from './helper.js'
@@ -65,7 +66,8 @@ t.test('logs: a secret query parameter is redacted whatever the case or percent-
       done()
     }
   })
-  const options = serverLogging('info')
+  // at debug: the request lines, which carry the URL
+  const options = serverLogging('debug')
   const app = Fastify({ ...options, logger: { ...(options.logger as object), stream } })
   const config = resolveConfig({ database: { database: join(tempDir(t), 'log.db') } }, 'test')
   await app.register(cred, { config })
@@ -127,7 +129,7 @@ t.test('request loggers: made only when a line is logged, with the request id on
     request.log.debug('this request logs at debug')
     return { level: request.log.level, app: app.log.level }
   })
-  app.get('/own-level', { logLevel: 'info' }, async (request) => {
+  app.get('/own-level', { logLevel: 'debug' }, async (request) => {
     request.log.info('a route with a level of its own')
     return { level: request.log.level }
   })
@@ -160,7 +162,7 @@ t.test('request loggers: made only when a line is logged, with the request id on
   t.same(verbose.json(), { level: 'debug', app: 'warn' }, 'a request\'s own level changes that request only')
   t.match(lines, [
     { level: 20, reqId: 'verbose-1', msg: 'this request logs at debug' },
-    { level: 30, reqId: 'verbose-1', msg: 'request completed' }
+    { level: 20, reqId: 'verbose-1', msg: 'request completed' }
   ])
   t.equal(lines.length, 2)
   await app.inject({ url: '/quiet' })
@@ -168,10 +170,41 @@ t.test('request loggers: made only when a line is logged, with the request id on
 
   lines.length = 0
   const own = await app.inject({ url: '/own-level', headers: { 'x-request-id': 'own-1' } })
-  t.same(own.json(), { level: 'info' })
+  t.same(own.json(), { level: 'debug' })
   t.match(lines, [
-    { level: 30, reqId: 'own-1', msg: 'incoming request' },
+    { level: 20, reqId: 'own-1', msg: 'incoming request' },
     { level: 30, reqId: 'own-1', msg: 'a route with a level of its own' },
-    { level: 30, reqId: 'own-1', msg: 'request completed' }
+    { level: 20, reqId: 'own-1', msg: 'request completed' }
   ])
+})
+
+t.test('request lines: at debug; at info only failed and slow requests (streams and long polls wait on purpose)', async (t) => {
+  const lines: Array<Record<string, unknown>> = []
+  const stream = new Writable({
+    write (chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line))
+      done()
+    }
+  })
+  const options = serverLogging('info')
+  const app = Fastify({ ...options, logger: { ...(options.logger as object), stream } })
+  const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+  app.get('/fast', async () => ({ ok: true }))
+  app.get('/slow', async () => { await pause(SLOW_REQUEST_MS + 50); return { ok: true } })
+  app.get('/poll', async () => { await pause(SLOW_REQUEST_MS + 50); return { ok: true } })
+  app.get('/fails', async () => { throw new Error('broken') })
+  t.teardown(() => app.close())
+  const completed = (reqId: string) => lines.filter((line) => line.reqId === reqId && line.msg === 'request completed')
+
+  await app.inject({ url: '/fast', headers: { 'x-request-id': 'fast-1' } })
+  t.same(lines, [], 'a fast answer: no line at info')
+  await app.inject({ url: '/slow', headers: { 'x-request-id': 'slow-1' } })
+  t.match(completed('slow-1'), [{ level: 30, req: { method: 'GET', url: '/slow' }, res: { statusCode: 200 } }], 'a slow one: its line, with the request')
+  t.ok((completed('slow-1')[0]?.responseTime as number) >= SLOW_REQUEST_MS, 'and its time')
+  await app.inject({ url: '/poll?wait=5', headers: { 'x-request-id': 'poll-1' } })
+  t.same(completed('poll-1'), [], 'a long poll waits on purpose: no line')
+  await app.inject({ url: '/fails', headers: { 'x-request-id': 'fails-1' } })
+  t.match(completed('fails-1'), [{ level: 30, res: { statusCode: 500 } }], 'a failed one: its line')
+  t.ok(lines.some((line) => line.reqId === 'fails-1' && line.level === 50), 'beside the error itself')
+  t.notOk(lines.some((line) => line.msg === 'incoming request'), 'incoming requests only at debug')
 })

@@ -105,7 +105,8 @@ function launch (t: Test, box: Sandbox): Promise<Cred> {
 /** A sandbox whose credrc listens on a free loopback port and uses `database` (default: SQLite cred.db). */
 function credrc (t: Test, database = "database:\n  database: 'cred.db'\n", extra = ''): Sandbox {
   const box = sandbox(t)
-  writeFileSync(join(box.cwd, 'credrc'), `host: '127.0.0.1'\nport: 0\n${extra}${database}`)
+  // at debug: the request lines, which show what the server read
+  writeFileSync(join(box.cwd, 'credrc'), `host: '127.0.0.1'\nport: 0\nlogLevel: debug\n${extra}${database}`)
   return box
 }
 
