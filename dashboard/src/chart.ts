@@ -13,6 +13,46 @@ const MARGIN = { top: 12, right: 12, bottom: 26, left: 40 }
 
 interface Series { name: string, counts: number[], total: number, other: boolean }
 
+/** colours of the named series (styles.css: .series-0 … .series-4) */
+const PALETTE = NAMED_SERIES
+/** pixels between lines of equal counts, so that none hides another */
+const SPREAD = 2.5
+
+/**
+ * Each event name keeps its colour while the page is open, whatever its rank: a colour changes
+ * hands only when a name is shown while every colour is held by another name shown.
+ */
+class Colours {
+  private readonly ownerOf = new Map<number, string>()
+  private readonly colourOf = new Map<string, number>()
+
+  /** A colour for each of `names` (at most PALETTE, all shown at once), none twice. */
+  assign (names: string[]): Map<string, number> {
+    const given = new Map<string, number>()
+    const taken = new Set<number>()
+    for (const name of names) {
+      const colour = this.colourOf.get(name)
+      if (colour !== undefined) {
+        given.set(name, colour)
+        taken.add(colour)
+      }
+    }
+    for (const name of names) {
+      if (given.has(name)) continue
+      const free = Array.from({ length: PALETTE }, (_, colour) => colour).filter((colour) => !taken.has(colour))
+      // a colour nobody had yet, else one whose name is not shown now
+      const colour = free.find((candidate) => !this.ownerOf.has(candidate)) ?? free[0]!
+      const previous = this.ownerOf.get(colour)
+      if (previous !== undefined) this.colourOf.delete(previous)
+      this.ownerOf.set(colour, name)
+      this.colourOf.set(name, colour)
+      given.set(name, colour)
+      taken.add(colour)
+    }
+    return given
+  }
+}
+
 /** 1, 2, 5, 10, 20, 50, ...: the smallest at or above n */
 function roundUp (n: number): number {
   for (let scale = 1; ; scale *= 10) {
@@ -28,6 +68,7 @@ export class RateChart {
   private readonly figure = byId('chart')
   private readonly resize = new ResizeObserver(() => this.update())
   private readonly timer = setInterval(() => this.update(), 30_000)
+  private readonly colours = new Colours()
 
   constructor () {
     this.resize.observe(this.figure)
@@ -105,6 +146,10 @@ export class RateChart {
     const top = roundUp(Math.max(...series.flatMap((one) => one.counts)))
     const x = (bucket: number) => MARGIN.left + (bucket + 0.5) * plotWidth / BUCKETS
     const y = (count: number) => MARGIN.top + plotHeight - count / top * plotHeight
+    // lines spread around their true height, so that equal counts draw side by side
+    const shift = (index: number) => (index - (series.length - 1) / 2) * SPREAD
+    const colours = this.colours.assign(series.filter((one) => !one.other).map((one) => one.name))
+    const colourClass = (one: Series) => `series-${one.other ? 'other' : colours.get(one.name)!}`
     const busiest = series[0]!
     const summary = `${busiest.name}: ${plural(busiest.counts[BUCKETS - 1]!, 'event')} in the last 5 minutes, ${busiest.total.toLocaleString()} in the hour` +
       (series.length > 1 ? `; ${series.length - 1} more ${series.length === 2 ? 'name' : 'names'} in the legend.` : '.')
@@ -119,16 +164,16 @@ export class RateChart {
       'text-anchor': bucket === 0 ? 'start' : bucket === BUCKETS ? 'end' : 'middle'
     }, bucket === BUCKETS ? 'now' : `−${60 - bucket * 5}${plotWidth < 480 ? '′' : ' min'}`))
     // the busiest drawn last, on top
-    const lines = series.map((one, index) => s('g', { class: `series series-${one.other ? 'other' : index}` },
-      s('polyline', { points: one.counts.map((count, bucket) => `${x(bucket)},${y(count)}`).join(' ') }),
-      ...one.counts.map((count, bucket) => s('circle', { cx: x(bucket), cy: y(count), r: count === 0 ? 1.5 : 3.5 },
+    const lines = series.map((one, index) => s('g', { class: `series ${colourClass(one)}`, 'data-name': one.name },
+      s('polyline', { points: one.counts.map((count, bucket) => `${x(bucket)},${y(count) + shift(index)}`).join(' ') }),
+      ...one.counts.map((count, bucket) => s('circle', { cx: x(bucket), cy: y(count) + shift(index), r: count === 0 ? 1.5 : 3.5 },
         s('title', {}, `${one.name}: ${plural(count, 'event')} from ${timeOfDay(new Date(start + bucket * BUCKET_MS).toISOString())}`)))))
 
     this.figure.replaceChildren(s('svg', {
       width, height: HEIGHT, viewBox: `0 0 ${width} ${HEIGHT}`, role: 'img', 'aria-label': `Events per 5 minutes over the last hour. ${summary}`
     }, ...grid, ...ticks, ...lines.reverse()))
-    byId('chart-legend').replaceChildren(...series.map((one, index) => h('li', {},
-      h('span', { class: `swatch series-${one.other ? 'other' : index}`, 'aria-hidden': 'true' }),
+    byId('chart-legend').replaceChildren(...series.map((one) => h('li', {},
+      h('span', { class: `swatch ${colourClass(one)}`, 'aria-hidden': 'true' }),
       h('strong', {}, one.name),
       ` ${plural(one.counts[BUCKETS - 1]!, 'event')} in the last 5 min · ${one.total.toLocaleString()} in the hour`)))
   }

@@ -15,9 +15,14 @@ export interface LiveOptions {
 
 const POLL_WAIT_SECONDS = 20
 const RETRY_MS = 5000
+/** While polling, the stream is tried again after this long, then twice as long each time it fails, up to STREAM_RETRY_MAX_MS. */
+export const STREAM_RETRY_MS = 30_000
+const STREAM_RETRY_MAX_MS = 5 * 60_000
 
-export function startLive (options: LiveOptions): { stop: () => void } {
+export function startLive (options: LiveOptions, streamRetryMs = STREAM_RETRY_MS): { stop: () => void } {
   let lastId = options.after
+  let nextStreamTry = streamRetryMs
+  const canStream = typeof EventSource === 'function'
   let stopped = false
   let source: EventSource | null = null
   let polling: AbortController | null = null
@@ -37,7 +42,10 @@ export function startLive (options: LiveOptions): { stop: () => void } {
   function openStream () {
     // EventSource reconnects by itself, sending Last-Event-ID: the server resumes after it
     source = new EventSource(`events/stream?after=${lastId}`)
-    source.addEventListener('open', () => setStatus('live'))
+    source.addEventListener('open', () => {
+      nextStreamTry = streamRetryMs
+      setStatus('live')
+    })
     source.addEventListener('event', (message) => accept([JSON.parse((message as MessageEvent<string>).data) as CredEvent]))
     source.addEventListener('error', () => {
       if (source?.readyState !== EventSource.CLOSED) return setStatus('reconnecting')
@@ -49,22 +57,36 @@ export function startLive (options: LiveOptions): { stop: () => void } {
 
   async function poll () {
     setStatus('polling')
+    // a proxy or network that broke the stream may let it through later: try again now and then
+    const tryStreamAt = canStream ? Date.now() + nextStreamTry : Number.POSITIVE_INFINITY
+    nextStreamTry = Math.min(nextStreamTry * 2, STREAM_RETRY_MAX_MS)
+    const streamAgain = canStream ? setTimeout(() => polling?.abort(), tryStreamAt - Date.now()) : undefined
     while (!stopped) {
+      if (Date.now() >= tryStreamAt) {
+        clearTimeout(streamAgain)
+        openStream()
+        return
+      }
       polling = new AbortController()
       try {
         const { events } = await api<{ events: CredEvent[] }>(`events?full=true&after=${lastId}&wait=${POLL_WAIT_SECONDS}`, { signal: polling.signal })
         setStatus('polling')
         accept(events)
       } catch (err) {
-        if (stopped) return
-        if (isSessionEnded(err)) return options.onSessionEnded()
+        if (stopped) break
+        if (Date.now() >= tryStreamAt) continue
+        if (isSessionEnded(err)) {
+          clearTimeout(streamAgain)
+          return options.onSessionEnded()
+        }
         setStatus('offline')
         await new Promise((resolve) => setTimeout(resolve, RETRY_MS))
       }
     }
+    clearTimeout(streamAgain)
   }
 
-  if (typeof EventSource === 'function') openStream()
+  if (canStream) openStream()
   else void poll()
 
   return {

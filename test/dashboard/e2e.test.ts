@@ -60,6 +60,9 @@ async function signIn (page: Page, apikey: string): Promise<void> {
   await page.locator('#overview').waitFor()
 }
 
+/** dashboard/src/live.ts: how long the page polls before it tries the stream again (the first time) */
+const STREAM_RETRY_MS = 30_000
+
 const feedItem = (page: Page, id: number) => page.locator(`#feed-list [data-event-id="${id}"]`)
 const text = (page: Page, selector: string) => page.locator(selector).innerText()
 
@@ -325,5 +328,49 @@ if (missing !== null) {
     await page.unroute('**/clients?*')
     await page.locator('#banner').waitFor({ state: 'hidden' })
     t.pass('the banner goes once the server answers again')
+  })
+
+  t.test('after falling back to polling, the stream is tried again now and then, without a reload', async (t) => {
+    const cred = await site(t)
+    const page = await newPage(t, browser)
+    await page.clock.install()
+    await page.route('**/events/stream*', (route) => route.fulfill({ status: 502, body: 'Bad Gateway' }))
+    await page.goto(cred.url)
+    await signIn(page, await cred.key('read'))
+    await page.locator('#connection', { hasText: 'Live (polling)' }).waitFor()
+    await page.unroute('**/events/stream*')
+    const streams: string[] = []
+    page.on('request', (request) => { if (request.url().includes('/events/stream')) streams.push(request.url()) })
+    await page.clock.fastForward(STREAM_RETRY_MS + 1000)
+    await page.locator('#connection', { hasText: /^Live$/ }).waitFor()
+    t.equal(streams.length, 1, 'one new try of the stream')
+    const writer = await cred.session('write')
+    const id = await cred.post(writer.sessionKey, { name: 'Door' })
+    await feedItem(page, id).waitFor()
+    t.pass('and events arrive over it')
+  })
+
+  t.test('the chart: each event name keeps its colour when the ranking changes, and lines of equal counts stay visible', async (t) => {
+    const cred = await site(t)
+    const writer = await cred.session('write')
+    const page = await newPage(t, browser)
+    await page.goto(cred.url)
+    await signIn(page, await cred.key('read'))
+    const colourOf = async (name: string) => (await page.locator(`#chart [data-name="${name}"]`).getAttribute('class'))?.match(/series-\w+/)?.[0]
+    await cred.post(writer.sessionKey, { name: 'Alarm' })
+    await cred.post(writer.sessionKey, { name: 'Bell' })
+    await page.locator('#chart [data-name="Bell"]').waitFor()
+    const alarm = await colourOf('Alarm')
+    const bell = await colourOf('Bell')
+    t.not(alarm, bell, 'two names, two colours')
+    // equal counts: the two lines are drawn apart, not one over the other
+    const points = async (name: string) => page.locator(`#chart [data-name="${name}"] polyline`).getAttribute('points')
+    t.not(await points('Alarm'), await points('Bell'), 'equal counts, yet two visible lines')
+    for (let i = 0; i < 3; i++) await cred.post(writer.sessionKey, { name: 'Bell' })
+    await page.locator('#chart-legend li', { hasText: 'Bell' }).filter({ hasText: '4 in the hour' }).waitFor()
+    t.match(await page.locator('#chart-legend li').first().textContent(), /^Bell/, 'Bell is now the busiest')
+    t.equal(await colourOf('Alarm'), alarm, 'Alarm kept its colour')
+    t.equal(await colourOf('Bell'), bell, 'Bell kept its colour')
+    t.equal(await page.locator('#chart-legend li', { hasText: 'Bell' }).locator('.swatch').getAttribute('class'), `swatch ${bell!}`, 'the legend shows the same colour')
   })
 }
