@@ -21,7 +21,8 @@ function clientMessage (error: FastifyError, bodyLimit: number, contentType: str
   }
 }
 
-const shorten = (text: string, max = 200) => text.length > max ? `${text.slice(0, max)}…` : text
+/** `text` cut to `max` characters, for quoting what a client sent in a message. */
+export const shorten = (text: string, max = 200) => text.length > max ? `${text.slice(0, max)}…` : text
 
 /**
  * The `frameworkErrors` option of the Fastify server cred runs in (`Fastify({ frameworkErrors })`,
