@@ -8,7 +8,7 @@ import type { CredConfig, SettingsInput } from './schemas/config.js'
 
 export { ConfigError, resolveConfig } from './config/resolve.js'
 export { loadConfig } from './config/load.js'
-export { clientErrorHandler, frameworkErrors, nodeAnswersInEnvelope } from './plugins/app/errors.js'
+export { clientErrorHandler, errorHandler, frameworkErrors, nodeAnswersInEnvelope, notFoundHandler } from './plugins/app/errors.js'
 export { serverLogging } from './config/logging.js'
 export type { CredConfig, SettingsInput } from './schemas/config.js'
 
