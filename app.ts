@@ -52,7 +52,8 @@ const cred: FastifyPluginAsync<CredOptions> = async function cred (fastify, opts
   const options = { config }
   await fastify.register(AutoLoad, { dir: join(here, 'plugins', 'external'), options })
   await fastify.register(AutoLoad, { dir: join(here, 'plugins', 'app'), options })
-  await fastify.register(AutoLoad, { dir: join(here, 'routes'), options })
+  // a resource folder's autohooks.ts applies to its routes, and routes/autohooks.ts to every folder's
+  await fastify.register(AutoLoad, { dir: join(here, 'routes'), autoHooks: true, cascadeHooks: true, options })
 }
 
 export default cred
