@@ -7,7 +7,7 @@ import type { CredConfig, SettingsInput } from './schemas/config.js'
 
 export { ConfigError, resolveConfig } from './config/resolve.js'
 export { loadConfig } from './config/load.js'
-export { clientErrorHandler, frameworkErrors, nodeAnswersInEnvelope } from './plugins/app/errors.js'
+export { clientErrorHandler, errorHandler, frameworkErrors, nodeAnswersInEnvelope, notFoundHandler } from './plugins/app/errors.js'
 export { serverLogging } from './config/logging.js'
 export type { CredConfig, SettingsInput } from './schemas/config.js'
 
@@ -49,7 +49,8 @@ const cred: FastifyPluginAsync<CredOptions> = async function cred (fastify, opts
   const options = { config }
   await fastify.register(AutoLoad, { dir: join(here, 'plugins', 'external'), options })
   await fastify.register(AutoLoad, { dir: join(here, 'plugins', 'app'), options })
-  await fastify.register(AutoLoad, { dir: join(here, 'routes'), options })
+  // a resource folder's autohooks.ts applies to its routes, and routes/autohooks.ts to every folder's
+  await fastify.register(AutoLoad, { dir: join(here, 'routes'), autoHooks: true, cascadeHooks: true, options })
 }
 
 export default cred

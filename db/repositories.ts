@@ -254,6 +254,7 @@ export interface Repositories {
 
 /** The database could not be opened or reached. */
 export class DatabaseUnavailableError extends Error {
+  readonly statusCode = 503
   constructor (message: string, options?: ErrorOptions) {
     super(message, options)
     this.name = 'DatabaseUnavailableError'

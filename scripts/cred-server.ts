@@ -5,8 +5,8 @@ import type { Server } from 'node:http'
 import { Server as NetServer } from 'node:net'
 import { createSecureContext, type SecureContextOptions } from 'node:tls'
 import closeWithGrace from 'close-with-grace'
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
-import cred, { clientErrorHandler, frameworkErrors, nodeAnswersInEnvelope } from '../app.js'
+import Fastify, { type FastifyInstance } from 'fastify'
+import cred, { clientErrorHandler, errorHandler, frameworkErrors, nodeAnswersInEnvelope, notFoundHandler } from '../app.js'
 import { keepTickObjectShape } from '../lib/tick-shape.js'
 import { loadConfig } from '../config/load.js'
 import { ConfigError } from '../config/resolve.js'
@@ -200,14 +200,10 @@ async function main () {
   closeGracefully(app, config.shutdownGrace)
   app.register(cred, { prefix: config.approot, config })
   if (config.approot !== '') {
-    // Outside the approot prefix, answer in the same {status, message} envelope as inside it
-    // (with no approot, cred's own handlers already cover every URL).
-    app.setNotFoundHandler((_request, reply) => reply.code(404).send({ status: 404, message: 'Not Found' }))
-    app.setErrorHandler((err: FastifyError, request, reply) => {
-      const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500
-      if (status === 500) request.log.error({ err }, 'request failed')
-      return reply.code(status).send({ status, message: status === 500 ? 'Internal Server Error' : err.message })
-    })
+    // Outside the approot prefix, answer as inside it (with no approot, cred's own handlers
+    // already cover every URL).
+    app.setNotFoundHandler(notFoundHandler)
+    app.setErrorHandler(errorHandler)
   }
   try {
     await app.ready()

@@ -21,7 +21,8 @@ function clientMessage (error: FastifyError, bodyLimit: number, contentType: str
   }
 }
 
-const shorten = (text: string, max = 200) => text.length > max ? `${text.slice(0, max)}…` : text
+/** `text` cut to `max` characters, for quoting what a client sent in a message. */
+export const shorten = (text: string, max = 200) => text.length > max ? `${text.slice(0, max)}…` : text
 
 /**
  * The `frameworkErrors` option of the Fastify server cred runs in (`Fastify({ frameworkErrors })`,
@@ -114,28 +115,32 @@ export function nodeAnswersInEnvelope (app: FastifyInstance): void {
 }
 
 /**
- * The one error path: everything thrown becomes `{status, message}`, never HTML or a stack
- * trace. Server faults are logged with their stack and answered with a generic message.
+ * cred's error handler, the one error path: everything thrown becomes `{status, message}`,
+ * never HTML or a stack trace. A validation error is a 400 naming the field; an error's
+ * `statusCode` is its status, anything else a 500. Server faults are logged with their stack
+ * and answered with a generic message: in cred a 503 is the database being unavailable
+ * (DatabaseUnavailableError), whose details (host, port, the driver's words) are for the log.
  */
+export function errorHandler (error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  if (error.validation !== undefined) {
+    return reply.code(400).send({ status: 400, message: error.message })
+  }
+  const status = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500
+  if (status >= 500) {
+    request.log.error({ err: error }, 'request failed')
+    const message = status === 503 ? 'Service Unavailable: the database cannot be reached' : 'Internal Server Error'
+    return reply.code(status).send({ status, message })
+  }
+  return reply.code(status).send({ status, message: clientMessage(error, request.routeOptions.bodyLimit, request.headers['content-type']) })
+}
+
+export function notFoundHandler (_request: FastifyRequest, reply: FastifyReply) {
+  return reply.code(404).send({ status: 404, message: 'Not Found' })
+}
+
+/** cred's handlers for its routes; the standalone server uses them outside approot too. */
 export default fp(async function errors (fastify) {
   fastify.addSchema(Envelope)
-
-  fastify.setErrorHandler(function (error: FastifyError, request, reply) {
-    if (error.validation !== undefined) {
-      return reply.code(400).send({ status: 400, message: error.message })
-    }
-    const status = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 600
-      ? error.statusCode
-      : error.name === 'DatabaseUnavailableError' ? 503 : 500
-    if (status >= 500) {
-      request.log.error({ err: error }, 'request failed')
-      const message = status === 503 ? 'Service Unavailable: the database cannot be reached' : 'Internal Server Error'
-      return reply.code(status).send({ status, message })
-    }
-    return reply.code(status).send({ status, message: clientMessage(error, fastify.config.bodyLimit, request.headers['content-type']) })
-  })
-
-  fastify.setNotFoundHandler(function (_request, reply) {
-    return reply.code(404).send({ status: 404, message: 'Not Found' })
-  })
-}, { name: 'cred-errors', dependencies: ['cred-config'] })
+  fastify.setErrorHandler(errorHandler)
+  fastify.setNotFoundHandler(notFoundHandler)
+}, { name: 'cred-errors' })

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { IdParams, authErrors, errors, listQuery, sessionSecurity, wantsFull } from '../../schemas/common.js'
+import { IdParams, errors, listQuery, wantsFull } from '../../schemas/common.js'
 import { ApiKeyCreated, ApiKeyFound, ApiKeyList, ApiKeyRevoked, NewApiKeyBody, PERMISSIONS, type Permission } from '../../schemas/apikeys.js'
 
 const isPermission = (value: string): value is Permission => (PERMISSIONS as readonly string[]).includes(value)
@@ -10,13 +10,11 @@ const apikeys: FastifyPluginAsyncTypebox = async function (fastify) {
 
   fastify.get('/', {
     schema: {
-      tags: ['apikeys'],
-      security: sessionSecurity,
       summary: 'List API keys, newest first (admin)',
       querystring: listQuery(maxItems),
-      response: { 200: ApiKeyList, 400: errors[400], ...authErrors }
+      response: { 200: ApiKeyList, 400: errors[400] }
     },
-    preValidation: fastify.authorize('admin')
+    config: { permission: 'admin' }
   }, async function (request) {
     const { full, ...filter } = request.query
     const rows = await repos.apikeys.list({ ...filter, maxItems })
@@ -25,14 +23,12 @@ const apikeys: FastifyPluginAsyncTypebox = async function (fastify) {
 
   fastify.post('/', {
     schema: {
-      tags: ['apikeys'],
-      security: sessionSecurity,
       summary: 'Create an API key (admin)',
       description: 'The response is the only place the new key\'s secret ever appears.',
       body: NewApiKeyBody,
-      response: { 201: ApiKeyCreated, 400: errors[400], ...authErrors, 413: errors[413], 415: errors[415] }
+      response: { 201: ApiKeyCreated, 400: errors[400], 413: errors[413], 415: errors[415] }
     },
-    preValidation: fastify.authorize('admin')
+    config: { permission: 'admin' }
   }, async function (request, reply) {
     const { permission } = request.body
     if (!isPermission(permission)) throw fastify.httpErrors.badRequest('Invalid Permissions')
@@ -47,13 +43,11 @@ const apikeys: FastifyPluginAsyncTypebox = async function (fastify) {
 
   fastify.get('/:id', {
     schema: {
-      tags: ['apikeys'],
-      security: sessionSecurity,
       summary: 'One API key, full form (admin)',
       params: IdParams,
-      response: { 200: ApiKeyFound, 400: errors[400], ...authErrors, 404: errors[404] }
+      response: { 200: ApiKeyFound, 400: errors[400], 404: errors[404] }
     },
-    preValidation: fastify.authorize('admin')
+    config: { permission: 'admin' }
   }, async function (request) {
     const apikey = await repos.apikeys.get(request.params.id)
     if (apikey === undefined) throw fastify.httpErrors.notFound('API Key Not Found')
@@ -62,17 +56,15 @@ const apikeys: FastifyPluginAsyncTypebox = async function (fastify) {
 
   fastify.delete('/:id', {
     schema: {
-      tags: ['apikeys'],
-      security: sessionSecurity,
       summary: 'Revoke an API key (admin)',
       description: 'From now on /auth refuses the key and every session made with it gets 401, on every ' +
         'instance: their event streams are closed and their waiting long polls answer 401, before any event ' +
         'posted after this answer could reach them. Revoking a revoked key changes nothing. The last ' +
         'unrevoked admin key cannot be revoked.',
       params: IdParams,
-      response: { 200: ApiKeyRevoked, 400: errors[400], ...authErrors, 404: errors[404] }
+      response: { 200: ApiKeyRevoked, 400: errors[400], 404: errors[404] }
     },
-    preValidation: fastify.authorize('admin')
+    config: { permission: 'admin' }
   }, async function (request) {
     const result = await repos.apikeys.revoke(request.params.id, Date.now())
     if (result.outcome === 'not-found') throw fastify.httpErrors.notFound('API Key Not Found')

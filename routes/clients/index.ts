@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
-import { IdParams, authErrors, errors, listQuery, liveErrors, sessionSecurity, wantsFull } from '../../schemas/common.js'
+import { IdParams, errors, listQuery, liveErrors, wantsFull } from '../../schemas/common.js'
 import { ClientFound, ClientList, ClientWithSubscriptions } from '../../schemas/clients.js'
 import { EventList, EventStream, StreamHeaders, StreamQuery, eventListQuery } from '../../schemas/events.js'
 
@@ -24,13 +24,11 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
 
   fastify.get('/', {
     schema: {
-      tags: ['clients'],
-      security: sessionSecurity,
       summary: 'List the clients active within pingtimeout seconds, newest first',
       querystring: listQuery(maxItems),
-      response: { 200: ClientList, 400: errors[400], ...authErrors }
+      response: { 200: ClientList, 400: errors[400] }
     },
-    preValidation: fastify.authorize('read')
+    config: { permission: 'read' }
   }, async function (request) {
     const { full, ...filter } = request.query
     const since = Date.now() - fastify.config.pingtimeout * 1000
@@ -40,25 +38,21 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
 
   fastify.get('/me', {
     schema: {
-      tags: ['clients'],
-      security: sessionSecurity,
       summary: 'The calling client, full form',
-      response: { 200: ClientFound, ...authErrors }
+      response: { 200: ClientFound }
     },
-    preValidation: fastify.authorize('read')
+    config: { permission: 'read' }
   }, async function (request) {
     return { status: 200, message: 'OK', client: items.client(request, request.client!, true) }
   })
 
   fastify.get('/:id', {
     schema: {
-      tags: ['clients'],
-      security: sessionSecurity,
       summary: 'One client, full form, with its subscriptions',
       params: IdParams,
-      response: { 200: ClientWithSubscriptions, 400: errors[400], ...authErrors, 404: errors[404] }
+      response: { 200: ClientWithSubscriptions, 400: errors[400], 404: errors[404] }
     },
-    preValidation: fastify.authorize('read')
+    config: { permission: 'read' }
   }, async function (request) {
     const client = await findClient(request.params.id)
     const subscriptions = (await repos.clients.subscriptions(client.id))
@@ -69,16 +63,14 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
 
   fastify.get('/:id/events', {
     schema: {
-      tags: ['clients'],
-      security: sessionSecurity,
       summary: 'Events posted by a client, newest first',
       description: 'With `wait`, an empty answer is held until that client posts an event (long polling); the ' +
         'wait ends with 401 when the session ends or its API key is revoked.',
       params: IdParams,
       querystring: eventListQuery(maxItems),
-      response: { 200: EventList, 400: errors[400], ...authErrors, ...liveErrors, 404: errors[404] }
+      response: { 200: EventList, 400: errors[400], ...liveErrors, 404: errors[404] }
     },
-    preValidation: fastify.authorize('read')
+    config: { permission: 'read' }
   }, async function (request, reply) {
     const clientId = await clientIdOf(request)
     const { full, wait, ...filter } = request.query
@@ -89,8 +81,6 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
 
   fastify.get('/:id/subscribedevents', {
     schema: {
-      tags: ['clients'],
-      security: sessionSecurity,
       summary: 'Events matching a client\'s subscriptions, newest first',
       description: 'Poll with `?full=true&after=<highest id seen>` to get what is newer: at most `maxPageSize` ' +
         'events at a time, those right after the cursor (newest first within the page), so that polling again with ' +
@@ -99,9 +89,9 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
         'Any session may read any client\'s subscribed events.',
       params: IdParams,
       querystring: eventListQuery(maxItems),
-      response: { 200: EventList, 400: errors[400], ...authErrors, ...liveErrors, 404: errors[404] }
+      response: { 200: EventList, 400: errors[400], ...liveErrors, 404: errors[404] }
     },
-    preValidation: fastify.authorize('read')
+    config: { permission: 'read' }
   }, async function (request, reply) {
     const clientId = await clientIdOf(request)
     const { full, wait, ...filter } = request.query
@@ -114,8 +104,6 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
   fastify.get('/:id/subscribedevents/stream', {
     sse: { kind: 'manual' },
     schema: {
-      tags: ['clients'],
-      security: sessionSecurity,
       summary: 'Stream the events matching a client\'s subscriptions (Server-Sent Events)',
       description: 'Any session may stream any client\'s subscribed events, as it may read them with ' +
         '`GET /clients/{id}/subscribedevents`. Reconnect with `Last-Event-ID: N` (EventSource does) or ' +
@@ -124,9 +112,9 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
       params: IdParams,
       querystring: StreamQuery,
       headers: StreamHeaders,
-      response: { 200: EventStream, 400: errors[400], ...authErrors, ...liveErrors, 404: errors[404] }
+      response: { 200: EventStream, 400: errors[400], ...liveErrors, 404: errors[404] }
     },
-    preValidation: fastify.authorize('read')
+    config: { permission: 'read' }
   }, async function (request, reply) {
     const client = await findClient(request.params.id)
     const matcher = live.matcherFor(await repos.clients.subscriptions(client.id))

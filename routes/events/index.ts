@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { IdParams, authErrors, errors, liveErrors, sessionSecurity, wantsFull } from '../../schemas/common.js'
+import { IdParams, errors, liveErrors, wantsFull } from '../../schemas/common.js'
 import {
   EventCreated, EventFound, EventList, EventStream, PostEventBody, PostEventHeaders, StreamHeaders, StreamQuery, eventListQuery
 } from '../../schemas/events.js'
@@ -11,15 +11,13 @@ const events: FastifyPluginAsyncTypebox = async function (fastify) {
 
   fastify.get('/', {
     schema: {
-      tags: ['events'],
-      security: sessionSecurity,
       summary: 'List events, newest first',
       description: 'With `wait`, an empty answer is held until a new event arrives (long polling); the wait ' +
         'ends with 401 when the session ends or its API key is revoked.',
       querystring: eventListQuery(maxItems),
-      response: { 200: EventList, 400: errors[400], ...authErrors, ...liveErrors }
+      response: { 200: EventList, 400: errors[400], ...liveErrors }
     },
-    preValidation: fastify.authorize('read')
+    config: { permission: 'read' }
   }, async function (request, reply) {
     const { full, wait, ...filter } = request.query
     const rows = await live.poll(reply, everyEvent, wait, () => repos.events.list({ ...filter, maxItems }))
@@ -29,17 +27,15 @@ const events: FastifyPluginAsyncTypebox = async function (fastify) {
   fastify.get('/stream', {
     sse: { kind: 'manual' },
     schema: {
-      tags: ['events'],
-      security: sessionSecurity,
       summary: 'Stream every new event (Server-Sent Events)',
       description: 'Sends each event as it is posted. Reconnect with `Last-Event-ID: N` (EventSource does) ' +
         'or `?after=N` to first receive every event with id > N, in order, with no gap and no duplicate. ' +
         'Closed when the session ends or its API key is revoked.',
       querystring: StreamQuery,
       headers: StreamHeaders,
-      response: { 200: EventStream, 400: errors[400], ...authErrors, ...liveErrors }
+      response: { 200: EventStream, 400: errors[400], ...liveErrors }
     },
-    preValidation: fastify.authorize('read')
+    config: { permission: 'read' }
   }, async function (request, reply) {
     const after = request.headers['last-event-id'] ?? request.query.after ?? await repos.events.latestId()
     await live.stream(request, reply, {
@@ -51,16 +47,14 @@ const events: FastifyPluginAsyncTypebox = async function (fastify) {
 
   fastify.post('/', {
     schema: {
-      tags: ['events'],
-      security: sessionSecurity,
       summary: 'Post an event as the calling client',
       description: 'Needs write permission. `value` may be a string, number or boolean and is stored as text. ' +
         'With an `Idempotency-Key` header a retry is safe: a repeat within 24 hours stores nothing and answers the first event again.',
       headers: PostEventHeaders,
       body: PostEventBody,
-      response: { 201: EventCreated, 400: errors[400], ...authErrors, 413: errors[413], 415: errors[415] }
+      response: { 201: EventCreated, 400: errors[400], 413: errors[413], 415: errors[415] }
     },
-    preValidation: fastify.authorize('write')
+    config: { permission: 'write' }
   }, async function (request, reply) {
     const client = request.client!
     const { name, location = null, action = null, value = null } = request.body.event
@@ -90,13 +84,11 @@ const events: FastifyPluginAsyncTypebox = async function (fastify) {
 
   fastify.get('/:id', {
     schema: {
-      tags: ['events'],
-      security: sessionSecurity,
       summary: 'One event, full form',
       params: IdParams,
-      response: { 200: EventFound, 400: errors[400], ...authErrors, 404: errors[404] }
+      response: { 200: EventFound, 400: errors[400], 404: errors[404] }
     },
-    preValidation: fastify.authorize('read')
+    config: { permission: 'read' }
   }, async function (request) {
     const event = await repos.events.get(request.params.id)
     if (event === undefined) throw fastify.httpErrors.notFound('Event Not Found')

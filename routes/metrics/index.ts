@@ -5,7 +5,6 @@ import { errors } from '../../schemas/common.js'
 import { MetricsText, metricsSecurity } from '../../schemas/metrics.js'
 
 const digest = (text: string) => createHash('sha256').update(text).digest()
-const bearer = /^Bearer\s+(\S+)\s*$/i
 
 /**
  * Prometheus metrics of this instance (plugins/app/metrics.ts), when the `metrics` setting is
@@ -20,7 +19,7 @@ const metrics: FastifyPluginAsyncTypebox = async function (fastify) {
   const requireToken = token === null
     ? null
     : async function requireToken (request: FastifyRequest) {
-      const given = bearer.exec(request.headers.authorization ?? '')?.[1]
+      const given = fastify.bearerToken(request)
       // compared as digests: equal lengths, in constant time
       if (given === undefined || !timingSafeEqual(digest(given), token)) {
         throw fastify.httpErrors.unauthorized('Not Authenticated: send Authorization: Bearer <metricsToken>')
@@ -29,7 +28,6 @@ const metrics: FastifyPluginAsyncTypebox = async function (fastify) {
 
   fastify.get('/', {
     schema: {
-      tags: ['metrics'],
       summary: 'Prometheus metrics of this instance',
       description: 'Requests, events, authentication attempts, active clients, open streams and long polls, ' +
         'delivery lag, database calls and process metrics, every name prefixed `cred_` (see the README, "Operations"). ' +

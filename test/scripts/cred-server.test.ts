@@ -189,6 +189,12 @@ t.test("approot 'cred' serves the API under /cred, with envelopes outside it too
   const undecodable = await request(`${server.origin}/cred/events/%zz`)
   t.equal(undecodable.status, 400)
   t.match(undecodable.json(), { status: 400, message: /Malformed URL/ }, 'errors of the router itself are in the envelope too')
+  // outside the approot, errors are worded as inside it: the same error handler answers them
+  const malformed = (path: string) => rawRequest(server.port, `POST ${path} HTTP/1.1\r\nHost: localhost\r\n` +
+    'Content-Type: application/json\r\nContent-Length: 1\r\nConnection: close\r\n\r\n{')
+  const [inCred, elsewhere] = [await malformed('/cred/auth'), await malformed('/auth')]
+  t.match(JSON.parse(inCred.body), { status: 400, message: /^Malformed JSON body: / }, 'a malformed JSON body under the approot')
+  t.same([elsewhere.status, JSON.parse(elsewhere.body)], [400, JSON.parse(inCred.body)], 'and outside it')
 })
 
 t.test('requests Node refuses before cred sees them are answered in the envelope, and the connection closes', async (t) => {

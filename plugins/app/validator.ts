@@ -93,4 +93,4 @@ export default fp(async function validation (fastify) {
   const strict = new Ajv({ ...common, coerceTypes: false })
   fastify.setValidatorCompiler(({ schema, httpPart }) =>
     httpPart === 'body' ? strict.compile(schema) : finite(coercing.compile(schema)))
-}, { name: 'cred-validation' })
+}, { name: 'cred-validator' })

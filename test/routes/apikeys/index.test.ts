@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import t from 'tap'
-import { bearer, build, forEachBackend } from '../helper.js'
+import { bearer, build, forEachBackend } from '../../helper.js'
 
 forEachBackend(t, async (t, backend) => {
   t.test('admin creates keys; the secret appears only in the POST response and works at /auth', async (t) => {

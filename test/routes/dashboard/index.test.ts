@@ -1,7 +1,7 @@
 import Fastify from 'fastify'
 import t from 'tap'
-import cred from '../../app.js'
-import { build, testDatabase } from '../helper.js'
+import cred from '../../../app.js'
+import { build, testDatabase } from '../../helper.js'
 
 t.test('GET / serves the dashboard page with security headers; its files are under /dashboard/', async (t) => {
   const { app } = await build(t)

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
-import { bearer, build, capturedLogs, forEachBackend, sessionChangeSeen } from '../helper.js'
+import { bearer, build, capturedLogs, forEachBackend, sessionChangeSeen } from '../../helper.js'
 
 forEachBackend(t, async (t, backend) => {
   t.test('JSON body: 201 with session key, cookie, scheduling fields and PINGTimeout', async (t) => {

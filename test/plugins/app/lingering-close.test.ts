@@ -3,9 +3,9 @@ import { execFile } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import t from 'tap'
-import { LINGER_BYTES, LINGER_MS } from '../../plugins/app/lingering-close.js'
-import { build } from '../helper.js'
-import { sandbox, startServer } from '../process-helper.js'
+import { LINGER_BYTES, LINGER_MS } from '../../../plugins/app/lingering-close.js'
+import { build } from '../../helper.js'
+import { sandbox, startServer } from '../../process-helper.js'
 
 async function listening (t: Parameters<typeof build>[0]) {
   const { app } = await build(t, { bodyLimit: 1024 * 1024 })

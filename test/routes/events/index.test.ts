@@ -4,12 +4,12 @@ import fastJson from 'fast-json-stringify'
 import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify'
 import postgres from 'postgres'
 import t, { type Test } from 'tap'
-import cred from '../../app.js'
-import { resolveConfig } from '../../config/resolve.js'
-import { openDatabase } from '../../db/index.js'
-import { EventList } from '../../schemas/events.js'
-import { bearer, build, forEachBackend, testDatabase, testPostgres, type TestDatabase } from '../helper.js'
-import { openStream } from '../sse-client.js'
+import cred from '../../../app.js'
+import { resolveConfig } from '../../../config/resolve.js'
+import { openDatabase } from '../../../db/index.js'
+import { EventList } from '../../../schemas/events.js'
+import { bearer, build, forEachBackend, testDatabase, testPostgres, type TestDatabase } from '../../helper.js'
+import { openStream } from '../../sse-client.js'
 
 forEachBackend(t, async (t, backend) => {
   t.test('POST /events stores the event; GET /events/:id returns it in full', async (t) => {

@@ -2,10 +2,10 @@ import { readFileSync } from 'node:fs'
 import Fastify, { type FastifyInstance } from 'fastify'
 import parsePrometheusTextFormat, { type HistogramSample, type MetricFamily, type Sample } from 'parse-prometheus-text-format'
 import t, { type Test } from 'tap'
-import cred from '../../app.js'
-import { tcpProxy } from '../db/tcp-proxy.js'
-import { backends, bearer, build, forEachBackend, tempDir, testDatabase, testPostgres, type TestApp } from '../helper.js'
-import { openStream } from '../sse-client.js'
+import cred from '../../../app.js'
+import { tcpProxy } from '../../db/tcp-proxy.js'
+import { backends, bearer, build, forEachBackend, tempDir, testDatabase, testPostgres, type TestApp } from '../../helper.js'
+import { openStream } from '../../sse-client.js'
 
 /** GET /metrics (at `root`), checked to be Prometheus text, and parsed by a Prometheus text parser. */
 async function scrape (t: Test, app: FastifyInstance, { root = '', headers = {} }: { root?: string, headers?: Record<string, string> } = {}) {
@@ -259,7 +259,7 @@ t.test('with the database away, a scrape still answers; active clients is NaN', 
 })
 
 t.test('the Grafana dashboard in docs/ uses only metrics that /metrics serves', async (t) => {
-  const dashboard = JSON.parse(readFileSync(new URL('../../docs/grafana-dashboard.json', import.meta.url), 'utf8')) as {
+  const dashboard = JSON.parse(readFileSync(new URL('../../../docs/grafana-dashboard.json', import.meta.url), 'utf8')) as {
     panels: Array<{ title: string, targets?: Array<{ expr: string }> }>
   }
   const { app } = await build(t)

@@ -1,11 +1,13 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import qs from 'qs'
+import { shorten } from './errors.js'
 
 /** A 400 answered in the envelope with this message (plugins/app/errors.ts). */
 const badRequest = (message: string) => Object.assign(new Error(message), { statusCode: 400 })
 
-const shorten = (text: string, max = 40) => text.length > max ? `${text.slice(0, max)}…` : text
+/** Field names and numbers quoted in a message are cut to this length. */
+const QUOTED_MAX = 40
 
 /**
  * Percent-decoding that refuses what it cannot decode: qs's own decoder keeps a malformed
@@ -17,17 +19,17 @@ function strictDecoder (text: string, _default: unknown, _charset: unknown, type
   try {
     decoded = decodeURIComponent(text.replace(/\+/g, ' '))
   } catch {
-    throw badRequest(`Malformed form field ${type} '${shorten(text)}': not valid percent-encoded UTF-8`)
+    throw badRequest(`Malformed form field ${type} '${shorten(text, QUOTED_MAX)}': not valid percent-encoded UTF-8`)
   }
   if (type === 'key') {
     // qs turns %5B/%5D into brackets before it splits a key, so `subscribe[a%5Db]` would
     // subscribe to `a`: a name with brackets in it cannot be sent in bracket notation. And an
     // empty `[]` appends: `subscribe[Light]=&subscribe[]=` would subscribe to an event `0`.
     if (!/^(?:[^[\]]+(?:\[[^[\]]+\])*)?$/.test(decoded)) {
-      throw badRequest(`Malformed form field name '${shorten(decoded)}': use name[key][key], with no empty or other brackets`)
+      throw badRequest(`Malformed form field name '${shorten(decoded, QUOTED_MAX)}': use name[key][key], with no empty or other brackets`)
     }
     if (/(?:^|\[)__proto__(?:\]|$)/.test(decoded)) {
-      throw badRequest(`Malformed form field name '${shorten(decoded)}': __proto__ is not a field name`)
+      throw badRequest(`Malformed form field name '${shorten(decoded, QUOTED_MAX)}': __proto__ is not a field name`)
     }
   }
   return decoded
@@ -77,7 +79,7 @@ function canonicalDecimal (text: string): string {
 /**
  * Whether a JSON text may hold a number that is not exact: one with an exponent, or with 16 or
  * more digits. A decimal of at most 15 digits and no exponent always is (a double holds 15
- * significant decimal digits), so most bodies need no scan of their tokens (~1.4 us a post).
+ * significant decimal digits), so most bodies need no scan of their tokens.
  */
 const mayBeInexact = /\d[eE]|\d(?:\.?\d){15}/
 
@@ -123,7 +125,7 @@ function exactJson (fastify: FastifyInstance) {
       if (err !== null) return done(err, undefined)
       const inexact = inexactNumber(text)
       if (inexact !== undefined) {
-        return done(badRequest(`The number ${shorten(inexact)} in the JSON body cannot be stored exactly: send it as a string`), undefined)
+        return done(badRequest(`The number ${shorten(inexact, QUOTED_MAX)} in the JSON body cannot be stored exactly: send it as a string`), undefined)
       }
       done(null, value)
     })

@@ -1,7 +1,7 @@
 import { renameSync } from 'node:fs'
 import t from 'tap'
-import { backends, build, testDatabase, testPostgres } from '../helper.js'
-import { tcpProxy } from '../db/tcp-proxy.js'
+import { backends, build, testDatabase, testPostgres } from '../../helper.js'
+import { tcpProxy } from '../../db/tcp-proxy.js'
 
 t.test('GET /health/live and /health/ready need no session and answer 200 when all is well', async (t) => {
   const { app } = await build(t)

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { bearer, build, forEachBackend, sessionChangeSeen } from '../helper.js'
+import { bearer, build, forEachBackend, sessionChangeSeen } from '../../helper.js'
 
 forEachBackend(t, async (t, backend) => {
   t.test('GET /clients lists only clients active within pingtimeout, newest first', async (t) => {
