@@ -1,13 +1,30 @@
+import { existsSync, readFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { ConfigError } from '../config/resolve.js'
 import { DatabaseUnavailableError } from '../db/index.js'
 
-/** Runs the argument parser; a usage mistake prints the message and usage and exits 2. */
-export function parseCommandLine<T> (command: string, usage: string, parse: () => T): T {
+/** A usage mistake: one line saying what is wrong, one pointing to --help, exit code 2. */
+export function usageError (command: string, problem: string): never {
+  process.stderr.write(`${command}: ${problem}\nSee '${command} --help'.\n`)
+  process.exit(2)
+}
+
+/** Runs the argument parser; a usage mistake is a `usageError`. */
+export function parseCommandLine<T> (command: string, parse: () => T): T {
   try {
     return parse()
   } catch (err) {
-    process.stderr.write(`${command}: ${(err as Error).message}\n${usage}`)
-    process.exit(2)
+    usageError(command, (err as Error).message)
+  }
+}
+
+/** The package's version, from the package.json above this module (in the sources or in dist/). */
+export function packageVersion (): string {
+  for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
+    const file = join(dir, 'package.json')
+    if (existsSync(file)) return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version
+    if (dirname(dir) === dir) return 'unknown'
   }
 }
 

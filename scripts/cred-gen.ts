@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util'
 import { loadConfig } from '../config/load.js'
 import { openDatabase, type Repositories } from '../db/index.js'
 import { PERMISSIONS, type Permission } from '../schemas/apikeys.js'
-import { failAndExit, parseCommandLine } from './cli.js'
+import { failAndExit, packageVersion, parseCommandLine, usageError } from './cli.js'
 
 const usage = `Usage: cred-gen (--admin | --write | --read) [--json] [--config PATH]
        cred-gen --list [--json] [--config PATH]
@@ -21,10 +21,11 @@ It finds its configuration exactly like cred-server, so use the same credrc.
   --json             print JSON instead of text, for scripts
   -c, --config PATH  read settings from PATH instead of searching for credrc
   -h, --help         show this help
+  -v, --version      show the version
 `
 
 async function main () {
-  const args = parseCommandLine('cred-gen', usage, () => parseArgs({ strict: true, options: {
+  const args = parseCommandLine('cred-gen', () => parseArgs({ strict: true, options: {
     admin: { type: 'boolean' },
     write: { type: 'boolean' },
     read: { type: 'boolean' },
@@ -32,10 +33,15 @@ async function main () {
     revoke: { type: 'string' },
     json: { type: 'boolean' },
     config: { type: 'string', short: 'c' },
-    help: { type: 'boolean', short: 'h' }
+    help: { type: 'boolean', short: 'h' },
+    version: { type: 'boolean', short: 'v' }
   } }).values)
   if (args.help === true) {
     process.stdout.write(usage)
+    return
+  }
+  if (args.version === true) {
+    process.stdout.write(`cred-gen ${packageVersion()}\n`)
     return
   }
   const chosen = PERMISSIONS.filter((permission) => args[permission] === true)
@@ -46,8 +52,7 @@ async function main () {
     const problem = actions === 0
       ? 'choose a permission (--admin, --write or --read), --list or --revoke ID'
       : actions > 1 ? 'choose only one of --admin, --write, --read, --list and --revoke' : `--revoke takes a key id, not '${revoke}'`
-    process.stderr.write(`cred-gen: ${problem}\n${usage}`)
-    process.exit(2)
+    usageError('cred-gen', problem)
   }
 
   let repos: Repositories

@@ -12,9 +12,9 @@ import { loadConfig } from '../config/load.js'
 import { ConfigError } from '../config/resolve.js'
 import { serverLogging } from '../config/logging.js'
 import type { CredConfig } from '../schemas/config.js'
-import { failAndExit, parseCommandLine } from './cli.js'
+import { failAndExit, packageVersion, parseCommandLine, usageError } from './cli.js'
 
-const usage = `Usage: cred-server [--config PATH] [--log-level LEVEL]
+const usage = `Usage: cred-server [--config PATH] [--port PORT] [--host HOST] [--log-level LEVEL]
 
 Starts the cred API server.
 
@@ -22,10 +22,15 @@ Starts the cred API server.
                      ./credrc (or credrc.yaml, credrc.yml), ~/.credrc,
                      $XDG_DATA_HOME/cred-server/credrc, and
                      <first of $XDG_DATA_DIRS>/cred-server/credrc
+  -p, --port PORT    listen on PORT (0: any free port); else $PORT, else the
+                     port setting
+      --host HOST    listen on HOST ('*': all interfaces); else $HOST, else the
+                     host setting
   -l, --log-level LEVEL
                      fatal, error, warn, info, debug, trace or silent
                      (overrides the logLevel setting)
   -h, --help         show this help
+  -v, --version      show the version
 
 Without a credrc, it serves on port 5000 on all interfaces with the SQLite file
 cred-server.db in the working directory. DATABASE_URL, when set, overrides the
@@ -138,31 +143,88 @@ function closeGracefully (app: FastifyInstance, graceSeconds: number) {
   })
 }
 
+/** Where the server listens, and what set it: a flag, the environment or credrc (for messages). */
+interface ListenSetting<T> { value: T, from: string }
+
+const parsePort = (text: string): number | undefined => /^\d{1,5}$/.test(text) && Number(text) <= 65535 ? Number(text) : undefined
+
+/** --port, else $PORT (the twelve-factor convention), else the port setting. */
+function listenPort (flag: string | undefined, env: string | undefined, setting: number, file: string | null): ListenSetting<number> {
+  if (flag !== undefined) return { value: parsePort(flag)!, from: '--port' }
+  if (env !== undefined && env !== '') {
+    const value = parsePort(env)
+    if (value === undefined) throw new ConfigError('the environment', 'PORT', `expected a port number from 0 to 65535, got '${env}'`)
+    return { value, from: 'PORT' }
+  }
+  return { value: setting, from: `port in ${file ?? 'the built-in defaults'}` }
+}
+
+/** --host, else $HOST, else the host setting; '*' (or '') is every interface. */
+function listenHost (flag: string | undefined, env: string | undefined, setting: string): ListenSetting<string> {
+  const chosen = flag ?? (env !== undefined && env !== '' ? env : setting)
+  return { value: chosen === '*' || chosen === '' ? '0.0.0.0' : chosen, from: flag !== undefined ? '--host' : env !== undefined && env !== '' ? 'HOST' : 'host' }
+}
+
+/** Throws listenError's message when `host:port` cannot be listened on now (port 0 always can). */
+async function portAvailable (host: ListenSetting<string>, port: ListenSetting<number>): Promise<void> {
+  if (port.value === 0) return
+  const probe = new NetServer()
+  await new Promise<void>((resolve, reject) => {
+    probe.once('error', (err) => reject(listenError(err, host, port)))
+    probe.listen({ host: host.value, port: port.value, exclusive: true }, () => probe.close(() => resolve()))
+  })
+}
+
+/** One line: where it could not listen, why, and which setting or flag to change. */
+function listenError (err: unknown, host: ListenSetting<string>, port: ListenSetting<number>): Error {
+  const code = (err as NodeJS.ErrnoException).code
+  const where = `cannot listen on ${host.value}:${port.value}`
+  if (code === 'EADDRINUSE') return new Error(`${where}: the port is in use (EADDRINUSE); choose another with --port, PORT or the port setting (now from ${port.from})`)
+  if (code === 'EACCES') return new Error(`${where}: not allowed (EACCES: ports below 1024 need privileges); choose another with --port, PORT or the port setting (now from ${port.from})`)
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') return new Error(`${where}: no such interface on this machine (${code}); choose another with --host, HOST or the host setting (now from ${host.from})`)
+  return new Error(`${where}: ${(err as Error).message}`)
+}
+
 async function main () {
   // a process-wide setting, so the server's and never the plugin's (a host app decides for its process)
   keepTickObjectShape()
-  const args = parseCommandLine('cred-server', usage, () => parseArgs({ strict: true, options: {
+  const args = parseCommandLine('cred-server', () => parseArgs({ strict: true, options: {
     config: { type: 'string', short: 'c' },
+    port: { type: 'string', short: 'p' },
+    host: { type: 'string' },
     'log-level': { type: 'string', short: 'l' },
-    help: { type: 'boolean', short: 'h' }
+    help: { type: 'boolean', short: 'h' },
+    version: { type: 'boolean', short: 'v' }
   } }).values)
   if (args.help === true) {
     process.stdout.write(usage)
     return
   }
+  if (args.version === true) {
+    process.stdout.write(`cred-server ${packageVersion()}\n`)
+    return
+  }
   const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
   if (args['log-level'] !== undefined && !levels.includes(args['log-level'])) {
-    process.stderr.write(`cred-server: --log-level must be one of ${levels.join(', ')}\n${usage}`)
-    process.exit(2)
+    usageError('cred-server', `--log-level must be one of ${levels.join(', ')}`)
   }
+  if (args.port !== undefined && parsePort(args.port) === undefined) usageError('cred-server', `--port must be a port number from 0 to 65535, not '${args.port}'`)
+  if (args.host === '') usageError('cred-server', '--host needs an interface name or address, or \'*\' for all')
   let config: CredConfig
   let file: string | null
   let https: { cert: Buffer, key: Buffer } | null = null
+  let port: ListenSetting<number>
+  let host: ListenSetting<string>
   try {
     ({ config, file } = loadConfig(args.config))
     const level = args['log-level']
     if (level !== undefined) config = { ...config, logLevel: level as CredConfig['logLevel'] }
     if (config.SSL) https = readTls(config, file ?? 'built-in defaults')
+    port = listenPort(args.port, process.env.PORT, config.port, file)
+    host = listenHost(args.host, process.env.HOST, config.host)
+    // before the database is opened (and perhaps created and migrated): a port in use is the
+    // commonest start-up mistake, and should cost nothing
+    await portAvailable(host, port)
   } catch (err) {
     failAndExit('cred-server', err)
   }
@@ -211,17 +273,16 @@ async function main () {
     failAndExit('cred-server', err)
   }
 
-  const host = config.host === '*' || config.host === '' ? '0.0.0.0' : config.host
   try {
-    await app.listen({ host, port: config.port })
+    await app.listen({ host: host.value, port: port.value })
   } catch (err) {
     await app.close().catch(() => {})
-    failAndExit('cred-server', new Error(`cannot listen on ${host}:${config.port}: ${(err as Error).message}`))
+    failAndExit('cred-server', listenError(err, host, port))
   }
   // the port actually bound: `port: 0` asks the system for a free one
   const address = app.server.address()
-  const port = typeof address === 'object' && address !== null ? address.port : config.port
-  app.log.info(`cred is serving ${config.SSL ? 'https' : 'http'}://${host}:${port}${config.approot}/ (API docs at ${config.approot}/documentation)`)
+  const bound = typeof address === 'object' && address !== null ? address.port : port.value
+  app.log.info(`cred is serving ${config.SSL ? 'https' : 'http'}://${host.value}:${bound}${config.approot}/ (API docs at ${config.approot}/documentation)`)
 }
 
 await main()

@@ -81,7 +81,7 @@ t.test('--list on an empty database says how to make a key', async (t) => {
   t.equal(json.stdout, '[]\n')
 })
 
-t.test('usage errors exit 2 with the usage on stderr, before touching any database', async (t) => {
+t.test('usage errors exit 2 with one line and a pointer to --help on stderr, before touching any database', async (t) => {
   const cases: Array<[string, string[], RegExp]> = [
     ['no permission flag', [], /choose a permission/],
     ['only --json', ['--json'], /choose a permission/],
@@ -103,7 +103,8 @@ t.test('usage errors exit 2 with the usage on stderr, before touching any databa
       t.equal(res.stdout, '')
       t.match(res.stderr, /^cred-gen: /)
       t.match(res.stderr, problem)
-      t.match(res.stderr, /Usage: cred-gen \(--admin \| --write \| --read\)/)
+      t.match(res.stderr, /\nSee 'cred-gen --help'\.\n$/, 'then a pointer to --help')
+      t.equal(res.stderr.split('\n').length, 3, 'two lines, not the whole help')
       t.notOk(existsSync(join(box.cwd, 'cred-server.db')), 'no database created')
     })
   }
@@ -176,6 +177,11 @@ t.test('--help prints the usage and exits 0', async (t) => {
     t.match(res.stdout, /--config PATH/)
   }
   t.notOk(existsSync(join(box.cwd, 'cred-server.db')), 'no database created')
+  for (const flag of ['--version', '-v']) {
+    const res = await run(t, 'cred-gen', [flag], box)
+    t.equal(res.code, 0)
+    t.match(res.stdout, /^cred-gen \d+\.\d+\.\d+\n$/, `${flag} prints the version`)
+  }
 })
 
 t.test('a bad config exits 1 with one line naming the file and the key', async (t) => {

@@ -1,7 +1,7 @@
 // cred-server as a real process (dist/scripts/cred-server.js): run `npm run build` first.
 import { execFile, execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { connect, type Socket } from 'node:net'
+import { connect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net'
 import { dirname, join } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
@@ -83,15 +83,61 @@ t.test('--help, and usage errors', async (t) => {
   t.equal(help.stderr, '')
   t.match(help.stdout, /^Usage: cred-server \[--config PATH\]/)
   t.match(help.stdout, /cred-gen --admin/)
-  const unknown = await run(t, 'cred-server', ['--port', '80'], box)
+  const unknown = await run(t, 'cred-server', ['--bogus', '80'], box)
   t.equal(unknown.code, 2)
   t.equal(unknown.stdout, '')
-  t.match(unknown.stderr, /^cred-server: Unknown option '--port'/)
-  t.match(unknown.stderr, /Usage: cred-server/)
+  t.equal(unknown.stderr, 'cred-server: Unknown option \'--bogus\'\nSee \'cred-server --help\'.\n',
+    'one line saying what is wrong, one pointing to --help (not the whole help)')
   const level = await run(t, 'cred-server', ['--log-level', 'verbose'], box)
   t.equal(level.code, 2)
-  t.match(level.stderr, /^cred-server: --log-level must be one of fatal, error, warn, info, debug, trace, silent/)
+  t.equal(level.stderr, 'cred-server: --log-level must be one of fatal, error, warn, info, debug, trace, silent\nSee \'cred-server --help\'.\n')
+  const port = await run(t, 'cred-server', ['--port', '70000'], box)
+  t.equal(port.code, 2)
+  t.equal(port.stderr, 'cred-server: --port must be a port number from 0 to 65535, not \'70000\'\nSee \'cred-server --help\'.\n')
   t.notOk(existsSync(join(box.cwd, 'cred-server.db')), 'no database created')
+  const version = await run(t, 'cred-server', ['--version'], box)
+  t.equal(version.code, 0)
+  const { version: expected } = JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }
+  t.equal(version.stdout, `cred-server ${expected}\n`, '--version prints the package version')
+})
+
+t.test('--port and --host, else PORT and HOST, else credrc', async (t) => {
+  const box = sandbox(t)
+  const free = async () => {
+    const probe = createNetServer()
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
+    const { port } = probe.address() as AddressInfo
+    await new Promise((resolve) => probe.close(resolve))
+    return port
+  }
+  const [inFile, inEnv, inFlag] = [await free(), await free(), await free()]
+  write(join(box.cwd, 'credrc'), `host: '0.0.0.0'\nport: ${inFile}\n`)
+  const fromEnv = await startServer(t, { ...box, env: { ...box.env, PORT: String(inEnv), HOST: '127.0.0.1' } })
+  t.equal(fromEnv.port, inEnv, 'PORT overrides the port setting')
+  t.ok(fromEnv.logs().some((line) => line.msg === `cred is serving http://127.0.0.1:${inEnv}/ (API docs at /documentation)`), 'HOST overrides the host setting')
+  fromEnv.child.kill('SIGTERM')
+  await fromEnv.exited
+  const fromFlags = await startServer(t, { ...box, env: { ...box.env, PORT: String(inEnv), HOST: '0.0.0.0' } }, ['--port', String(inFlag), '--host', '127.0.0.1'])
+  t.equal(fromFlags.port, inFlag, '--port overrides PORT')
+  t.ok(fromFlags.logs().some((line) => line.msg === `cred is serving http://127.0.0.1:${inFlag}/ (API docs at /documentation)`), '--host overrides HOST')
+  const res = await request(`${fromFlags.origin}/health/live`)
+  t.equal(res.status, 200)
+  const badEnv = await run(t, 'cred-server', [], { ...box, env: { ...box.env, PORT: 'eighty' } })
+  t.equal(badEnv.code, 1)
+  oneLine(t, badEnv.stderr, 'PORT', "expected a port number from 0 to 65535, got 'eighty'")
+})
+
+t.test('a port in use: one line naming what sets the port, and no database created', async (t) => {
+  const box = sandbox(t)
+  const taken = createNetServer()
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise((resolve) => taken.close(resolve)))
+  const { port } = taken.address() as AddressInfo
+  const file = write(join(box.cwd, 'credrc'), `host: '127.0.0.1'\nport: ${port}\n`)
+  const res = await run(t, 'cred-server', [], box)
+  t.equal(res.code, 1)
+  oneLine(t, res.stderr, `cannot listen on 127.0.0.1:${port}: the port is in use (EADDRINUSE); choose another with --port, PORT or the port setting (now from port in ${file})`)
+  t.notOk(existsSync(join(box.cwd, 'cred-server.db')), 'the database is not created before the port is known to be free')
 })
 
 t.test('the bin runs with the V8 memory settings of `npm start`', async (t) => {
