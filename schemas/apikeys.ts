@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox'
-import { BodySessionKey, IsoTime, Nullable, Uri, itemResponse, listResponse } from './common.js'
+import { BodySessionKey, IsoTime, Nullable, Uri, exampleTime, exampleUri, itemResponse, listResponse } from './common.js'
 
 export const PERMISSIONS = ['read', 'write', 'admin'] as const
 export type Permission = typeof PERMISSIONS[number]
@@ -18,7 +18,13 @@ export const NewApiKeyBody = Type.Object({
   sessionKey: BodySessionKey
 })
 
-export const ApiKeyList = listResponse('apikeys', ApiKeyItem, 'API keys, newest first')
-export const ApiKeyFound = itemResponse('apikey', ApiKeyItem, 'The API key, full form (never the secret)')
-export const ApiKeyCreated = itemResponse('apikey', ApiKeyItem, 'The new API key, with its secret (shown only here)')
-export const ApiKeyRevoked = itemResponse('apikey', ApiKeyItem, 'The revoked API key, full form')
+const fullKey = { id: 3, permission: 'write', created: exampleTime, revoked: null, uri: exampleUri('/apikeys/3') }
+
+export const ApiKeyList = listResponse('apikeys', ApiKeyItem, 'API keys, newest first', { id: 3, uri: exampleUri('/apikeys/3') })
+export const ApiKeyFound = itemResponse('apikey', ApiKeyItem, 'The API key, full form (never the secret)', { status: 200, message: 'OK', example: fullKey })
+export const ApiKeyCreated = itemResponse('apikey', ApiKeyItem, 'The new API key, with its secret (shown only here)', {
+  status: 201, message: 'Created API Key', example: { ...fullKey, apikey: 'Zx9…(the secret, 43 characters)' }
+})
+export const ApiKeyRevoked = itemResponse('apikey', ApiKeyItem, 'The revoked API key, full form', {
+  status: 200, message: 'Revoked API Key', example: { ...fullKey, revoked: '2026-01-02T08:30:00.000Z' }
+})

@@ -44,4 +44,14 @@ export const AuthResponse = Type.Object({
     period: Nullable(Type.Integer({ description: 'schedulerPeriod' }))
   }),
   PINGTimeout: Type.Integer({ description: 'seconds of silence after which the client is no longer active' })
-}, { description: 'A new client and session' })
+}, {
+  description: 'A new client and session',
+  examples: [{
+    status: 201,
+    message: 'Authenticated',
+    id: 145,
+    sessionKey: '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08',
+    scheduled: { assigned: false, slot: null, period: null },
+    PINGTimeout: 240
+  }]
+})

@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox'
-import { IsoTime, Nullable, Uri, itemResponse, listResponse } from './common.js'
+import { IsoTime, Nullable, Uri, exampleTime, exampleUri, itemResponse, listResponse } from './common.js'
 
 /** One of a client's subscriptions: an event name, from one location or (null) any. */
 export const ClientSubscription = Type.Object({
@@ -16,6 +16,11 @@ export const ClientItem = Type.Object({
   uri: Uri
 }, { title: 'Client', description: 'Short form `{id, uri}`; full form adds device, location and lastActive' })
 
-export const ClientList = listResponse('clients', ClientItem, 'Clients active within pingtimeout seconds, newest first')
-export const ClientFound = itemResponse('client', ClientItem, 'The client, full form')
-export const ClientWithSubscriptions = itemResponse('client', ClientItem, 'The client, full form, with its subscriptions')
+const fullClient = { id: 2, device: 'Thermostat', location: 'Living Room', lastActive: exampleTime, uri: exampleUri('/clients/2') }
+
+export const ClientList = listResponse('clients', ClientItem, 'Clients active within pingtimeout seconds, newest first',
+  { id: 2, uri: exampleUri('/clients/2') })
+export const ClientFound = itemResponse('client', ClientItem, 'The client, full form', { status: 200, message: 'OK', example: fullClient })
+export const ClientWithSubscriptions = itemResponse('client', ClientItem, 'The client, full form, with its subscriptions', {
+  status: 200, message: 'OK', example: { ...fullClient, subscriptions: [{ name: 'Light', location: 'Living Room' }] }
+})

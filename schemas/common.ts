@@ -21,34 +21,50 @@ export const StoredText = (maxLength: number, options: { minLength?: number, des
 
 /** `{status, message}`: every error, and the start of every success body. */
 export const Envelope = Type.Object({
-  status: Type.Integer({ description: 'the HTTP status code', examples: [404] }),
-  message: Type.String({ description: 'a short human-readable message', examples: ['Event Not Found'] })
+  status: Type.Integer({ description: 'the HTTP status code' }),
+  message: Type.String({ description: 'a short human-readable message' })
 }, { $id: 'Envelope', title: 'Envelope' })
 
-const errorRef = (description: string) => Type.Ref('Envelope', { description })
+/**
+ * An error response: the envelope, with a real answer of that status as its example (written
+ * out rather than as a $ref to Envelope: the OpenAPI document keeps no example beside a $ref).
+ */
+const errorRef = (status: number, description: string, message: string) =>
+  Type.Object({ status: Type.Integer(), message: Type.String() }, { title: 'Envelope', description, examples: [{ status, message }] })
 
 /** Error responses a route can send, by status, for its schema. */
 export const errors = {
-  400: errorRef('Malformed input: the message names the field or parameter'),
-  401: errorRef('No valid session (`Not Authenticated`)'),
-  403: errorRef('The session\'s API key lacks the permission (`Insufficient Permissions`); or a POST or DELETE with the ' +
-    'session cookie came from a browser page of another origin (`Cross-origin request refused`: see the `cors` setting)'),
-  crossOrigin: errorRef('A browser request from a page of another origin, which is not listed in the `cors` setting ' +
-    '(`Cross-origin request refused`)'),
-  404: errorRef('Unknown id'),
-  413: errorRef('Request body over the configured limit'),
-  415: errorRef('Unsupported content type'),
-  429: errorRef('Too many requests: see the Retry-After header')
+  400: errorRef(400, 'Malformed input: the message names the field or parameter', 'querystring/limit must be <= 1000'),
+  401: errorRef(401, 'No valid session (`Not Authenticated`)', 'Not Authenticated'),
+  403: errorRef(403, 'The session\'s API key lacks the permission (`Insufficient Permissions`); or a POST or DELETE with the ' +
+    'session cookie came from a browser page of another origin (`Cross-origin request refused`: see the `cors` setting)', 'Insufficient Permissions'),
+  crossOrigin: errorRef(403, 'A browser request from a page of another origin, which is not listed in the `cors` setting ' +
+    '(`Cross-origin request refused`)', 'Cross-origin request refused: the page\'s origin is neither this server\'s nor listed in the cors setting'),
+  413: errorRef(413, 'Request body over the configured limit', 'Request body is too large (limit 1048576 bytes)'),
+  415: errorRef(415, 'Unsupported content type', 'Unsupported content type: text/plain (this route reads application/json)'),
+  429: errorRef(429, 'Too many requests: see the Retry-After header', 'Too many failed authentication attempts: try again later')
 } as const
+
+/** The 401 of /auth: the API key is missing, unknown or revoked. */
+export const invalidKey = errorRef(401, 'A missing, unknown or revoked API key (`Invalid API Key`)', 'Invalid API Key')
+
+/** The 400 of a route, with one of its real answers as the example. */
+export const badRequest = (message: string) => errorRef(400, 'Malformed input: the message names the field or parameter', message)
+
+/** The 400 of a route with an id in its path. */
+export const badId = badRequest('params/id must be an integer written in decimal digits')
+
+/** The 404 of a route whose id names no item: `message` is what it answers (`Event Not Found`, …). */
+export const notFound = (message: string) => errorRef(404, `Unknown id (\`${message}\`)`, message)
 
 export const authErrors = { 401: errors[401], 403: errors[403] } as const
 
 /** Error responses of event streams and long polls, which stay open while their session lasts. */
 export const liveErrors = {
-  401: errorRef('No valid session (`Not Authenticated`); a long poll also answers it when its session ends ' +
-    'or its API key is revoked while it waits (a stream is closed then)'),
-  429: errorRef('Too many event streams and waiting long polls: `maxStreamsPerSession` for the session, ' +
-    'or `maxStreamsPerKey` for all sessions of its API key, on this instance')
+  401: errorRef(401, 'No valid session (`Not Authenticated`); a long poll also answers it when its session ends ' +
+    'or its API key is revoked while it waits (a stream is closed then)', 'Not Authenticated'),
+  429: errorRef(429, 'Too many event streams and waiting long polls: `maxStreamsPerSession` for the session, ' +
+    'or `maxStreamsPerKey` for all sessions of its API key, on this instance', 'Too many open streams and long polls: at most 10 per session')
 } as const
 
 /** OpenAPI: the routes that need a session accept it as a bearer token or as the cookie. */
@@ -87,21 +103,26 @@ export type ListQuery = Static<ReturnType<typeof listQuery>>
 /** `full=true` and `full=1` both ask for full items. */
 export const wantsFull = (full: ListQuery['full']): boolean => full === true || full === 1
 
-/** `{status, message, <key>: [...] }` */
-export const listResponse = <T extends TSchema>(key: string, item: T, description: string) =>
+/** `{status, message, <key>: [...] }`, with `example`, a real answer, in the OpenAPI document. */
+export const listResponse = <T extends TSchema>(key: string, item: T, description: string, example: Record<string, unknown>) =>
   Type.Object({
     status: Type.Integer(),
     message: Type.String(),
     [key]: Type.Array(item)
-  }, { description })
+  }, { description, examples: [{ status: 200, message: 'OK', [key]: [example] }] })
 
-/** `{status, message, <key>: {...} }` */
-export const itemResponse = <T extends TSchema>(key: string, item: T, description: string) =>
+/** `{status, message, <key>: {...} }`, with a real answer (`status`, `message`, `example`) in the OpenAPI document. */
+export const itemResponse = <T extends TSchema>(key: string, item: T, description: string,
+  answer: { status: number, message: string, example: Record<string, unknown> }) =>
   Type.Object({
     status: Type.Integer(),
     message: Type.String(),
     [key]: item
-  }, { description })
+  }, { description, examples: [{ status: answer.status, message: answer.message, [key]: answer.example }] })
+
+/** The item examples of the OpenAPI document, as the server writes them (default port, no approot). */
+export const exampleUri = (path: string) => `http://localhost:5000${path}`
+export const exampleTime = '2026-01-01T12:00:00.000Z'
 
 export const Uri = Type.String({ description: 'absolute URL of the item', examples: ['http://localhost:5000/events/17'] })
 export const IsoTime = Type.String({ description: 'ISO 8601 UTC time', examples: ['2026-01-01T12:00:00.000Z'] })

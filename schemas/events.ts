@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { BodySessionKey, IsoTime, Nullable, StoredText, Uri, itemResponse, listQuery, listResponse } from './common.js'
+import { BodySessionKey, IsoTime, Nullable, StoredText, Uri, exampleTime, exampleUri, itemResponse, listQuery, listResponse } from './common.js'
 
 export const NAME_MAX = 240
 export const VALUE_MAX = 4096
@@ -55,10 +55,16 @@ export const PostEventHeaders = Type.Object({
   }))
 })
 
-export const EventList = listResponse('events', EventItem, 'Events, newest first')
+const shortEvent = { id: 17, uri: exampleUri('/events/17') }
+const fullEvent = {
+  id: 17, device: 'Light Switch', name: 'Light', location: 'Living Room', action: 'Toggled', value: 'On', time: exampleTime, uri: exampleUri('/events/17')
+}
+
+export const EventList = listResponse('events', EventItem, 'Events, newest first', shortEvent)
 // `headers` documents the response header in the OpenAPI document (@fastify/swagger reads it)
 export const EventCreated = Object.assign(itemResponse('event', Type.Object({ id: Type.Integer(), uri: Uri }),
-  'The new event, or, for a repeated Idempotency-Key, the event the first post stored'), {
+  'The new event, or, for a repeated Idempotency-Key, the event the first post stored',
+  { status: 201, message: 'Created Event', example: shortEvent }), {
   headers: {
     'idempotent-replayed': {
       type: 'string',
@@ -67,7 +73,7 @@ export const EventCreated = Object.assign(itemResponse('event', Type.Object({ id
     }
   }
 })
-export const EventFound = itemResponse('event', EventItem, 'The event, full form')
+export const EventFound = itemResponse('event', EventItem, 'The event, full form', { status: 200, message: 'OK', example: fullEvent })
 
 export const MAX_WAIT_SECONDS = 60
 

@@ -98,3 +98,24 @@ t.test('GET /documentation serves Swagger UI', async (t) => {
   t.match(page.headers['content-type'], /text\/html/)
   t.match(page.body, /swagger/i)
 })
+
+t.test('every JSON answer in the document has an example that is a real answer of its status', async (t) => {
+  const { app } = await build(t, { metrics: true })
+  const spec = (await app.inject({ url: '/documentation/json' })).json()
+  let checked = 0
+  for (const [path, operations] of Object.entries(spec.paths as Record<string, Record<string, { responses: Record<string, { content?: Record<string, { example?: { status?: unknown, message?: unknown } }> }> }>>)) {
+    for (const [method, operation] of Object.entries(operations)) {
+      for (const [code, response] of Object.entries(operation.responses)) {
+        const json = response.content?.['application/json']
+        if (json === undefined) continue
+        t.equal(json.example?.status, Number(code), `${method} ${path} ${code}: the example's status`)
+        t.type(json.example?.message, 'string', `${method} ${path} ${code}: and a message`)
+        checked++
+      }
+    }
+  }
+  t.ok(checked > 80, `${checked} answers checked`)
+  const notFound = (path: string) => spec.paths[path].get.responses['404'].content['application/json'].example.message
+  t.same([notFound('/events/{id}'), notFound('/clients/{id}'), notFound('/apikeys/{id}')], ['Event Not Found', 'Client Not Found', 'API Key Not Found'], 'each 404 with its own message')
+  t.equal(spec.paths['/events'].post.responses['201'].content['application/json'].example.message, 'Created Event')
+})

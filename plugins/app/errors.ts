@@ -3,18 +3,24 @@ import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import fp from 'fastify-plugin'
 import type { ConnectionError, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { Envelope } from '../../schemas/common.js'
+import { Envelope, STORABLE_TEXT } from '../../schemas/common.js'
+
+const FORM = 'application/x-www-form-urlencoded'
 
 /** Client errors whose Fastify message is reworded for device authors. */
-function clientMessage (error: FastifyError, bodyLimit: number, contentType: string | undefined): string {
+function clientMessage (error: FastifyError, request: FastifyRequest): string {
   switch (error.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return `Request body is too large (limit ${bodyLimit} bytes)`
+      return `Request body is too large (limit ${request.routeOptions.bodyLimit} bytes)`
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return `Malformed JSON body: ${error.message}`
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      // Fastify's message does not name it
-      return `Unsupported content type: ${contentType === undefined || contentType === '' ? 'none' : shorten(contentType)}`
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': {
+      // Fastify's message names neither what was sent nor what the route reads (POST /auth
+      // registers the form parser in its own context, so its instance has it)
+      const sent = request.headers['content-type']
+      const reads = request.server.hasContentTypeParser(FORM) ? `application/json or ${FORM}` : 'application/json'
+      return `Unsupported content type: ${sent === undefined || sent === '' ? 'none sent' : shorten(sent)} (this route reads ${reads})`
+    }
     default:
       if (error instanceof SyntaxError) return `Malformed JSON body: ${error.message}`
       return error.message
@@ -114,6 +120,38 @@ export function nodeAnswersInEnvelope (app: FastifyInstance): void {
   })
 }
 
+interface SchemaPart { type?: unknown, minimum?: unknown, maximum?: unknown, anyOf?: SchemaPart[] }
+interface ValidationFault { keyword: string, instancePath: string, params: Record<string, unknown>, parentSchema?: SchemaPart }
+
+/** What a value of one branch of a union must be, in words. */
+function describe (schema: SchemaPart): string {
+  if (schema.type === 'boolean') return 'true or false'
+  if (schema.type === 'integer' && schema.minimum === 0 && schema.maximum === 1) return '1 or 0'
+  if (schema.type === 'integer') return 'an integer'
+  if (schema.type === 'string') return 'text'
+  return `of type ${String(schema.type)}`
+}
+
+/**
+ * A validation error's message, in words where Ajv's would confuse: one line for a value that
+ * matches no branch of a union (Ajv reports every branch, then the union), and what a field may
+ * not contain instead of the regular expression it failed.
+ */
+function validationMessage (error: FastifyError): string {
+  const faults = (error.validation ?? []) as ValidationFault[]
+  const where = (fault: ValidationFault) => `${error.validationContext ?? 'input'}${fault.instancePath}`
+  const union = faults.find((fault) => fault.keyword === 'anyOf')
+  if (union?.parentSchema?.anyOf !== undefined) {
+    const [first, ...rest] = union.parentSchema.anyOf.map(describe)
+    return `${where(union)} must be ${first}${rest.length > 0 ? ` (or ${rest.join(', or ')})` : ''}`
+  }
+  const storable = faults.find((fault) => fault.keyword === 'pattern' && fault.params.pattern === STORABLE_TEXT)
+  if (storable !== undefined) {
+    return `${where(storable)} must not contain a NUL character (U+0000) or an unpaired UTF-16 surrogate: send valid Unicode text`
+  }
+  return error.message
+}
+
 /**
  * cred's error handler, the one error path: everything thrown becomes `{status, message}`,
  * never HTML or a stack trace. A validation error is a 400 naming the field; an error's
@@ -123,7 +161,7 @@ export function nodeAnswersInEnvelope (app: FastifyInstance): void {
  */
 export function errorHandler (error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
   if (error.validation !== undefined) {
-    return reply.code(400).send({ status: 400, message: error.message })
+    return reply.code(400).send({ status: 400, message: validationMessage(error) })
   }
   const status = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500
   if (status >= 500) {
@@ -131,7 +169,7 @@ export function errorHandler (error: FastifyError, request: FastifyRequest, repl
     const message = status === 503 ? 'Service Unavailable: the database cannot be reached' : 'Internal Server Error'
     return reply.code(status).send({ status, message })
   }
-  return reply.code(status).send({ status, message: clientMessage(error, request.routeOptions.bodyLimit, request.headers['content-type']) })
+  return reply.code(status).send({ status, message: clientMessage(error, request) })
 }
 
 export function notFoundHandler (_request: FastifyRequest, reply: FastifyReply) {

@@ -1,7 +1,8 @@
 import { Ajv, type ErrorObject, type Options, type ValidateFunction } from 'ajv'
 import fp from 'fastify-plugin'
 
-const common: Options = { useDefaults: true, removeAdditional: true, allErrors: false, allowUnionTypes: true }
+// verbose: an error carries the schema it failed, so the error handler can word it (plugins/app/errors.ts)
+const common: Options = { useDefaults: true, removeAdditional: true, allErrors: false, allowUnionTypes: true, verbose: true }
 
 /**
  * The first property of coerced input that became Infinity. Ajv coerces `1e400` or `Infinity`

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { IdParams, errors, listQuery, wantsFull } from '../../schemas/common.js'
+import { IdParams, badId, badRequest, errors, listQuery, notFound, wantsFull } from '../../schemas/common.js'
 import { ApiKeyCreated, ApiKeyFound, ApiKeyList, ApiKeyRevoked, NewApiKeyBody, PERMISSIONS, type Permission } from '../../schemas/apikeys.js'
 
 const isPermission = (value: string): value is Permission => (PERMISSIONS as readonly string[]).includes(value)
@@ -26,7 +26,7 @@ const apikeys: FastifyPluginAsyncTypebox = async function (fastify) {
       summary: 'Create an API key (admin)',
       description: 'The response is the only place the new key\'s secret ever appears.',
       body: NewApiKeyBody,
-      response: { 201: ApiKeyCreated, 400: errors[400], 413: errors[413], 415: errors[415] }
+      response: { 201: ApiKeyCreated, 400: badRequest('Invalid Permissions'), 413: errors[413], 415: errors[415] }
     },
     config: { permission: 'admin' }
   }, async function (request, reply) {
@@ -45,7 +45,7 @@ const apikeys: FastifyPluginAsyncTypebox = async function (fastify) {
     schema: {
       summary: 'One API key, full form (admin)',
       params: IdParams,
-      response: { 200: ApiKeyFound, 400: errors[400], 404: errors[404] }
+      response: { 200: ApiKeyFound, 400: badId, 404: notFound('API Key Not Found') }
     },
     config: { permission: 'admin' }
   }, async function (request) {
@@ -62,7 +62,7 @@ const apikeys: FastifyPluginAsyncTypebox = async function (fastify) {
         'posted after this answer could reach them. Revoking a revoked key changes nothing. The last ' +
         'unrevoked admin key cannot be revoked.',
       params: IdParams,
-      response: { 200: ApiKeyRevoked, 400: errors[400], 404: errors[404] }
+      response: { 200: ApiKeyRevoked, 400: badId, 404: notFound('API Key Not Found') }
     },
     config: { permission: 'admin' }
   }, async function (request) {

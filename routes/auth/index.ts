@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { errors } from '../../schemas/common.js'
+import { badRequest, errors, invalidKey } from '../../schemas/common.js'
 import { AuthInput, AuthResponse } from '../../schemas/auth.js'
 
 const auth: FastifyPluginAsyncTypebox = async function (fastify) {
@@ -63,7 +63,7 @@ const auth: FastifyPluginAsyncTypebox = async function (fastify) {
       consumes: ['application/json', 'application/x-www-form-urlencoded'],
       body: AuthInput,
       response: {
-        201: AuthResponse, 400: errors[400], 401: errors[401], 403: errors.crossOrigin, 413: errors[413], 415: errors[415], 429: errors[429]
+        201: AuthResponse, 400: badRequest('body/device must NOT have more than 240 characters'), 401: invalidKey, 403: errors.crossOrigin, 413: errors[413], 415: errors[415], 429: errors[429]
       }
     },
     // the auth plugin checks the key (request.apikey) and refuses a page of another origin
@@ -77,7 +77,7 @@ const auth: FastifyPluginAsyncTypebox = async function (fastify) {
       summary: 'Authenticate with an API key in query parameters',
       description: description + ' Nested fields use bracket notation: `subscribe[Light][location]=Hall`.',
       querystring: AuthInput,
-      response: { 201: AuthResponse, 400: errors[400], 401: errors[401], 403: errors.crossOrigin, 429: errors[429] }
+      response: { 201: AuthResponse, 400: badRequest('querystring/device must NOT have more than 240 characters'), 401: invalidKey, 403: errors.crossOrigin, 429: errors[429] }
     },
     // the auth plugin's key check comes after this, so it reads the key from the parsed query
     preValidation: parseBracketQuery,

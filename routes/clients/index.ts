@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
-import { IdParams, errors, listQuery, liveErrors, wantsFull } from '../../schemas/common.js'
+import { IdParams, badId, errors, listQuery, liveErrors, notFound, wantsFull } from '../../schemas/common.js'
 import { ClientFound, ClientList, ClientWithSubscriptions } from '../../schemas/clients.js'
 import { EventList, EventStream, StreamHeaders, StreamQuery, eventListQuery } from '../../schemas/events.js'
 
@@ -50,7 +50,7 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
     schema: {
       summary: 'One client, full form, with its subscriptions',
       params: IdParams,
-      response: { 200: ClientWithSubscriptions, 400: errors[400], 404: errors[404] }
+      response: { 200: ClientWithSubscriptions, 400: badId, 404: notFound('Client Not Found') }
     },
     config: { permission: 'read' }
   }, async function (request) {
@@ -68,7 +68,7 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
         'wait ends with 401 when the session ends or its API key is revoked.',
       params: IdParams,
       querystring: eventListQuery(maxItems),
-      response: { 200: EventList, 400: errors[400], ...liveErrors, 404: errors[404] }
+      response: { 200: EventList, 400: errors[400], ...liveErrors, 404: notFound('Client Not Found') }
     },
     config: { permission: 'read' }
   }, async function (request, reply) {
@@ -89,7 +89,7 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
         'Any session may read any client\'s subscribed events.',
       params: IdParams,
       querystring: eventListQuery(maxItems),
-      response: { 200: EventList, 400: errors[400], ...liveErrors, 404: errors[404] }
+      response: { 200: EventList, 400: errors[400], ...liveErrors, 404: notFound('Client Not Found') }
     },
     config: { permission: 'read' }
   }, async function (request, reply) {
@@ -112,7 +112,7 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
       params: IdParams,
       querystring: StreamQuery,
       headers: StreamHeaders,
-      response: { 200: EventStream, 400: errors[400], ...liveErrors, 404: errors[404] }
+      response: { 200: EventStream, 400: errors[400], ...liveErrors, 404: notFound('Client Not Found') }
     },
     config: { permission: 'read' }
   }, async function (request, reply) {

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { IdParams, errors, liveErrors, wantsFull } from '../../schemas/common.js'
+import { IdParams, badId, badRequest, errors, liveErrors, notFound, wantsFull } from '../../schemas/common.js'
 import {
   EventCreated, EventFound, EventList, EventStream, PostEventBody, PostEventHeaders, StreamHeaders, StreamQuery, eventListQuery
 } from '../../schemas/events.js'
@@ -52,7 +52,7 @@ const events: FastifyPluginAsyncTypebox = async function (fastify) {
         'With an `Idempotency-Key` header a retry is safe: a repeat within 24 hours stores nothing and answers the first event again.',
       headers: PostEventHeaders,
       body: PostEventBody,
-      response: { 201: EventCreated, 400: errors[400], 413: errors[413], 415: errors[415] }
+      response: { 201: EventCreated, 400: badRequest('body/event must have required property \'name\''), 413: errors[413], 415: errors[415] }
     },
     config: { permission: 'write' }
   }, async function (request, reply) {
@@ -86,7 +86,7 @@ const events: FastifyPluginAsyncTypebox = async function (fastify) {
     schema: {
       summary: 'One event, full form',
       params: IdParams,
-      response: { 200: EventFound, 400: errors[400], 404: errors[404] }
+      response: { 200: EventFound, 400: badId, 404: notFound('Event Not Found') }
     },
     config: { permission: 'read' }
   }, async function (request) {

@@ -1,9 +1,11 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import { Envelope } from '../../schemas/common.js'
 
-const Healthy = Type.Object({ status: Type.Integer(), message: Type.String() }, { description: 'Healthy' })
-const Unhealthy = Type.Ref(Envelope.$id!, { description: 'Not ready: the message names what is down' })
+const Healthy = Type.Object({ status: Type.Integer(), message: Type.String() }, { description: 'Healthy', examples: [{ status: 200, message: 'OK' }] })
+const Unhealthy = Type.Object({ status: Type.Integer(), message: Type.String() }, {
+  description: 'Not ready: the message names what is down',
+  examples: [{ status: 503, message: 'Not ready: the SQLite database is unavailable' }]
+})
 
 /** How long readiness waits for the database before calling it down. */
 const READY_TIMEOUT_MS = 2000

@@ -223,6 +223,27 @@ forEachBackend(t, async (t, backend) => {
       t.match(res.json().message, name)
     }
   })
+
+  t.test('messages a person reads: one line for full=, words for a NUL or a lone surrogate', async (t) => {
+    const { app, session } = await build(t, {}, { backend })
+    const { sessionKey } = await session('write')
+    for (const full of ['maybe', '2', 'yes']) {
+      const res = await app.inject({ url: `/events?full=${full}`, headers: bearer(sessionKey) })
+      t.same(res.json(), { status: 400, message: 'querystring/full must be true or false (or 1 or 0)' }, `full=${full}`)
+    }
+    const cases: Array<[string, Record<string, unknown>]> = [
+      ['name', { name: 'Li\u0000ght' }],
+      ['location', { name: 'Light', location: 'Hall\ud800' }],
+      ['value', { name: 'Light', value: '\udc00' }]
+    ]
+    for (const [field, event] of cases) {
+      const res = await app.inject({ method: 'POST', url: '/events', headers: bearer(sessionKey), payload: { event } })
+      t.same(res.json(), {
+        status: 400,
+        message: `body/event/${field} must not contain a NUL character (U+0000) or an unpaired UTF-16 surrogate: send valid Unicode text`
+      }, field)
+    }
+  })
 })
 
 /** Runs one SQL statement on a test database directly: for what the API cannot arrange or show. */
