@@ -19,10 +19,28 @@ t.test('registering cred leaves the process as it was: no process-wide tricks fo
 t.test('unknown routes are 404 Not Found in the envelope', async (t) => {
   const { app, session } = await build(t)
   const { sessionKey } = await session('admin')
-  for (const [method, url] of [['GET', '/nope'], ['GET', '/events/1/extra'], ['DELETE', '/events'], ['PUT', '/auth']] as const) {
+  for (const [method, url] of [['GET', '/nope'], ['GET', '/events/1/extra'], ['PUT', '/nope']] as const) {
     const res = await app.inject({ method, url, headers: bearer(sessionKey) })
     t.equal(res.statusCode, 404, `${method} ${url}`)
     t.same(res.json(), { status: 404, message: 'Not Found' })
+  }
+})
+
+t.test('a known path with another method is 405 with Allow, in the envelope', async (t) => {
+  const { app, session } = await build(t, {}, { prefix: '/cred' })
+  const { sessionKey } = await session('admin')
+  const cases: Array<[string, string, string]> = [
+    ['PUT', '/cred/events', 'GET, HEAD, POST'],
+    ['DELETE', '/cred/events?full=true', 'GET, HEAD, POST'],
+    ['PUT', '/cred/auth', 'GET, HEAD, POST, DELETE'],
+    ['POST', '/cred/events/17', 'GET, HEAD'],
+    ['PATCH', '/cred/apikeys/3', 'GET, HEAD, DELETE']
+  ]
+  for (const [method, url, allow] of cases) {
+    const res = await app.inject({ method: method as 'PUT', url, headers: bearer(sessionKey) })
+    t.equal(res.statusCode, 405, `${method} ${url}`)
+    t.equal(res.headers.allow, allow)
+    t.same(res.json(), { status: 405, message: `Method Not Allowed: ${method} is not answered here; use ${allow}` })
   }
 })
 

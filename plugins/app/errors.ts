@@ -172,7 +172,14 @@ export function errorHandler (error: FastifyError, request: FastifyRequest, repl
   return reply.code(status).send({ status, message: clientMessage(error, request) })
 }
 
-export function notFoundHandler (_request: FastifyRequest, reply: FastifyReply) {
+/** 404 for an unknown path; 405 with `Allow` for a known path asked with another method. */
+export function notFoundHandler (request: FastifyRequest, reply: FastifyReply) {
+  // (outside cred's prefix, in cred-server, no path is cred's)
+  const allowed = request.server.hasDecorator('allowedMethods') ? request.server.allowedMethods(request.url) : []
+  if (allowed.length > 0) {
+    return reply.code(405).header('allow', allowed.join(', '))
+      .send({ status: 405, message: `Method Not Allowed: ${request.method} is not answered here; use ${allowed.join(', ')}` })
+  }
   return reply.code(404).send({ status: 404, message: 'Not Found' })
 }
 
