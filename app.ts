@@ -3,6 +3,8 @@ import { fileURLToPath } from 'node:url'
 import AutoLoad from '@fastify/autoload'
 import type { FastifyPluginAsync } from 'fastify'
 import { resolveConfig } from './config/resolve.js'
+import { openDatabase } from './db/index.js'
+import type { Permission } from './schemas/apikeys.js'
 import type { CredConfig, SettingsInput } from './schemas/config.js'
 
 export { ConfigError, resolveConfig } from './config/resolve.js'
@@ -10,6 +12,7 @@ export { loadConfig } from './config/load.js'
 export { clientErrorHandler, errorHandler, frameworkErrors, nodeAnswersInEnvelope, notFoundHandler } from './plugins/app/errors.js'
 export { serverLogging } from './config/logging.js'
 export type { CredConfig, SettingsInput } from './schemas/config.js'
+export type { Permission } from './schemas/apikeys.js'
 
 export interface CredOptions {
   /**
@@ -45,8 +48,10 @@ function embedded (config: SettingsInput | undefined): SettingsInput {
  * It is encapsulated: its error handler, parsers and decorators stay inside.
  */
 const cred: FastifyPluginAsync<CredOptions> = async function cred (fastify, opts) {
-  const config = isResolved(opts.config) ? opts.config : resolveConfig(embedded(opts.config), 'plugin options')
-  const options = { config }
+  const standalone = isResolved(opts.config)
+  const config = standalone ? opts.config : resolveConfig(embedded(opts.config), 'plugin options')
+  // embedded: the first-key hint names createApiKey, not cred-gen (which reads a credrc, not the host's settings)
+  const options = { config, embedded: !standalone }
   await fastify.register(AutoLoad, { dir: join(here, 'plugins', 'external'), options })
   await fastify.register(AutoLoad, { dir: join(here, 'plugins', 'app'), options })
   // a resource folder's autohooks.ts applies to its routes, and routes/autohooks.ts to every folder's
@@ -54,3 +59,19 @@ const cred: FastifyPluginAsync<CredOptions> = async function cred (fastify, opts
 }
 
 export default cred
+
+/**
+ * Creates an API key in the database `config` names (the settings you register cred with, or
+ * a config from `loadConfig`), and returns it: the only copy of its secret. For an app that
+ * embeds cred, this is the way to its first admin key, as `cred-gen --admin` is for cred-server.
+ */
+export async function createApiKey (config: SettingsInput | CredConfig, permission: Permission): Promise<{ id: number, apikey: string, permission: Permission }> {
+  const { database } = isResolved(config) ? config : resolveConfig(config, 'createApiKey')
+  const repos = await openDatabase(database)
+  try {
+    const created = await repos.apikeys.create(permission)
+    return { id: created.id, apikey: created.apikey, permission: created.permission }
+  } finally {
+    await repos.close()
+  }
+}

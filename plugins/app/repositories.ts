@@ -8,7 +8,7 @@ declare module 'fastify' {
   }
 }
 
-export default fp(async function repositories (fastify) {
+export default fp(async function repositories (fastify, opts: { embedded?: boolean }) {
   // every repository call timed in one place (cred_db_query_duration_seconds), when metrics are on
   const repos = fastify.metrics.timed(await openDatabase(fastify.config.database))
   fastify.decorate('repos', repos)
@@ -17,6 +17,8 @@ export default fp(async function repositories (fastify) {
   })
   fastify.log.info({ database: repos.kind, location: repos.location }, `database ready: ${repos.kind} at ${repos.location}`)
   if (await repos.apikeys.count() === 0) {
-    fastify.log.warn('no API keys exist yet: create the first one with `npx cred-gen --admin` (same config as the server)')
+    fastify.log.warn(opts.embedded === true
+      ? 'no API keys exist yet: create the first one with createApiKey(config, \'admin\') from \'cred-server\', given the config you register cred with'
+      : 'no API keys exist yet: create the first one with `npx cred-gen --admin` (same config as the server)')
   }
 }, { name: 'cred-repositories', dependencies: ['cred-config', 'cred-metrics'] })
