@@ -1,3 +1,4 @@
+import pretty from 'pino-pretty'
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest, type FastifyServerOptions, type LogLevel as LevelWithSilent } from 'fastify'
@@ -131,15 +132,28 @@ export class CredLogController extends LogController {
   }
 }
 
+/** JSON lines (for log collectors), or readable lines (for a person at a terminal). */
+export type LogFormat = 'json' | 'pretty'
+
+/**
+ * Lines for a person: time, level (coloured), message, and the request id, with the other
+ * fields of a line below it. Written synchronously, like the JSON lines: nothing is lost on exit.
+ */
+function readableLines (): NodeJS.WritableStream {
+  // (colours only on a terminal: pino-pretty's own default)
+  return pretty({ translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname', sync: true })
+}
+
 /**
  * Options for the Fastify server cred runs in: pino JSON logs at `level`, a request id on
  * every line of a request (taken from X-Request-Id when the caller sends one), request lines
  * at debug (CredLogController), and never an API key, session key or cookie in any line. cred-server uses them; a host app may too.
  */
-export function serverLogging (level: string): Pick<FastifyServerOptions, 'logger' | 'genReqId' | 'requestIdHeader' | 'childLoggerFactory' | 'logController'> {
+export function serverLogging (level: string, format: LogFormat = 'json'): Pick<FastifyServerOptions, 'logger' | 'genReqId' | 'requestIdHeader' | 'childLoggerFactory' | 'logController'> {
   return {
     logger: {
       level,
+      ...(format === 'pretty' ? { stream: readableLines() } : {}),
       redact: {
         paths: [
           'req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]',

@@ -29,6 +29,10 @@ Starts the cred API server.
   -l, --log-level LEVEL
                      fatal, error, warn, info, debug, trace or silent
                      (overrides the logLevel setting)
+      --log-format FORMAT
+                     json (one JSON object a line, for log collectors) or
+                     pretty (readable lines); default: pretty on a terminal,
+                     json otherwise
   -h, --help         show this help
   -v, --version      show the version
 
@@ -193,6 +197,7 @@ async function main () {
     port: { type: 'string', short: 'p' },
     host: { type: 'string' },
     'log-level': { type: 'string', short: 'l' },
+    'log-format': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
     version: { type: 'boolean', short: 'v' }
   } }).values)
@@ -208,6 +213,8 @@ async function main () {
   if (args['log-level'] !== undefined && !levels.includes(args['log-level'])) {
     usageError('cred-server', `--log-level must be one of ${levels.join(', ')}`)
   }
+  const format = args['log-format'] ?? (process.stdout.isTTY ? 'pretty' : 'json')
+  if (format !== 'json' && format !== 'pretty') usageError('cred-server', `--log-format must be json or pretty, not '${format}'`)
   if (args.port !== undefined && parsePort(args.port) === undefined) usageError('cred-server', `--port must be a port number from 0 to 65535, not '${args.port}'`)
   if (args.host === '') usageError('cred-server', '--host needs an interface name or address, or \'*\' for all')
   let config: CredConfig
@@ -240,7 +247,7 @@ async function main () {
     requireHostHeader: false
   }
   const app = Fastify({
-    ...serverLogging(config.logLevel),
+    ...serverLogging(config.logLevel, format),
     requestTimeout: node.requestTimeout,
     // app.close() closes keep-alive connections with no request in progress at once (Node's
     // server.close() does it; this is Fastify's default there), and cred answers requests

@@ -1,11 +1,11 @@
 // cred-server as a real process (dist/scripts/cred-server.js): run `npm run build` first.
-import { execFile, execFileSync } from 'node:child_process'
+import { execFile, execFileSync, spawn } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { connect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net'
 import { dirname, join } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
-import { oneLine, portIsFree, rawRequest, request, run, sandbox, startServer } from '../process-helper.js'
+import { bin, oneLine, portIsFree, rawRequest, request, run, sandbox, startServer } from '../process-helper.js'
 
 // every test has its own sandbox: they may run side by side
 t.jobs = 4
@@ -364,4 +364,26 @@ t.test('the real client\'s polling loop (Python, urllib) gets every event once, 
   t.ok(pages.some((page) => page.length === 5), 'answers were cut at maxPageSize')
   t.same(pages.flatMap((page) => [...page].reverse()), posted, 'every Light event it posted, each once, in order')
   t.ok(posted.length > 15, `more events than three pages: ${posted.length}`)
+})
+
+t.test('--log-format pretty: readable lines for a person, the first-key hint among them; json otherwise', async (t) => {
+  const box = sandbox(t)
+  write(join(box.cwd, 'credrc'), local())
+  const pretty = spawn(process.execPath, [bin('cred-server'), '--log-format', 'pretty'], { cwd: box.cwd, env: box.env, stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => { pretty.kill('SIGKILL') })
+  let out = ''
+  await new Promise<void>((resolve, reject) => {
+    pretty.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      out += chunk
+      if (out.includes('cred is serving')) resolve()
+    })
+    pretty.once('exit', () => reject(new Error(`ended: ${out}`)))
+  })
+  pretty.kill('SIGTERM')
+  t.notMatch(out, /^\{/m, 'no JSON line')
+  t.match(out, /^\[\d\d:\d\d:\d\d\] WARN: no API keys exist yet: create the first one with `npx cred-gen --admin`/m, 'the hint, as a warning')
+  t.match(out, /^\[\d\d:\d\d:\d\d\] INFO: cred is serving http:\/\/127\.0\.0\.1:\d+\//m)
+  const bad = await run(t, 'cred-server', ['--log-format', 'xml'], box)
+  t.equal(bad.code, 2)
+  t.equal(bad.stderr, 'cred-server: --log-format must be json or pretty, not \'xml\'\nSee \'cred-server --help\'.\n')
 })
