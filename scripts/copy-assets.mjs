@@ -1,7 +1,28 @@
 // tsc compiles the TypeScript; the SQL migrations travel to dist/ beside the code that applies them,
 // and the dashboard's page, styles and icon join its compiled scripts in dist/dashboard.
-import { chmodSync, cpSync, rmSync } from 'node:fs'
+// Output left behind by a source file that was moved or deleted is removed: autoload would
+// still load a stale plugin or route from dist/.
+import { chmodSync, cpSync, existsSync, readdirSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
 
+function removeOrphans (dir) {
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name)
+    if (entry.isDirectory()) {
+      removeOrphans(path)
+      continue
+    }
+    const compiled = /^dist\/(.+)\.(js|d\.ts|js\.map)$/.exec(path)
+    if (compiled !== null && !existsSync(`${compiled[1]}.ts`)) rmSync(path)
+  }
+}
+
+for (const dir of ['app', 'config', 'db', 'lib', 'plugins', 'routes', 'schemas', 'scripts']) {
+  if (existsSync(join('dist', dir))) removeOrphans(join('dist', dir))
+}
+for (const file of ['app.js', 'app.d.ts', 'app.js.map']) {
+  if (existsSync(join('dist', file)) && !existsSync('app.ts')) rmSync(join('dist', file))
+}
 rmSync('dist/db/migrations', { recursive: true, force: true })
 cpSync('db/migrations', 'dist/db/migrations', { recursive: true })
 cpSync('dashboard/index.html', 'dist/dashboard/index.html')
