@@ -15,7 +15,7 @@ export default fp(async function repositories (fastify) {
   fastify.addHook('onClose', async () => {
     await repos.close()
   })
-  fastify.log.info({ database: repos.kind, location: repos.location }, `database ready: ${repos.kind} at ${repos.location}`)
+  fastify.log.info({ database: repos.name, location: repos.location }, `database ready: ${repos.name} at ${repos.location}`)
   if (await repos.apikeys.count() === 0) {
     fastify.log.warn('no API keys exist yet: create the first one with `npx cred-gen --admin` (same config as the server)')
   }

@@ -5,9 +5,6 @@ import { Envelope } from '../../schemas/common.js'
 const Healthy = Type.Object({ status: Type.Integer(), message: Type.String() }, { description: 'Healthy' })
 const Unhealthy = Type.Ref(Envelope.$id!, { description: 'Not ready: the message names what is down' })
 
-/** How long readiness waits for the database before calling it down. */
-const READY_TIMEOUT_MS = 2000
-
 /**
  * For load balancers and orchestrators: no session needed, and cheap (a trivial query, no
  * table scans). `live` says the process runs; `ready` that it can serve requests.
@@ -33,20 +30,11 @@ const health: FastifyPluginAsyncTypebox = async function (fastify) {
       response: { 200: Healthy, 503: Unhealthy }
     }
   }, async function (request, reply) {
-    let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS)
-    })
     try {
-      await Promise.race([repos.ping(), timeout])
+      await repos.ready()
     } catch (err) {
-      request.log.warn({ err }, 'not ready: database')
-      return reply.code(503).send({ status: 503, message: `Not ready: the ${repos.kind === 'sqlite' ? 'SQLite' : 'PostgreSQL'} database is unavailable` })
-    } finally {
-      clearTimeout(timer)
-    }
-    if (repos.notifications !== undefined && !repos.notifications.listening()) {
-      return reply.code(503).send({ status: 503, message: 'Not ready: the PostgreSQL event listener is not connected' })
+      request.log.warn({ err }, 'not ready')
+      return reply.code(503).send({ status: 503, message: `Not ready: ${(err as Error).message}` })
     }
     return { status: 200, message: 'OK' }
   })

@@ -10,7 +10,7 @@ import cred from '../../app.js'
 import { loadConfig } from '../../config/load.js'
 import { resolveConfig } from '../../config/resolve.js'
 import { openDatabase, DatabaseUnavailableError, type Repositories } from '../../db/index.js'
-import { lockNames, openPostgres, writerApplicationName } from '../../db/postgres.js'
+import { lockNames, openPostgres, writerApplicationName } from '../../db/postgres/index.js'
 import type { SettingsInput } from '../../schemas/config.js'
 import { bearer, postgresUnavailable, tempDir, testDatabase, testPostgres } from '../helper.js'
 import { tcpProxy } from './tcp-proxy.js'
@@ -226,7 +226,7 @@ if (postgresUnavailable !== null) {
     t.teardown(() => Promise.all(handles.map((repos) => repos.close())))
     t.equal(apps.length + handles.length, 6, 'all six started')
 
-    const journal = JSON.parse(readFileSync(new URL('../../db/migrations/pg/meta/_journal.json', import.meta.url), 'utf8')) as { entries: unknown[] }
+    const journal = JSON.parse(readFileSync(new URL('../../db/postgres/migrations/meta/_journal.json', import.meta.url), 'utf8')) as { entries: unknown[] }
     const sql = connection(t, database.database)
     const applied = await sql`select hash from drizzle.__drizzle_migrations`
     t.equal(applied.length, journal.entries.length, 'each migration recorded once')
@@ -323,7 +323,7 @@ if (postgresUnavailable !== null) {
     const fromUrl = loadConfig(nested, { env }).config
     const urlRepos = await openDatabase(fromUrl.database)
     t.teardown(() => urlRepos.close())
-    t.equal(urlRepos.kind, 'postgresql', 'DATABASE_URL overrides the file')
+    t.equal(urlRepos.name, 'PostgreSQL', 'DATABASE_URL overrides the file')
     t.equal(urlRepos.location, `${testPostgres.host}:${testPostgres.port}/${urlDb.database}`)
     const urlKey = await urlRepos.apikeys.create('admin')
     t.ok(await (await handle(t, urlDb)).apikeys.findByKey(urlKey.apikey), 'the key is in that database')
