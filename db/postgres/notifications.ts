@@ -34,7 +34,9 @@ interface Heard {
  * one connection, so that notifications arrive in commit order. When that connection drops,
  * `listening()` is false at once, and it listens again — retrying, a little slower each time
  * up to every 2 s, while the server is away — then tells `connected` once both channels are
- * heard again, so the caller can read what was committed meanwhile.
+ * heard again, so the caller can read what was committed meanwhile. (postgres.js's own
+ * listen() listens again too, but tells no one that its connection went away, which
+ * `listening()` must: see the test "while the event listener cannot listen again".)
  */
 async function listenForEvents (settings: PostgresSettings, timeouts: PostgresTimeouts, heard: Heard) {
   let closed = false
