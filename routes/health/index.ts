@@ -29,13 +29,11 @@ const health: FastifyPluginAsyncTypebox = async function (fastify) {
       description: 'A load balancer can use it to take an instance out while its database is unreachable.',
       response: { 200: Healthy, 503: Unhealthy }
     }
-  }, async function (request, reply) {
-    try {
-      await repos.ready()
-    } catch (err) {
-      request.log.warn({ err }, 'not ready')
-      return reply.code(503).send({ status: 503, message: `Not ready: ${(err as Error).message}` })
-    }
+  }, async function () {
+    // a 503 saying what is down, in words: a message meant for the client (`expose`)
+    await repos.ready().catch((err: Error) => {
+      throw fastify.httpErrors.createError(503, `Not ready: ${err.message}`, { cause: err, expose: true })
+    })
     return { status: 200, message: 'OK' }
   })
 }
