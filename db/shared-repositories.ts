@@ -2,6 +2,7 @@
 // ./statements.ts, prepared, through the dialect's `run`. A dialect adds what it does its own
 // way: creating clients and events, ending sessions, revoking keys (./sqlite, ./postgres).
 import type { Permission } from '../schemas/apikeys.js'
+import type { Table } from 'drizzle-orm'
 import type { AccessListeners } from './access.js'
 import {
   DatabaseUnavailableError,
@@ -10,7 +11,7 @@ import {
 } from './repositories.js'
 import { hashSecret, newApiKey } from './secrets.js'
 import type { SessionCache } from './session-cache.js'
-import { idsValue, listRead, pageValues, type ListStatements, type Mode, type Runnable, type statements, type Values } from './statements.js'
+import { idsValue, listRead, pageValues, type ListStatements, type Mode, type NewApiKeyRow, type Runnable, type statements, type Values } from './statements.js'
 
 /** A statement as `prepareAll` prepares it: named `cred_<key>`, a list's oldest-first one `cred_<key>_oldest`. */
 type PreparedOf<S> = {
@@ -35,12 +36,14 @@ export function prepareAll<S extends Record<string, Preparable>> (queries: S): P
 }
 
 /** The shared statements, prepared, as the shared methods run them (either mode). */
-export type SharedStatements = PreparedOf<ReturnType<typeof statements<Mode>>>
+export type SharedStatements = PreparedOf<ReturnType<typeof statements<Mode, Table>>>
 
 /** What the shared methods need of a dialect. */
 export interface DialectParts {
   /** Runs one prepared statement (PostgreSQL: on the current pool, with its deadline). */
   run<R> (statement: (prepared: SharedStatements) => Runnable<R>, values?: Values): Promise<R>
+  /** Inserts a new API key: its record, as the insert answers it. */
+  insertApikey (row: NewApiKeyRow): Promise<ApiKeyRecord | undefined>
   /** the LIMIT value that means no limit */
   noLimit: number | null
   /** Ids above it name no row (PostgreSQL's `integer` columns): no query is sent for them. */
@@ -78,7 +81,7 @@ export function sharedRepositories (parts: DialectParts) {
   const apikeys: Omit<ApiKeyRepository, 'revoke'> = {
     async create (permission: Permission) {
       const apikey = newApiKey()
-      const row = await first(run((s) => s.apikeyInsert, { hash: hashSecret(apikey), permission, created: Date.now() }))
+      const row = await parts.insertApikey({ keyHash: hashSecret(apikey), permission, created: Date.now() })
       if (row === undefined) throw new Error('the insert of an API key returned no row')
       return { ...row, apikey }
     },

@@ -1,7 +1,8 @@
 // Every statement that reads the same in each dialect, written once with drizzle's query
 // builder. A dialect (./sqlite, ./postgres) passes its drizzle database, its tables and the
-// little of its SQL that differs (`SqlDialect`); `QueryDb` and `Tables` name what these
-// statements use of them, so TypeScript checks each dialect's database and schema against them.
+// little of its SQL that differs (`SqlDialect`). `QueryDb` and `Tables` name what these
+// statements use of them: TypeScript checks each dialect's database and schema against them
+// (the columns' types too), and types the rows as drizzle reads them (`Row`).
 import { and, asc, count, desc, eq, gt, gte, isNotNull, isNull, lt, max, or, sql, type AnyColumn, type Placeholder, type SQL, type Table } from 'drizzle-orm'
 import type { SelectResult } from 'drizzle-orm/query-builders/select.types'
 import type { Permission } from '../schemas/apikeys.js'
@@ -10,15 +11,18 @@ import { listPage, pageAnswer, type EventRecord, type ListFilter, type ListPage,
 /** A column holding `T` (or null, unless `NotNull`), in any dialect. */
 type Col<T, NotNull extends boolean = true> = AnyColumn<{ data: T, notNull: NotNull }>
 
-/** The tables and columns the shared statements use: every dialect's schema has them, with these types. */
-export interface Tables {
-  apikeys: Table & { id: Col<number>, keyHash: Col<string>, permission: Col<Permission>, created: Col<number>, revoked: Col<number, false> }
-  clients: Table & {
+/**
+ * The tables and columns the shared statements use: every dialect's schema has them, with
+ * these types. `T` is the dialect's table class (drizzle's MySqlTable is more than a Table).
+ */
+export interface Tables<T extends Table = Table> {
+  apikeys: T & { id: Col<number>, keyHash: Col<string>, permission: Col<Permission>, created: Col<number>, revoked: Col<number, false> }
+  clients: T & {
     id: Col<number>, device: Col<string, false>, location: Col<string, false>, sessionHash: Col<string>,
     apikeyId: Col<number>, created: Col<number>, lastActive: Col<number>, ended: Col<number, false>
   }
-  subscriptions: Table & { clientId: Col<number>, eventName: Col<string>, location: Col<string, false> }
-  events: Table & {
+  subscriptions: T & { clientId: Col<number>, eventName: Col<string>, location: Col<string, false> }
+  events: T & {
     id: Col<number>, clientId: Col<number>, device: Col<string, false>, name: Col<string>,
     location: Col<string, false>, action: Col<string, false>, value: Col<string, false>, time: Col<number>
   }
@@ -52,22 +56,25 @@ export type Statement<M extends Mode, R> = Runs<M, R> & {
   /** prepared once; `name` names it on PostgreSQL */
   prepare (name: string): Runs<M, R>
 }
-type SelectQuery<M extends Mode, R> = Statement<M, R> & {
-  where (where: SQL | undefined): SelectQuery<M, R>
-  innerJoin (table: Table, on: SQL | undefined): SelectQuery<M, R>
-  orderBy (...order: SQL[]): SelectQuery<M, R>
-  limit (limit: number | Placeholder): SelectQuery<M, R>
-  offset (offset: number | Placeholder): SelectQuery<M, R>
+type SelectQuery<M extends Mode, R, T extends Table = Table> = Statement<M, R> & {
+  where (where: SQL | undefined): SelectQuery<M, R, T>
+  innerJoin (table: T, on: SQL | undefined): SelectQuery<M, R, T>
+  orderBy (...order: SQL[]): SelectQuery<M, R, T>
+  limit (limit: number | Placeholder): SelectQuery<M, R, T>
+  offset (offset: number | Placeholder): SelectQuery<M, R, T>
 }
 
-/** The part of a drizzle database (or transaction) the shared statements use, in either dialect. */
-export interface QueryDb<M extends Mode> {
-  select<F extends Fields> (fields: F): { from (table: Table): { $dynamic (): SelectQuery<M, Array<Row<F>>> } }
-  update (table: Table): { set (values: Record<string, SQL | Placeholder>): { where (where: SQL | undefined): Statement<M, unknown> } }
+/** The part of a drizzle database (or transaction) the shared statements use, in every dialect. */
+export interface QueryDb<M extends Mode, T extends Table = Table> {
+  select<F extends Fields> (fields: F): { from (table: T): { $dynamic (): SelectQuery<M, Array<Row<F>>, T> } }
+  update (table: T): { set (values: Record<string, SQL | Placeholder>): { where (where: SQL | undefined): Statement<M, unknown> } }
+  insert (table: T): { values (values: Record<string, unknown> | Array<Record<string, unknown>>): Statement<M, unknown> }
+}
+
+/** A drizzle database whose inserts answer columns of the rows they insert (RETURNING: SQLite, PostgreSQL). */
+export interface ReturningDb<M extends Mode> {
   insert (table: Table): {
-    values (values: Record<string, unknown> | Array<Record<string, unknown>>): Statement<M, unknown> & {
-      returning<F extends Fields> (fields: F): Statement<M, Array<Row<F>>>
-    }
+    values (values: Record<string, unknown>): { returning<F extends Fields> (fields: F): Statement<M, Array<Row<F>>> }
   }
 }
 
@@ -166,11 +173,11 @@ const placeholder = (name: string) => sql.placeholder(name)
  * SQL). A dialect may replace one with its own of the same rows: PostgreSQL replaces
  * `eventsSubscribed`.
  */
-export function statements<M extends Mode> (db: QueryDb<M>, { apikeys, clients, subscriptions, events }: Tables, dialect: SqlDialect) {
+export function statements<M extends Mode, T extends Table> (db: QueryDb<M, T>, { apikeys, clients, subscriptions, events }: Tables<T>, dialect: SqlDialect) {
   const window = (id: AnyColumn) => idWindow(dialect, id)
   const byId = (id: AnyColumn) => eq(id, placeholder('id'))
   /** A list's two statements (see listPage), from a function making its query unordered. */
-  const bothWays = <R>(query: () => SelectQuery<M, R>, id: AnyColumn): ListStatements<SelectQuery<M, R>> => ({
+  const bothWays = <R>(query: () => SelectQuery<M, R, T>, id: AnyColumn): ListStatements<SelectQuery<M, R, T>> => ({
     newest: query().orderBy(desc(id)).limit(limit).offset(offset),
     oldest: query().orderBy(asc(id)).limit(limit)
   })
@@ -185,8 +192,6 @@ export function statements<M extends Mode> (db: QueryDb<M>, { apikeys, clients, 
     apikeyCount: db.select({ n: count() }).from(apikeys).$dynamic(),
     activeAdminCount: db.select({ n: count() }).from(apikeys).$dynamic()
       .where(and(eq(apikeys.permission, 'admin'), isNull(apikeys.revoked))),
-    apikeyInsert: db.insert(apikeys).values({ keyHash: placeholder('hash'), permission: placeholder('permission'), created: placeholder('created') })
-      .returning(apikeyColumns(apikeys)),
     apikeyRevoke: db.update(apikeys).set({ revoked: placeholder('now') }).where(byId(apikeys.id)),
     clientEnd: db.update(clients).set({ ended: placeholder('now') }).where(byId(clients.id)),
     sessionByHash: db.select({ ...clientColumns(clients), apikeyId: clients.apikeyId, permission: apikeys.permission })
@@ -214,14 +219,22 @@ export function statements<M extends Mode> (db: QueryDb<M>, { apikeys, clients, 
   }
 }
 
-/** A client's row and its subscriptions' rows, inserted in one transaction by `clients.create`. */
-export function clientInserts<M extends Mode> (db: QueryDb<M>, { clients, subscriptions }: Tables) {
+/** The row of a new API key. */
+export type NewApiKeyRow = { keyHash: string, permission: Permission, created: number }
+/** The row of a new client, with its session. */
+export type NewClientRow = { device: string | null, location: string | null, sessionHash: string, apikeyId: number, created: number, lastActive: number }
+
+/** Inserts that answer the new row's columns (a dialect without RETURNING writes its own). */
+export function returningInserts<M extends Mode> (db: ReturningDb<M>, { apikeys, clients }: Tables) {
   return {
-    client: (values: { device: string | null, location: string | null, sessionHash: string, apikeyId: number, created: number, lastActive: number }) =>
-      db.insert(clients).values(values).returning({ id: clients.id }),
-    subscriptions: (clientId: number, list: Subscription[]) =>
-      db.insert(subscriptions).values(list.map((s) => ({ clientId, eventName: s.eventName, location: s.location })))
+    apikey: (row: NewApiKeyRow) => db.insert(apikeys).values(row).returning(apikeyColumns(apikeys)),
+    client: (row: NewClientRow) => db.insert(clients).values(row).returning({ id: clients.id })
   }
+}
+
+/** The rows of a new client's subscriptions, inserted in the transaction that inserts the client. */
+export function subscriptionsInsert<M extends Mode> (db: QueryDb<M>, { subscriptions }: Tables, clientId: number, list: Subscription[]) {
+  return db.insert(subscriptions).values(list.map((s) => ({ clientId, eventName: s.eventName, location: s.location })))
 }
 
 /**

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm'
 import { drizzle } from 'drizzle-orm/postgres-js'
+import type { PgTable } from 'drizzle-orm/pg-core'
 import { AccessListeners } from '../access.js'
 import { afterPendingIo, groupCommit } from '../batch.js'
 import type { QueuedEvent } from '../idempotency.js'
@@ -8,7 +9,7 @@ import type { ClockOption, IdempotencyKey, NewClient, NewEventRecord, PostedEven
 import { hashSecret, newSessionKey } from '../secrets.js'
 import { SessionCache } from '../session-cache.js'
 import { isRowId, prepareAll, readiness, sharedRepositories } from '../shared-repositories.js'
-import { clientInserts, pageValues, statements } from '../statements.js'
+import { pageValues, returningInserts, statements, subscriptionsInsert } from '../statements.js'
 import {
   connect, connectionOptions, defaultTimeouts, describe, replaceablePool,
   type PostgresSettings, type PostgresTimeouts
@@ -22,7 +23,6 @@ import * as schema from './schema.js'
 
 export { defaultTimeouts, type PostgresTimeouts } from './connection.js'
 export { lockNames } from './locks.js'
-export { endedByPayload, eventsChannel, sessionsChannel } from './notifications.js'
 export { postgresDialect, postgresQueries } from './queries.js'
 
 export interface PostgresOptions extends ClockOption {
@@ -73,7 +73,7 @@ function transactionWrites (call: <T>(work: (pool: Pool) => PromiseLike<T>) => P
       if (!isRowId(id, MAX_ID)) return { outcome: 'not-found' }
       return db.transaction(async (tx): Promise<RevokeResult> => {
         await tx.execute(sql`select pg_advisory_xact_lock(hashtextextended(${lockNames.revocation}, 0))`)
-        const queries = statements<'async'>(tx, schema, postgresDialect)
+        const queries = statements<'async', PgTable>(tx, schema, postgresDialect)
         const [key] = await queries.apikeyById.execute({ id })
         if (key === undefined) return { outcome: 'not-found' }
         if (key.revoked !== null) return { outcome: 'revoked', apikey: key }
@@ -93,12 +93,11 @@ function transactionWrites (call: <T>(work: (pool: Pool) => PromiseLike<T>) => P
       const sessionKey = newSessionKey()
       const now = Date.now()
       const id = await db.transaction(async (tx) => {
-        const inserts = clientInserts<'async'>(tx, schema)
-        const [row] = await inserts.client({
+        const [row] = await returningInserts<'async'>(tx, schema).client({
           device: client.device, location: client.location, sessionHash: hashSecret(sessionKey), apikeyId: client.apikeyId, created: now, lastActive: now
         }).execute()
         if (row === undefined) throw new Error('the insert of a client returned no row')
-        if (client.subscriptions.length > 0) await inserts.subscriptions(row.id, client.subscriptions).execute()
+        if (client.subscriptions.length > 0) await subscriptionsInsert<'async'>(tx, schema, row.id, client.subscriptions).execute()
         return row.id
       })
       return { id, sessionKey }
@@ -106,7 +105,7 @@ function transactionWrites (call: <T>(work: (pool: Pool) => PromiseLike<T>) => P
     endClient: (id: number, now: number) => call(async ({ db }) => {
       if (!isRowId(id, MAX_ID)) return
       await db.transaction(async (tx) => {
-        await statements<'async'>(tx, schema, postgresDialect).clientEnd.execute({ id, now })
+        await statements<'async', PgTable>(tx, schema, postgresDialect).clientEnd.execute({ id, now })
         await tx.execute(sql`select pg_notify(${sessionsChannel}, ${`client:${id}`})`)
       })
       sessions.clear()
@@ -153,6 +152,7 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
 
   const shared = sharedRepositories({
     run: (statement, values) => call(({ statements }) => statement(statements).execute(values)),
+    insertApikey: (row) => call(async ({ db }) => (await returningInserts<'async'>(db, schema).apikey(row).execute())[0]),
     noLimit: postgresDialect.noLimit,
     maxId: MAX_ID,
     recent,

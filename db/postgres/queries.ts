@@ -1,5 +1,5 @@
 import { and, asc, desc, eq, sql } from 'drizzle-orm'
-import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
+import type { PgDatabase, PgQueryResultHKT, PgTable } from 'drizzle-orm/pg-core'
 import { depth, eventColumns, idWindow, limit, offset, statements, subscriptionMatches, type SqlDialect } from '../statements.js'
 import * as schema from './schema.js'
 
@@ -33,7 +33,7 @@ export function postgresQueries (db: PgDatabase<PgQueryResultHKT, Record<string,
     .as('matched_oldest')
   const ofClient = eq(subscriptions.clientId, sql.placeholder('clientId'))
   return {
-    ...statements<'async'>(db, schema, postgresDialect),
+    ...statements<'async', PgTable>(db, schema, postgresDialect),
     eventsSubscribed: {
       newest: db.select(eventColumns(matched)).from(subscriptions).crossJoinLateral(matched).where(ofClient)
         .orderBy(desc(matched.id)).limit(limit).offset(offset),

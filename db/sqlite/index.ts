@@ -9,7 +9,7 @@ import type { ClockOption, EventRecord, IdempotencyKey, NewClient, NewEventRecor
 import { hashSecret, newSessionKey } from '../secrets.js'
 import { SessionCache } from '../session-cache.js'
 import { prepareAll, readiness, sharedRepositories } from '../shared-repositories.js'
-import { clientInserts, insertedEvents, pageValues } from '../statements.js'
+import { insertedEvents, pageValues, returningInserts, subscriptionsInsert } from '../statements.js'
 import { changeWatch } from './changes.js'
 import { openFile } from './connection.js'
 import { INSERT_ROWS, insertEventsSql, sqliteDialect, sqliteQueries } from './queries.js'
@@ -79,13 +79,12 @@ function eventInserts (sqlite: Database.Database, prepared: Prepared, clock: () 
  * two admin keys), creating a client with its subscriptions, and ending a session.
  */
 function transactionWrites (sqlite: Database.Database, db: BetterSQLite3Database, prepared: Prepared, sessions: SessionCache, access: AccessListeners) {
-  const inserts = clientInserts<'sync'>(db, schema)
   const insertClient = sqlite.transaction((client: NewClient, sessionHash: string, now: number): number => {
-    const row = inserts.client({
+    const row = returningInserts<'sync'>(db, schema).client({
       device: client.device, location: client.location, sessionHash, apikeyId: client.apikeyId, created: now, lastActive: now
     }).get()
     if (row === undefined) throw new Error('the insert of a client returned no row')
-    if (client.subscriptions.length > 0) inserts.subscriptions(row.id, client.subscriptions).run()
+    if (client.subscriptions.length > 0) subscriptionsInsert<'sync'>(db, schema, row.id, client.subscriptions).run()
     return row.id
   })
   const revokeKey = sqlite.transaction((id: number, now: number): RevokeResult => {
@@ -153,6 +152,7 @@ export function openSqlite (file: string, { clock = Date.now }: ClockOption = {}
 
   const shared = sharedRepositories({
     run: (statement, values) => Promise.resolve(statement(prepared).execute(values)),
+    insertApikey: async (row) => returningInserts<'sync'>(db, schema).apikey(row).get(),
     noLimit: sqliteDialect.noLimit,
     maxId: Number.MAX_SAFE_INTEGER,
     recent,

@@ -1,5 +1,5 @@
 import { and, eq, gt, lte, sql } from 'drizzle-orm'
-import type { BaseSQLiteDatabase } from 'drizzle-orm/sqlite-core'
+import type { BaseSQLiteDatabase, SQLiteTable } from 'drizzle-orm/sqlite-core'
 import { eventColumns, statements, type SqlDialect } from '../statements.js'
 import * as schema from './schema.js'
 
@@ -16,7 +16,7 @@ export const sqliteDialect: SqlDialect = {
 /** Every statement the SQLite repositories prepare, unprepared (scripts/explain-plans.ts reads their SQL). */
 export function sqliteQueries (db: SqliteDb) {
   return {
-    ...statements<'sync'>(db, schema, sqliteDialect),
+    ...statements<'sync', SQLiteTable>(db, schema, sqliteDialect),
     // Posts with an Idempotency-Key (../idempotency.ts), in the group's transaction: the event a
     // key names while it is younger than `since`, on the primary key (apikey_id, key)...
     idempotentEvent: db.select(eventColumns(events)).from(idempotencyKeys)
