@@ -1,8 +1,8 @@
 // The repository methods that are the same in every dialect: they run the statements of
 // ./statements.ts, prepared, through the dialect's `run`. A dialect adds what it does its own
 // way: creating clients and events, ending sessions, revoking keys (./sqlite, ./postgres).
-import type { Permission } from '../schemas/apikeys.js'
 import type { Table } from 'drizzle-orm'
+import type { Permission } from '../schemas/apikeys.js'
 import type { AccessListeners } from './access.js'
 import {
   DatabaseUnavailableError,
