@@ -55,18 +55,14 @@ const GATHER_TURNS = 3
  * Writes after GATHER_TURNS turns of the event loop (setImmediate), each of which first reads
  * and handles whatever requests have arrived, so that a burst of posts shares one transaction.
  *
- * - A synchronous driver (SQLite): nothing can queue behind a write in progress. One turn took
- *   in the posts read together (about 6 of 10 connections' under the benchmark); three also
- *   take in those the clients just answered send next (about 10), so a commit, whose fsync
- *   blocks the thread, is shared by more posts: 7,400 -> 8,400 posts/s on SQLite, averaged
- *   over six alternating pairs of runs.
+ * - A synchronous driver (SQLite): nothing can queue behind a write in progress. One turn
+ *   takes in the posts read together; three also take in those the clients just answered
+ *   send next, so a commit, whose fsync blocks the thread, is shared by more posts.
  * - An asynchronous driver (PostgreSQL): posts queue while a group is being written, but the
  *   clients that group answers send their next posts only after their answers reach them.
- *   Written at once, the queue splits 10 connections into two groups of about 5 that take
- *   turns; gathering before each group lets the answered clients' posts join the queued ones.
- *   Fewer, larger transactions: 5,286 -> 7,368 posts/s (a fresh server of each, alternating
- *   5 x 3 s runs), with 95 -> 69 µs of cred-server CPU and 100 -> 60 µs of PostgreSQL CPU
- *   per post.
+ *   Written at once, the queue splits the connections into two groups that take turns;
+ *   gathering before each group lets the answered clients' posts join the queued ones: fewer,
+ *   larger transactions. (docs/performance.md has the measurements.)
  *
  * An idle server pays three empty turns, microseconds.
  */

@@ -1,7 +1,7 @@
 import type { CredConfig } from '../schemas/config.js'
 import type { Repositories } from './repositories.js'
-import { openPostgres } from './postgres.js'
-import { openSqlite } from './sqlite.js'
+import { openPostgres } from './postgres/index.js'
+import { openSqlite } from './sqlite/index.js'
 
 export * from './repositories.js'
 

@@ -177,20 +177,35 @@ export interface EventRepository {
   listAfter (after: number, limit: number, subscribedBy?: number): Promise<EventRecord[]>
 }
 
-/** Tells every instance sharing the database that events were committed. */
+/** Events committed, as `EventNotifications` tells them. */
+export interface CommittedEvents {
+  /** the highest id committed, when known */
+  latest?: number
+  /** the events themselves, in id order: those this process just committed, told at once */
+  events?: readonly EventRecord[]
+}
+
+/** Tells when events are committed: every dialect has one. */
 export interface EventNotifications {
   /**
-   * Calls `onEvents` after events are committed, by any instance (with the highest id
-   * committed, when the notification names it), and `onConnected` each time the listening
-   * connection is (re)established (events may have been missed before).
-   *
-   * Events and ended access are told in commit order, on one connection: when `onEvents` is
-   * called with an id, every session ended and key revoked before that event committed has
-   * been passed to the `access` listeners already. (Only while something listens here are
-   * other instances' ends and revocations heard at all.)
+   * true when the commits of every process sharing the database are told, each after the access
+   * changes committed before it (PostgreSQL's LISTEN/NOTIFY): a row read with an id above the
+   * highest told may precede a revocation not heard yet, and waits for its notification.
+   * false when only this process's own commits are told (SQLite): rows read are handed out as
+   * they are, and `access.look()` tells what other processes ended.
    */
-  listen (onEvents: (latest?: number) => void, onConnected: () => void): Promise<{ close: () => Promise<void> }>
-  /** whether the listening connection is up now (false before listen() and while reconnecting) */
+  readonly everyCommit: boolean
+  /**
+   * Calls `onEvents` after events are committed, and `onConnected` each time a connection that
+   * listens for other processes' commits is (re)established (events may have been missed before).
+   *
+   * Events and ended access are told in commit order: when `onEvents` is called, every session
+   * ended and key revoked before those events committed has been passed to the `access`
+   * listeners already. (On PostgreSQL, only while something listens here are other instances'
+   * ends and revocations heard at all.) Listeners must not throw.
+   */
+  listen (onEvents: (committed: CommittedEvents) => void, onConnected: () => void): Promise<{ close: () => Promise<void> }>
+  /** whether changes made elsewhere are heard now (false before listen() and while reconnecting) */
   listening (): boolean
 }
 
@@ -238,17 +253,25 @@ export interface AccessChanges {
 
 /** The data layer the service sees, whatever the database. */
 export interface Repositories {
-  readonly kind: 'sqlite' | 'postgresql'
+  /** the database's name, for people: 'SQLite', 'PostgreSQL' */
+  readonly name: string
   /** where the data lives, for logs (file path, or host:port/database) */
   readonly location: string
+  /** how many connections the repositories may open at once */
+  readonly poolSize: number
   apikeys: ApiKeyRepository
   clients: ClientRepository
   events: EventRepository
   access: AccessChanges
-  /** present when several processes may share the database (PostgreSQL) */
-  notifications?: EventNotifications
+  notifications: EventNotifications
   /** Resolves when the database answers a trivial query; DatabaseUnavailableError when it cannot. */
   ping (): Promise<void>
+  /**
+   * Resolves when this instance can serve requests: the database answers within a few seconds and
+   * changes made elsewhere are heard. Otherwise rejects with a DatabaseUnavailableError whose
+   * message says what is down, in words ("the SQLite database is unavailable").
+   */
+  ready (): Promise<void>
   close (): Promise<void>
 }
 

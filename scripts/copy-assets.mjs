@@ -23,8 +23,12 @@ for (const dir of ['app', 'config', 'db', 'lib', 'plugins', 'routes', 'schemas',
 for (const file of ['app.js', 'app.d.ts', 'app.js.map']) {
   if (existsSync(join('dist', file)) && !existsSync('app.ts')) rmSync(join('dist', file))
 }
+// each dialect's folder (db/sqlite, db/postgres) keeps its migrations
+for (const dialect of readdirSync('db').filter((name) => existsSync(`db/${name}/migrations`))) {
+  rmSync(`dist/db/${dialect}/migrations`, { recursive: true, force: true })
+  cpSync(`db/${dialect}/migrations`, `dist/db/${dialect}/migrations`, { recursive: true })
+}
 rmSync('dist/db/migrations', { recursive: true, force: true })
-cpSync('db/migrations', 'dist/db/migrations', { recursive: true })
 cpSync('dashboard/index.html', 'dist/dashboard/index.html')
 cpSync('dashboard/assets', 'dist/dashboard/assets', { recursive: true })
 for (const bin of ['dist/scripts/cred-server.js', 'dist/scripts/cred-gen.js']) chmodSync(bin, 0o755)

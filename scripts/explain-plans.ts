@@ -1,7 +1,8 @@
 // One-off check that the list queries stay on indexes when the events table is large.
 // Seeds a scratch SQLite file and a scratch PostgreSQL database with N events (default
 // 1,000,000) in bulk, then prints, as Markdown, the plans of the statements the
-// repositories really run (their SQL comes from sqliteQueries / postgresQueries).
+// repositories really run (their SQL comes from sqliteQueries / postgresQueries in db/sqlite and
+// db/postgres, most of them the shared statements of db/statements.ts).
 // The results are recorded in docs/query-plans.md.
 //
 //   npx tsx scripts/explain-plans.ts [--events N] [--postgres postgres://postgres@127.0.0.1:5432/postgres] [--keep]
@@ -14,15 +15,14 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import Database from 'better-sqlite3'
-import { fillPlaceholders, type SQLWrapper } from 'drizzle-orm'
+import { fillPlaceholders } from 'drizzle-orm'
 import { drizzle as drizzlePg } from 'drizzle-orm/postgres-js'
 import { drizzle as drizzleSqlite } from 'drizzle-orm/better-sqlite3'
 import postgres from 'postgres'
-import { openPostgres, postgresQueries } from '../db/postgres.js'
-import { listRead, type ListStatements } from '../db/queries.js'
+import { openPostgres, postgresDialect, postgresQueries } from '../db/postgres/index.js'
 import type { ListFilter } from '../db/repositories.js'
-import { openSqlite, sqliteQueries } from '../db/sqlite.js'
-import type { DatabaseKind } from '../schemas/config.js'
+import { openSqlite, sqliteDialect, sqliteQueries } from '../db/sqlite/index.js'
+import { listRead, type ListStatements, type SqlDialect } from '../db/statements.js'
 
 const { values: args } = parseArgs({
   options: {
@@ -54,7 +54,7 @@ const seedSubscriptions = (series: string) => `
   union all select n, 'Door', case when n = 1 then 'Room 1' else 'Room ' || (n % 20) end from ${series}
   union all select n, case when n = 1 then 'Alarm' when n = 2 then 'Fire' else 'Name' || (3 + n % 47) end, null from ${series}`
 
-type Statement = SQLWrapper & { toSQL: () => { sql: string, params: unknown[] } }
+type Statement = { toSQL: () => { sql: string, params: unknown[] } }
 
 interface Case {
   title: string
@@ -65,8 +65,8 @@ interface Case {
 }
 
 /** The statement a case runs (the newest-first or the oldest-first one, see listPage) and its values. */
-function statementOf (queries: Record<Case['list'], ListStatements<Statement>>, c: Case, dialect: DatabaseKind, newest: number) {
-  const read = listRead(dialect, { ...c.filter(newest), maxItems: 1000 })
+function statementOf (queries: Record<Case['list'], ListStatements<Statement>>, c: Case, dialect: SqlDialect, newest: number) {
+  const read = listRead(dialect.noLimit, { ...c.filter(newest), maxItems: 1000 })
   return { query: read.pick(queries[c.list]), values: { clientId: c.clientId, ...read.values } }
 }
 
@@ -146,7 +146,7 @@ async function explainSqlite () {
     const queries = sqliteQueries(drizzleSqlite({ client: sqlite }))
     const newest = (sqlite.prepare('select max(id) as id from events').get() as { id: number }).id
     for (const c of cases) {
-      const { query, values } = statementOf(queries, c, 'sqlite', newest)
+      const { query, values } = statementOf(queries, c, sqliteDialect, newest)
       const { sql, params } = sqlOf(query, values)
       const plan = sqlite.prepare(`explain query plan ${sql}`).all(...params) as Array<{ id: number, parent: number, detail: string }>
       started = performance.now()
@@ -203,7 +203,7 @@ async function explainPostgres () {
       const queries = postgresQueries(drizzlePg({ client: sql }))
       const [{ newest }] = await sql<[{ newest: number }]>`select max(id) as newest from events`
       for (const c of cases) {
-        const { query, values } = statementOf(queries, c, 'postgresql', newest)
+        const { query, values } = statementOf(queries, c, postgresDialect, newest)
         const { sql: text, params } = sqlOf(query, values)
         out(`### ${c.title}`)
         out()

@@ -9,7 +9,7 @@ import type { Test } from 'tap'
 import cred from '../app.js'
 import { resolveConfig } from '../config/resolve.js'
 import { openDatabase, type Repositories } from '../db/index.js'
-import { CHANGE_CHECK_MS } from '../db/sqlite.js'
+import { CHANGE_CHECK_MS } from '../db/sqlite/index.js'
 import type { Permission } from '../schemas/apikeys.js'
 import type { CredConfig, SettingsInput } from '../schemas/config.js'
 

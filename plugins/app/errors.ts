@@ -166,7 +166,10 @@ export function errorHandler (error: FastifyError, request: FastifyRequest, repl
   const status = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500
   if (status >= 500) {
     request.log.error({ err: error }, 'request failed')
-    const message = status === 503 ? 'Service Unavailable: the database cannot be reached' : 'Internal Server Error'
+    // a message meant for the client (http-errors' `expose`, as /health/ready sets it) is kept
+    const message = (error as { expose?: unknown }).expose === true
+      ? error.message
+      : status === 503 ? 'Service Unavailable: the database cannot be reached' : 'Internal Server Error'
     return reply.code(status).send({ status, message })
   }
   return reply.code(status).send({ status, message: clientMessage(error, request) })

@@ -20,7 +20,10 @@ export interface EventMatcher {
 export type Deliver = (event: EventRecord) => void
 
 export interface LiveDelivery {
-  /** Called after an event is committed on this instance. */
+  /**
+   * Called after an event is committed on this instance. Nothing is left to do: the
+   * repositories' notifications deliver every event committed.
+   */
   published (event: EventRecord): void
   /** Builds a matcher from a client's subscriptions. */
   matcherFor (subscriptions: Subscription[]): EventMatcher
@@ -207,20 +210,20 @@ class RecentlyEnded {
 const SWEEP_MS = 500
 
 /**
- * One notifier per instance: with SQLite (one process) an event is dispatched the moment
- * it is committed here; with PostgreSQL every instance learns of new events through
- * LISTEN/NOTIFY (the repositories' `notifications`), reads them once from the database in
- * id order, and dispatches them to its own streams.
+ * One notifier per instance, fed by the repositories' `notifications`: they tell of committed
+ * events either with the events themselves, dispatched at once (this process's own commits,
+ * e.g. on SQLite), or with the highest id committed by any instance (e.g. PostgreSQL's
+ * LISTEN/NOTIFY): then the new events are read once from the database in id order and
+ * dispatched to this instance's streams.
  *
  * Streams and waiting long polls end when their session ends or their key is revoked, by
  * this instance or another: the repositories tell `access` listeners what ended (by name,
  * or "unknown": then every held session is re-checked in one query, and no event is
  * dispatched until that is done), and a sweep checks them every SWEEP_MS anyway.
  * An event is dispatched only once every revocation committed before it has been handled:
- * with PostgreSQL, events are dispatched only up to the highest id announced by a
- * notification already received (notifications arrive in commit order); with SQLite,
- * another process's commit is seen in the insert path before this process's event is
- * dispatched.
+ * where every instance's commits are told (`everyCommit`), events are dispatched only up to
+ * the highest id announced by a notification already received (notifications arrive in commit
+ * order); otherwise the repositories see other processes' commits before telling of their own.
  */
 export default fp(async function live (fastify) {
   const fanout = new Fanout()
@@ -232,8 +235,8 @@ export default fp(async function live (fastify) {
   const { maxStreamsPerSession, maxStreamsPerKey } = fastify.config
 
   // Events with a higher id are not dispatched yet: their notification has not arrived, and
-  // with it every access change committed before them (PostgreSQL).
-  let announced = notifications === undefined ? Number.POSITIVE_INFINITY : await repos.events.latestId()
+  // with it every access change committed before them.
+  let announced = notifications.everyCommit ? await repos.events.latestId() : Number.POSITIVE_INFINITY
 
   let closing = false
   // While a re-check runs, events are held back and then dispatched in order.
@@ -362,59 +365,62 @@ export default fp(async function live (fastify) {
   }, SWEEP_MS)
   sweep.unref()
 
-  if (notifications !== undefined) {
-    // Events above the cursor have not been dispatched yet. Reads are serialised: a
-    // notification that arrives during a read is covered by the read after it.
-    let cursor = announced
-    let reading: Promise<void> | null = null
-    let again = false
-    const readBatches = async (): Promise<void> => {
-      do {
-        again = false
-        for (;;) {
-          const batch = await repos.events.listAfter(cursor, 500)
-          let ahead = false
-          for (const event of batch) {
-            // not announced yet: read again when it is
-            if (event.id > announced) {
-              ahead = true
-              break
-            }
-            cursor = event.id
-            dispatch(event)
+  // A notification naming only the highest id committed: the events up to it are read from the
+  // database, in id order. Events above the cursor have not been dispatched yet. Reads are
+  // serialised: a notification that arrives during a read is covered by the read after it.
+  let cursor = announced
+  let reading: Promise<void> | null = null
+  let again = false
+  const readBatches = async (): Promise<void> => {
+    do {
+      again = false
+      for (;;) {
+        const batch = await repos.events.listAfter(cursor, 500)
+        let ahead = false
+        for (const event of batch) {
+          // not announced yet: read again when it is
+          if (event.id > announced) {
+            ahead = true
+            break
           }
-          if (ahead || batch.length < 500) break
+          cursor = event.id
+          dispatch(event)
         }
-      } while (again)
-    }
-    const onNotify = (latest?: number) => {
-      if (latest !== undefined && latest > announced) announced = latest
-      if (reading !== null) {
-        again = true
-        return
+        if (ahead || batch.length < 500) break
       }
-      // Nobody listens: there is nothing to dispatch, only the cursor moves on. A stream or
-      // long poll starts listening before it reads the database, so what was committed before
-      // that, it reads itself. (Posting then costs no second query per insert.)
-      if (latest !== undefined && fanout.empty) {
-        cursor = Math.max(cursor, latest)
-        return
-      }
-      reading = readBatches()
-        .catch((err: unknown) => fastify.log.error({ err }, 'reading new events for live delivery failed'))
-        .finally(() => { reading = null })
-    }
-    readNew = () => onNotify()
-    // After a (re)connect, what was committed while the listener was away was not announced:
-    // re-check the sessions, then catch up to the newest event.
-    const subscription = await notifications.listen(onNotify, () => {
-      recheck(true)
-      onNotify()
-    })
-    fastify.addHook('onClose', async () => {
-      await subscription.close()
-    })
+    } while (again)
   }
+  const onNotify = (latest?: number) => {
+    if (latest !== undefined && latest > announced) announced = latest
+    if (reading !== null) {
+      again = true
+      return
+    }
+    // Nobody listens: there is nothing to dispatch, only the cursor moves on. A stream or
+    // long poll starts listening before it reads the database, so what was committed before
+    // that, it reads itself. (Posting then costs no second query per insert.)
+    if (latest !== undefined && fanout.empty) {
+      cursor = Math.max(cursor, latest)
+      return
+    }
+    reading = readBatches()
+      .catch((err: unknown) => fastify.log.error({ err }, 'reading new events for live delivery failed'))
+      .finally(() => { reading = null })
+  }
+  readNew = () => onNotify()
+  // A notification with the events themselves dispatches them at once. After a (re)connect,
+  // what was committed while the listener was away was not announced: re-check the sessions,
+  // then catch up to the newest event.
+  const subscription = await notifications.listen(({ latest, events }) => {
+    if (events === undefined) onNotify(latest)
+    else for (const event of events) dispatch(event)
+  }, () => {
+    recheck(true)
+    onNotify()
+  })
+  fastify.addHook('onClose', async () => {
+    await subscription.close()
+  })
 
   fastify.addHook('onClose', async () => {
     clearInterval(sweep)
@@ -575,8 +581,8 @@ export default fp(async function live (fastify) {
   }
 
   fastify.decorate('live', {
-    published (event) {
-      if (notifications === undefined) dispatch(event)
+    published () {
+      // the repositories' notifications deliver every event committed (see above)
     },
     poll,
     matcherFor (subscriptions) {

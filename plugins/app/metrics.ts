@@ -141,8 +141,12 @@ export default fp(async function metrics (fastify) {
     registers,
     collect () { this.set(inFlight) }
   })
-  const poolSize = new Gauge({ name: 'cred_db_pool_size', help: 'Connections the pool may open (PostgreSQL poolSize; 1 for SQLite)', registers })
-  poolSize.set(fastify.config.database.kind === 'postgresql' ? fastify.config.database.poolSize : 1)
+  new Gauge({ // registered; read on scrape
+    name: 'cred_db_pool_size',
+    help: 'Connections the pool may open (PostgreSQL poolSize; 1 for SQLite)',
+    registers,
+    collect () { this.set(fastify.repos.poolSize) }
+  })
 
   // after cred_db_calls_in_flight, which is read first: its count leaves out this scrape's own query
   const { pingtimeout } = fastify.config

@@ -15,7 +15,7 @@ export default fp(async function repositories (fastify, opts: { embedded?: boole
   fastify.addHook('onClose', async () => {
     await repos.close()
   })
-  fastify.log.info({ database: repos.kind, location: repos.location }, `database ready: ${repos.kind} at ${repos.location}`)
+  fastify.log.info({ database: repos.name, location: repos.location }, `database ready: ${repos.name} at ${repos.location}`)
   if (await repos.apikeys.count() === 0) {
     fastify.log.warn(opts.embedded === true
       ? 'no API keys exist yet: create the first one with createApiKey(config, \'admin\') from \'cred-server\', given the config you register cred with'

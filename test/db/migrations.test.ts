@@ -1,4 +1,4 @@
-// The migrations under db/migrations bring a database made by an earlier release up to date,
+// The migrations under db/<dialect>/migrations bring a database made by an earlier release up to date,
 // keeping its data.
 import { cpSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -20,7 +20,7 @@ interface Journal { entries: Array<{ tag: string }> }
 /** A copy of the migrations of `backend` with only the first `count` of them. */
 function firstMigrations (t: Test, backend: Backend, count: number): string {
   const folder = join(tempDir(t), 'migrations')
-  cpSync(fileURLToPath(new URL(`../../db/migrations/${backend === 'sqlite' ? 'sqlite' : 'pg'}`, import.meta.url)), folder, { recursive: true })
+  cpSync(fileURLToPath(new URL(`../../db/${backend === 'sqlite' ? 'sqlite' : 'postgres'}/migrations`, import.meta.url)), folder, { recursive: true })
   const journalFile = join(folder, 'meta', '_journal.json')
   const journal = JSON.parse(readFileSync(journalFile, 'utf8')) as Journal
   writeFileSync(journalFile, JSON.stringify({ ...journal, entries: journal.entries.slice(0, count) }))

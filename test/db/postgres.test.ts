@@ -10,7 +10,7 @@ import cred from '../../app.js'
 import { loadConfig } from '../../config/load.js'
 import { resolveConfig } from '../../config/resolve.js'
 import { openDatabase, DatabaseUnavailableError, type Repositories } from '../../db/index.js'
-import { lockNames, openPostgres, writerApplicationName } from '../../db/postgres.js'
+import { lockNames, openPostgres, writerApplicationName } from '../../db/postgres/index.js'
 import type { SettingsInput } from '../../schemas/config.js'
 import { bearer, postgresUnavailable, tempDir, testDatabase, testPostgres } from '../helper.js'
 import { tcpProxy } from './tcp-proxy.js'
@@ -226,7 +226,7 @@ if (postgresUnavailable !== null) {
     t.teardown(() => Promise.all(handles.map((repos) => repos.close())))
     t.equal(apps.length + handles.length, 6, 'all six started')
 
-    const journal = JSON.parse(readFileSync(new URL('../../db/migrations/pg/meta/_journal.json', import.meta.url), 'utf8')) as { entries: unknown[] }
+    const journal = JSON.parse(readFileSync(new URL('../../db/postgres/migrations/meta/_journal.json', import.meta.url), 'utf8')) as { entries: unknown[] }
     const sql = connection(t, database.database)
     const applied = await sql`select hash from drizzle.__drizzle_migrations`
     t.equal(applied.length, journal.entries.length, 'each migration recorded once')
@@ -297,6 +297,39 @@ if (postgresUnavailable !== null) {
     t.match(await repos.events.create(event), { name: 'Light' }, 'events are inserted on a fresh connection too')
   })
 
+  // What readiness, the session cache and the newest events in memory rely on: knowing at once
+  // that the listener is down. (postgres.js's own listen() listens again after a reconnect,
+  // but tells nobody that its connection went away: this test fails on it.)
+  t.test('while the event listener cannot listen again, the repositories know it: not ready, and no session from memory', async (t) => {
+    const database = await testDatabase(t, 'postgresql')
+    const proxy = await tcpProxy(t, testPostgres)
+    const repos = await openPostgres(resolveConfig({ database: { ...database, port: proxy.port } }, 'test').database)
+    t.teardown(() => repos.close())
+    const listener = await repos.notifications.listen(() => {}, () => {})
+    t.teardown(() => listener.close())
+    const key = await repos.apikeys.create('write')
+    const { sessionKey } = await repos.clients.create({ device: 'd', location: null, apikeyId: key.id, subscriptions: [] })
+    t.ok(await repos.clients.findBySession(sessionKey), 'a session, looked up (and held in memory)')
+    await repos.ready()
+
+    // the pool's open connections carry on; the listener's is ended and cannot come back
+    proxy.refuseNew()
+    const sql = connection(t, database.database)
+    const ended = await sql`select pg_terminate_backend(pid) from pg_stat_activity
+      where datname = current_database() and query ilike 'listen%'`
+    t.equal(ended.length, 1, 'the listener connection was ended')
+    t.ok(await eventually(async () => !repos.notifications.listening()), 'not listening')
+    await t.rejects(repos.ready(), { name: 'DatabaseUnavailableError', message: 'the PostgreSQL event listener is not connected' })
+    // a revocation no notification tells of: not heard, so not answered from memory either
+    t.ok(await repos.clients.findBySession(sessionKey), 'the session, looked up again')
+    await sql`update apikeys set revoked = ${Date.now()} where id = ${key.id}`
+    t.equal(await repos.clients.findBySession(sessionKey), undefined, 'the session of the revoked key is refused at once')
+
+    await proxy.start()
+    t.ok(await eventually(async () => repos.notifications.listening()), 'listening again, by itself')
+    await repos.ready()
+  })
+
   t.test('DATABASE_URL, and the flat layout with type postgresql+psycopg2, reach PostgreSQL', async (t) => {
     const dir = tempDir(t)
 
@@ -323,7 +356,7 @@ if (postgresUnavailable !== null) {
     const fromUrl = loadConfig(nested, { env }).config
     const urlRepos = await openDatabase(fromUrl.database)
     t.teardown(() => urlRepos.close())
-    t.equal(urlRepos.kind, 'postgresql', 'DATABASE_URL overrides the file')
+    t.equal(urlRepos.name, 'PostgreSQL', 'DATABASE_URL overrides the file')
     t.equal(urlRepos.location, `${testPostgres.host}:${testPostgres.port}/${urlDb.database}`)
     const urlKey = await urlRepos.apikeys.create('admin')
     t.ok(await (await handle(t, urlDb)).apikeys.findByKey(urlKey.apikey), 'the key is in that database')

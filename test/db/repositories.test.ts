@@ -5,10 +5,10 @@ import postgres from 'postgres'
 import t from 'tap'
 import type { Test } from 'tap'
 import { resolveConfig } from '../../config/resolve.js'
-import { openDatabase, type AccessEnded, type EventRecord, type ListFilter, type Repositories } from '../../db/index.js'
+import { openDatabase, type AccessEnded, type CommittedEvents, type EventRecord, type ListFilter, type Repositories } from '../../db/index.js'
 import { IDEMPOTENCY_WINDOW_MS, PURGE_INTERVAL_MS } from '../../db/idempotency.js'
-import { openPostgres } from '../../db/postgres.js'
-import { CHANGE_CHECK_MS, openSqlite } from '../../db/sqlite.js'
+import { openPostgres } from '../../db/postgres/index.js'
+import { CHANGE_CHECK_MS, openSqlite } from '../../db/sqlite/index.js'
 import { forEachBackend, testDatabase, type Backend } from '../helper.js'
 import { expectedIds } from './list-reference.js'
 
@@ -318,6 +318,33 @@ forEachBackend(t, async (t, backend) => {
       t.equal(await repos.events.latestId(), mine.id)
       t.same(await repos.events.listSubscribed(clientId, { after: mine.id }), [])
     }
+  })
+
+  t.test('notifications: this instance\'s commits are told, with the events when told at once; with everyCommit, another instance\'s too', async (t) => {
+    const { repos } = await open(t, backend)
+    const other = await open(t, backend, repos)
+    const told: CommittedEvents[] = []
+    const listening = await repos.notifications.listen((committed) => { told.push(committed) }, () => {})
+    t.teardown(() => listening.close())
+    t.ok(repos.notifications.listening(), 'listening')
+    const key = await repos.apikeys.create('write')
+    const { id: clientId } = await repos.clients.create({ device: 'dev', location: null, apikeyId: key.id, subscriptions: [] })
+    const post = (on: Repositories) => on.events.create({ clientId, device: 'dev', name: 'Light', location: null, action: null, value: null })
+
+    const mine = await post(repos)
+    const toldAtOnce = told.some((committed) => committed.latest === mine.id)
+    const theirs = await post(other.repos)
+    const last = await post(repos)
+    t.ok(await soon(async () => told.some((committed) => committed.latest === last.id)), 'the last commit is told')
+    const toldEvents = told.flatMap((committed) => committed.events ?? [])
+    if (repos.notifications.everyCommit) {
+      t.same(told.map((committed) => committed.latest), [mine.id, theirs.id, last.id], 'each commit, this instance\'s and the other\'s, by its highest id')
+    } else {
+      t.ok(toldAtOnce, 'told before create() resolved')
+      t.same(toldEvents, [mine, last], 'this process\'s own commits, with their events; not the other connection\'s')
+      t.same(told.map((committed) => committed.latest), [mine.id, last.id])
+    }
+    t.same(toldEvents.filter((event) => event.id === theirs.id), [], 'another process\'s events are never told as this one\'s')
   })
 
   t.test('sessions: one ended or whose key is revoked through another connection is refused', async (t) => {

@@ -4,7 +4,7 @@ import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { CHANGE_CHECK_MS, openConnection, openSqlite } from '../../db/sqlite.js'
+import { CHANGE_CHECK_MS, openConnection, openSqlite } from '../../db/sqlite/index.js'
 import { tempDir } from '../helper.js'
 
 t.test('connections flush every commit (synchronous FULL, not the build\'s WAL default NORMAL)', async (t) => {
@@ -26,7 +26,7 @@ t.test('an event is synced to the WAL file before create() resolves', { skip: st
   const file = join(dir, 'cred.db')
   const trace = join(dir, 'trace')
   // the built module (npm test builds first), in a plain node process
-  const sqliteModule = fileURLToPath(new URL('../../dist/db/sqlite.js', import.meta.url))
+  const sqliteModule = fileURLToPath(new URL('../../dist/db/sqlite/index.js', import.meta.url))
   // the child opens the repositories, then marks the moments around one create() with writes
   // to a descriptor strace shows by name
   const script = `

@@ -44,6 +44,13 @@ export class TcpProxy {
     if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()))
   }
 
+  /** Stops listening, so connecting is refused, while the connections open now carry on. */
+  refuseNew (): void {
+    // the listening socket closes at once; close()'s callback would wait for the open connections
+    this.server?.close()
+    this.server = null
+  }
+
   /** Every open and every new connection stays open but carries nothing any more. */
   freeze (): void {
     for (const link of this.links) link.frozen = true

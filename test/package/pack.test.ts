@@ -15,7 +15,7 @@ t.test('the npm package holds dist/, README, LICENSE and credrc.yaml, and no tes
     'dist/scripts/cred-server.js', 'dist/scripts/cred-gen.js', 'dist/dashboard/index.html']) {
     t.ok(files.includes(needed), needed)
   }
-  t.ok(files.some((file) => /^dist\/db\/migrations\/.+\.sql$/.test(file)), 'the SQL migrations the server applies at start')
+  t.ok(files.some((file) => /^dist\/db\/\w+\/migrations\/.+\.sql$/.test(file)), 'the SQL migrations the server applies at start')
   const outside = files.filter((file) => !file.startsWith('dist/') && !['package.json', 'README.md', 'LICENSE', 'credrc.yaml'].includes(file))
   t.same(outside, [], 'nothing else outside dist/ (no test/, no sources, no docs of the developers)')
   t.same(files.filter((file) => /(^|\/)test\/|\.test\.|\/bench\/|\.map$|tsbuildinfo/.test(file)), [], 'no tests, benchmarks, source maps or build state')

@@ -1,32 +1,33 @@
-import { bigint, index, integer, pgTable, primaryKey, text, uniqueIndex } from 'drizzle-orm/pg-core'
+import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core'
 
-// Keep in step with ./sqlite.ts: same tables, columns, indexes and meaning.
-// Times are epoch milliseconds (bigint read as a JS number).
+// Times are epoch milliseconds in every dialect; the API turns them into ISO 8601 strings.
+// Keep in step with ../postgres/schema.ts (`Tables` in ../statements.ts checks the columns
+// the shared statements use, with their types).
 
-export const apikeys = pgTable('apikeys', {
-  id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+export const apikeys = sqliteTable('apikeys', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
   keyHash: text('key_hash').notNull().unique(),
   permission: text('permission', { enum: ['read', 'write', 'admin'] }).notNull(),
-  created: bigint('created', { mode: 'number' }).notNull(),
-  revoked: bigint('revoked', { mode: 'number' })
+  created: integer('created').notNull(),
+  revoked: integer('revoked')
 })
 
-export const clients = pgTable('clients', {
-  id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+export const clients = sqliteTable('clients', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
   device: text('device'),
   location: text('location'),
   sessionHash: text('session_hash').notNull().unique(),
   apikeyId: integer('apikey_id').notNull().references(() => apikeys.id),
-  created: bigint('created', { mode: 'number' }).notNull(),
-  lastActive: bigint('last_active', { mode: 'number' }).notNull(),
+  created: integer('created').notNull(),
+  lastActive: integer('last_active').notNull(),
   /** when the session was ended (DELETE /auth); null while it is usable */
-  ended: bigint('ended', { mode: 'number' })
+  ended: integer('ended')
 }, (table) => [
   index('clients_last_active_idx').on(table.lastActive)
 ])
 
-export const subscriptions = pgTable('subscriptions', {
-  id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+export const subscriptions = sqliteTable('subscriptions', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
   clientId: integer('client_id').notNull().references(() => clients.id, { onDelete: 'cascade' }),
   eventName: text('event_name').notNull(),
   location: text('location')
@@ -34,15 +35,15 @@ export const subscriptions = pgTable('subscriptions', {
   uniqueIndex('subscriptions_client_event_idx').on(table.clientId, table.eventName)
 ])
 
-export const events = pgTable('events', {
-  id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+export const events = sqliteTable('events', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
   clientId: integer('client_id').notNull().references(() => clients.id),
   device: text('device'),
   name: text('name').notNull(),
   location: text('location'),
   action: text('action'),
   value: text('value'),
-  time: bigint('time', { mode: 'number' }).notNull()
+  time: integer('time').notNull()
 }, (table) => [
   index('events_name_id_idx').on(table.name, table.id),
   index('events_client_id_idx').on(table.clientId, table.id)
@@ -53,11 +54,11 @@ export const events = pgTable('events', {
  * when. Read only while younger than IDEMPOTENCY_WINDOW_MS; older rows are purged along
  * `created`.
  */
-export const idempotencyKeys = pgTable('idempotency_keys', {
+export const idempotencyKeys = sqliteTable('idempotency_keys', {
   apikeyId: integer('apikey_id').notNull().references(() => apikeys.id),
   key: text('key').notNull(),
   eventId: integer('event_id').notNull().references(() => events.id),
-  created: bigint('created', { mode: 'number' }).notNull()
+  created: integer('created').notNull()
 }, (table) => [
   primaryKey({ columns: [table.apikeyId, table.key] }),
   index('idempotency_keys_created_idx').on(table.created)

@@ -1,32 +1,33 @@
-import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core'
+import { bigint, index, integer, pgTable, primaryKey, text, uniqueIndex } from 'drizzle-orm/pg-core'
 
-// Times are epoch milliseconds in both dialects; the API turns them into ISO 8601 strings.
-// Keep in step with ./pg.ts.
+// Keep in step with ../sqlite/schema.ts: same tables, columns, indexes and meaning
+// (`Tables` in ../statements.ts checks the columns the shared statements use, with their
+// types). Times are epoch milliseconds (bigint read as a JS number).
 
-export const apikeys = sqliteTable('apikeys', {
-  id: integer('id').primaryKey({ autoIncrement: true }),
+export const apikeys = pgTable('apikeys', {
+  id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
   keyHash: text('key_hash').notNull().unique(),
   permission: text('permission', { enum: ['read', 'write', 'admin'] }).notNull(),
-  created: integer('created').notNull(),
-  revoked: integer('revoked')
+  created: bigint('created', { mode: 'number' }).notNull(),
+  revoked: bigint('revoked', { mode: 'number' })
 })
 
-export const clients = sqliteTable('clients', {
-  id: integer('id').primaryKey({ autoIncrement: true }),
+export const clients = pgTable('clients', {
+  id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
   device: text('device'),
   location: text('location'),
   sessionHash: text('session_hash').notNull().unique(),
   apikeyId: integer('apikey_id').notNull().references(() => apikeys.id),
-  created: integer('created').notNull(),
-  lastActive: integer('last_active').notNull(),
+  created: bigint('created', { mode: 'number' }).notNull(),
+  lastActive: bigint('last_active', { mode: 'number' }).notNull(),
   /** when the session was ended (DELETE /auth); null while it is usable */
-  ended: integer('ended')
+  ended: bigint('ended', { mode: 'number' })
 }, (table) => [
   index('clients_last_active_idx').on(table.lastActive)
 ])
 
-export const subscriptions = sqliteTable('subscriptions', {
-  id: integer('id').primaryKey({ autoIncrement: true }),
+export const subscriptions = pgTable('subscriptions', {
+  id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
   clientId: integer('client_id').notNull().references(() => clients.id, { onDelete: 'cascade' }),
   eventName: text('event_name').notNull(),
   location: text('location')
@@ -34,15 +35,15 @@ export const subscriptions = sqliteTable('subscriptions', {
   uniqueIndex('subscriptions_client_event_idx').on(table.clientId, table.eventName)
 ])
 
-export const events = sqliteTable('events', {
-  id: integer('id').primaryKey({ autoIncrement: true }),
+export const events = pgTable('events', {
+  id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
   clientId: integer('client_id').notNull().references(() => clients.id),
   device: text('device'),
   name: text('name').notNull(),
   location: text('location'),
   action: text('action'),
   value: text('value'),
-  time: integer('time').notNull()
+  time: bigint('time', { mode: 'number' }).notNull()
 }, (table) => [
   index('events_name_id_idx').on(table.name, table.id),
   index('events_client_id_idx').on(table.clientId, table.id)
@@ -53,11 +54,11 @@ export const events = sqliteTable('events', {
  * when. Read only while younger than IDEMPOTENCY_WINDOW_MS; older rows are purged along
  * `created`.
  */
-export const idempotencyKeys = sqliteTable('idempotency_keys', {
+export const idempotencyKeys = pgTable('idempotency_keys', {
   apikeyId: integer('apikey_id').notNull().references(() => apikeys.id),
   key: text('key').notNull(),
   eventId: integer('event_id').notNull().references(() => events.id),
-  created: integer('created').notNull()
+  created: bigint('created', { mode: 'number' }).notNull()
 }, (table) => [
   primaryKey({ columns: [table.apikeyId, table.key] }),
   index('idempotency_keys_created_idx').on(table.created)

@@ -1,0 +1,171 @@
+import postgres from 'postgres'
+import type { CredConfig } from '../../schemas/config.js'
+import { DatabaseUnavailableError } from '../repositories.js'
+
+export type PostgresSettings = CredConfig['database']
+
+/** How long PostgreSQL work may take before the caller gets DatabaseUnavailableError. */
+export interface PostgresTimeouts {
+  /** seconds to open a connection: TCP, TLS, start-up and authentication */
+  connectSeconds: number
+  /** the server's statement_timeout, in ms (migrations run without one) */
+  statementMs: number
+  /**
+   * ms one repository call may take in all, connecting included. A call still unanswered
+   * then fails and the pool is replaced: a peer that vanished without a reset, or a proxy
+   * that accepts connections and closes them unanswered (the driver then retries forever),
+   * never holds a request longer than this.
+   */
+  callMs: number
+}
+
+export const defaultTimeouts: PostgresTimeouts = { connectSeconds: 5, statementMs: 10_000, callMs: 12_000 }
+
+/** host, port and database as the driver will use them (after its PG* environment defaults). */
+export interface Target { host: string, port: number, database: string }
+
+export const describe = (target: Target): string => `${target.host}:${target.port}/${target.database}`
+
+/** Errors of the network or the driver's connection handling, not of the statement. */
+const connectionCodes = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
+  'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED'
+])
+
+/**
+ * SQLSTATEs that mean "the database cannot serve us right now": connection exceptions (08),
+ * insufficient resources (53: too many connections, disk full), operator intervention (57:
+ * shutdown, starting up, statement timeout), a dropped database (3D000), rejected
+ * credentials (28) and a read-only server after a failover (25006).
+ */
+const unavailableStates = /^(08|53|57|28|3D000$|25006$)/
+
+/** The driver's error under drizzle's "Failed query" wrapper. */
+function rootCause (err: unknown): unknown {
+  let current = err
+  for (let depth = 0; depth < 5 && current instanceof Error && current.cause !== undefined; depth++) current = current.cause
+  return current
+}
+
+function errorCode (err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' ? code : undefined
+}
+
+/** Whether `err` means the database cannot be reached or cannot serve now (rather than a fault of the statement). */
+export function isUnavailable (err: unknown): boolean {
+  const cause = rootCause(err)
+  const code = errorCode(cause)
+  if (code === undefined) return false
+  if (cause instanceof Error && cause.name === 'PostgresError') return unavailableStates.test(code)
+  return connectionCodes.has(code)
+}
+
+/** Why a connection failed, in words, on one line. */
+export function reason (err: unknown, timeouts: PostgresTimeouts): string {
+  const cause = rootCause(err)
+  const code = errorCode(cause)
+  switch (code) {
+    case 'ECONNREFUSED': return 'connection refused (ECONNREFUSED)'
+    case 'CONNECT_TIMEOUT': return `no answer within ${timeouts.connectSeconds} s (CONNECT_TIMEOUT)`
+    case 'ENOTFOUND': case 'EAI_AGAIN': return `host name not found (${code})`
+    case 'CONNECTION_CLOSED': return 'the server closed the connection (CONNECTION_CLOSED)'
+    default: {
+      const message = (cause instanceof Error ? cause.message : String(cause)).split('\n')[0]!.trim()
+      return code === undefined || message.includes(code) ? message : `${message} (${code})`
+    }
+  }
+}
+
+/** The one line cred-server and cred-gen print when PostgreSQL cannot be reached at start. */
+export function cannotConnect (target: Target, err: unknown, timeouts: PostgresTimeouts): DatabaseUnavailableError {
+  return new DatabaseUnavailableError(
+    `cannot connect to PostgreSQL at ${target.host}:${target.port} (database '${target.database}'): ${reason(err, timeouts)}`,
+    { cause: err })
+}
+
+export function connectionOptions (settings: PostgresSettings, timeouts: PostgresTimeouts, statementTimeoutMs: number) {
+  const port = String(settings.port).trim()
+  if (port !== '' && !(/^\d+$/.test(port) && Number(port) <= 65535)) {
+    throw new DatabaseUnavailableError(`invalid PostgreSQL port '${port}' in the database settings`)
+  }
+  return {
+    host: settings.host === '' ? undefined : settings.host,
+    port: port === '' ? undefined : Number(port),
+    user: settings.user === '' ? undefined : settings.user,
+    password: settings.password === '' ? undefined : settings.password,
+    database: settings.database === '' ? undefined : settings.database,
+    connect_timeout: timeouts.connectSeconds,
+    // A request during an outage tries to connect at once and fails at once; the driver's
+    // default backoff would make later requests wait up to 20 s before even trying.
+    backoff: () => 0,
+    // cred uses no array types: skip the type lookup on every new connection
+    fetch_types: false,
+    // "schema already exists, skipping" and the like are not worth a line on stdout
+    onnotice: () => {},
+    connection: {
+      application_name: 'cred-server',
+      statement_timeout: statementTimeoutMs,
+      // Plan each execution with its values: a generic plan of the prepared list statements
+      // cannot tell `after=<a minute ago>` from `after=0` and may walk the whole table for it.
+      plan_cache_mode: 'force_custom_plan'
+    }
+  }
+}
+
+export function connect (settings: PostgresSettings, options: postgres.Options<Record<string, postgres.PostgresType>>, max: number) {
+  const url = settings.url
+  return url === undefined ? postgres({ ...options, max }) : postgres(url, { ...options, max })
+}
+
+export function targetOf (client: postgres.Sql): Target {
+  return { host: client.options.host[0] ?? 'localhost', port: client.options.port[0] ?? 5432, database: client.options.database }
+}
+
+/** `work`, or a rejection with `expired()` once `ms` have passed without an answer. */
+export function deadline<T> (work: Promise<T>, ms: number, expired: () => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(expired()), ms)
+    work.then(resolve, reject).finally(() => clearTimeout(timer))
+  })
+}
+
+export const noAnswer = (timeouts: PostgresTimeouts) =>
+  Object.assign(new Error(`no answer within ${timeouts.connectSeconds} s`), { code: 'CONNECT_TIMEOUT' })
+
+/**
+ * Work on a connection pool that `open` makes, and makes again when a call gets no answer.
+ * Connection trouble becomes DatabaseUnavailableError; so does a call unanswered after
+ * `callMs`, and then the pool it ran on is replaced and ended, its connections with it, so
+ * the next call starts afresh. The pool reconnects by itself on the next call once the server
+ * is back.
+ */
+export function replaceablePool<Pool extends { end: (timeout: number) => Promise<unknown> }> (
+  open: () => Pool, where: string, timeouts: PostgresTimeouts
+) {
+  let pool = open()
+  let closed = false
+  return {
+    call<T> (work: (pool: Pool) => PromiseLike<T>): Promise<T> {
+      const used = pool
+      return deadline(Promise.resolve(work(used)), timeouts.callMs, () => {
+        if (pool === used && !closed) {
+          pool = open()
+          void used.end(0).catch(() => {})
+        }
+        return new DatabaseUnavailableError(`PostgreSQL at ${where} did not answer within ${timeouts.callMs} ms`)
+      }).catch((err: unknown) => {
+        throw isUnavailable(err)
+          ? new DatabaseUnavailableError(`PostgreSQL at ${where} is unavailable: ${reason(err, timeouts)}`, { cause: err })
+          : err
+      })
+    },
+    async close () {
+      closed = true
+      // Queries still running get a second to finish (the server has answered its requests by
+      // now). The bound matters: postgres.js keeps a query that failed because its socket
+      // closed as that connection's current one, and an unbounded end() waits for it forever.
+      await pool.end(1)
+    }
+  }
+}
