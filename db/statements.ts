@@ -18,13 +18,25 @@ type Col<T, NotNull extends boolean = true> = AnyColumn<{ data: T, notNull: NotN
 export interface Tables<T extends Table = Table> {
   apikeys: T & { id: Col<number>, keyHash: Col<string>, permission: Col<Permission>, created: Col<number>, revoked: Col<number, false> }
   clients: T & {
-    id: Col<number>, device: Col<string, false>, location: Col<string, false>, sessionHash: Col<string>,
-    apikeyId: Col<number>, created: Col<number>, lastActive: Col<number>, ended: Col<number, false>
+    id: Col<number>,
+    device: Col<string, false>,
+    location: Col<string, false>,
+    sessionHash: Col<string>,
+    apikeyId: Col<number>,
+    created: Col<number>,
+    lastActive: Col<number>,
+    ended: Col<number, false>
   }
   subscriptions: T & { clientId: Col<number>, eventName: Col<string>, location: Col<string, false> }
   events: T & {
-    id: Col<number>, clientId: Col<number>, device: Col<string, false>, name: Col<string>,
-    location: Col<string, false>, action: Col<string, false>, value: Col<string, false>, time: Col<number>
+    id: Col<number>,
+    clientId: Col<number>,
+    device: Col<string, false>,
+    name: Col<string>,
+    location: Col<string, false>,
+    action: Col<string, false>,
+    value: Col<string, false>,
+    time: Col<number>
   }
 }
 

@@ -114,11 +114,11 @@ export const listResponse = <T extends TSchema>(key: string, item: T, descriptio
 /** `{status, message, <key>: {...} }`, with a real answer (`status`, `message`, `example`) in the OpenAPI document. */
 export const itemResponse = <T extends TSchema>(key: string, item: T, description: string,
   answer: { status: number, message: string, example: Record<string, unknown> }) =>
-  Type.Object({
-    status: Type.Integer(),
-    message: Type.String(),
-    [key]: item
-  }, { description, examples: [{ status: answer.status, message: answer.message, [key]: answer.example }] })
+    Type.Object({
+      status: Type.Integer(),
+      message: Type.String(),
+      [key]: item
+    }, { description, examples: [{ status: answer.status, message: answer.message, [key]: answer.example }] })
 
 /** The item examples of the OpenAPI document, as the server writes them (default port, no approot). */
 export const exampleUri = (path: string) => `http://localhost:5000${path}`

@@ -25,17 +25,20 @@ It finds its configuration exactly like cred-server, so use the same credrc.
 `
 
 async function main () {
-  const args = parseCommandLine('cred-gen', () => parseArgs({ strict: true, options: {
-    admin: { type: 'boolean' },
-    write: { type: 'boolean' },
-    read: { type: 'boolean' },
-    list: { type: 'boolean' },
-    revoke: { type: 'string' },
-    json: { type: 'boolean' },
-    config: { type: 'string', short: 'c' },
-    help: { type: 'boolean', short: 'h' },
-    version: { type: 'boolean', short: 'v' }
-  } }).values)
+  const args = parseCommandLine('cred-gen', () => parseArgs({
+    strict: true,
+    options: {
+      admin: { type: 'boolean' },
+      write: { type: 'boolean' },
+      read: { type: 'boolean' },
+      list: { type: 'boolean' },
+      revoke: { type: 'string' },
+      json: { type: 'boolean' },
+      config: { type: 'string', short: 'c' },
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean', short: 'v' }
+    }
+  }).values)
   if (args.help === true) {
     process.stdout.write(usage)
     return

@@ -192,15 +192,18 @@ function listenError (err: unknown, host: ListenSetting<string>, port: ListenSet
 async function main () {
   // a process-wide setting, so the server's and never the plugin's (a host app decides for its process)
   keepTickObjectShape()
-  const args = parseCommandLine('cred-server', () => parseArgs({ strict: true, options: {
-    config: { type: 'string', short: 'c' },
-    port: { type: 'string', short: 'p' },
-    host: { type: 'string' },
-    'log-level': { type: 'string', short: 'l' },
-    'log-format': { type: 'string' },
-    help: { type: 'boolean', short: 'h' },
-    version: { type: 'boolean', short: 'v' }
-  } }).values)
+  const args = parseCommandLine('cred-server', () => parseArgs({
+    strict: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      port: { type: 'string', short: 'p' },
+      host: { type: 'string' },
+      'log-level': { type: 'string', short: 'l' },
+      'log-format': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean', short: 'v' }
+    }
+  }).values)
   if (args.help === true) {
     process.stdout.write(usage)
     return

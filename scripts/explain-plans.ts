@@ -133,7 +133,7 @@ async function explainSqlite () {
     const sqlite = new Database(file)
     const series = (count: number) => `with recursive g(n) as (select 1 union all select n + 1 from g where n < ${count})`
     let started = performance.now()
-    sqlite.exec(`insert into apikeys (key_hash, permission, created) values ('hash', 'read', 1700000000000)`)
+    sqlite.exec('insert into apikeys (key_hash, permission, created) values (\'hash\', \'read\', 1700000000000)')
     sqlite.exec(`${series(clientCount)} ${seedClients('g')}`)
     sqlite.exec(`${series(clientCount)} ${seedSubscriptions('g')}`)
     sqlite.exec(`${series(eventCount)} ${seedEvents('g')}`)
@@ -190,7 +190,7 @@ async function explainPostgres () {
     try {
       const series = `generate_series(1, ${clientCount}) as g(n)`
       const started = performance.now()
-      await sql.unsafe(`insert into apikeys (key_hash, permission, created) values ('hash', 'read', 1700000000000)`)
+      await sql.unsafe('insert into apikeys (key_hash, permission, created) values (\'hash\', \'read\', 1700000000000)')
       await sql.unsafe(seedClients(series))
       await sql.unsafe(seedSubscriptions(series))
       await sql.unsafe(seedEvents(`generate_series(1, ${eventCount}) as g(n)`))

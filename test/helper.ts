@@ -32,7 +32,7 @@ export interface TestApp {
   /** authenticates with a new key of `permission`; returns the client id and session key */
   session: (permission: Permission, body?: Record<string, unknown>) => Promise<{ id: number, sessionKey: string }>
   /** JSON body of a response */
-  json: (res: LightMyRequestResponse) => any // eslint-disable-line @typescript-eslint/no-explicit-any -- test bodies are read dynamically
+  json: (res: LightMyRequestResponse) => any
 }
 
 export type Backend = 'sqlite' | 'postgresql'

@@ -140,9 +140,9 @@ forEachBackend(t, async (t, backend) => {
     }
     const subscriptions: Array<Record<string, { location?: string | null } | ''>> = [
       { Light: { location: 'Hall' }, '%': {}, _: { location: '%' }, "'; DROP TABLE events; --": {} },
-      { 'L_ght': {}, "Li'ght": { location: "O'Brien's" }, $1: { location: '?' }, ':name': { location: ':loc' }, '\\': { location: '\\' } },
+      { L_ght: {}, "Li'ght": { location: "O'Brien's" }, $1: { location: '?' }, ':name': { location: ':loc' }, '\\': { location: '\\' } },
       { light: {}, 'Light ': { location: 'H_ll' }, 'Li%': { location: 'Ha%' }, "'": {}, "''": { location: "Hall' OR '1'='1" } },
-      { é: {}, '/*': { location: null }, '😀': { location: '' }, '?': {}, 'e\u0301': { location: '$1' } },
+      { é: {}, '/*': { location: null }, '😀': { location: '' }, '?': {}, é: { location: '$1' } },
       { '%': { location: '%' }, _: { location: '_' }, Light: { location: "Hall' OR '1'='1" } }
     ]
     const subscribers: Array<{ id: number, sessionKey: string, subscribe: Record<string, { location?: string | null } | ''> }> = []

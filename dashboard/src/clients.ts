@@ -47,7 +47,7 @@ export class Clients {
       this.report.failed(err)
       if (!this.loaded) setText('clients-status', 'The clients could not be loaded. Retrying…')
     }
-    if (!this.stopped) this.timer = setTimeout(() => void this.refresh(), REFRESH_MS)
+    if (!this.stopped) this.timer = setTimeout(() => { void this.refresh() }, REFRESH_MS)
   }
 
   private render (clients: Client[]): void {
@@ -65,7 +65,7 @@ export class Clients {
     byId('clients-list').replaceChildren(...clients.map((client) => {
       const isNew = now - this.firstSeen.get(client.id)! < NEW_MS
       return h('li', {},
-        h('button', { type: 'button', class: 'client', 'data-client-id': client.id, onclick: () => void this.showClient(client) },
+        h('button', { type: 'button', class: 'client', 'data-client-id': client.id, onclick: () => { void this.showClient(client) } },
           h('span', { class: 'client-device' }, deviceName(client),
             client.id === this.me ? h('span', { class: 'badge' }, 'you') : null,
             isNew && client.id !== this.me ? h('span', { class: 'badge badge-new' }, 'new') : null),

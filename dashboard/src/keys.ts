@@ -10,7 +10,7 @@ export class KeysPage {
       event.preventDefault()
       void this.create(byId<HTMLSelectElement>('new-permission').value as Permission)
     })
-    byId('copy-key').addEventListener('click', () => void this.copy())
+    byId('copy-key').addEventListener('click', () => { void this.copy() })
     byId('dismiss-key').addEventListener('click', () => this.forgetSecret())
   }
 
@@ -44,7 +44,7 @@ export class KeysPage {
       h('td', {}, fullTime(key.created)),
       h('td', {}, key.revoked === null ? '—' : fullTime(key.revoked)),
       h('td', {}, key.revoked === null
-        ? h('button', { type: 'button', class: 'danger', 'aria-label': `Revoke key ${key.id}`, onclick: () => void this.revoke(key) }, 'Revoke')
+        ? h('button', { type: 'button', class: 'danger', 'aria-label': `Revoke key ${key.id}`, onclick: () => { void this.revoke(key) } }, 'Revoke')
         : 'Revoked'))))
   }
 

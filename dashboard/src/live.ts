@@ -61,7 +61,9 @@ export function startLive (options: LiveOptions, streamRetryMs = STREAM_RETRY_MS
     const tryStreamAt = canStream ? Date.now() + nextStreamTry : Number.POSITIVE_INFINITY
     nextStreamTry = Math.min(nextStreamTry * 2, STREAM_RETRY_MAX_MS)
     const streamAgain = canStream ? setTimeout(() => polling?.abort(), tryStreamAt - Date.now()) : undefined
-    while (!stopped) {
+    // (stop() ends the loop: `stopped` changes outside it)
+    for (;;) {
+      if (stopped) break
       if (Date.now() >= tryStreamAt) {
         clearTimeout(streamAgain)
         openStream()

@@ -200,7 +200,7 @@ async function start (): Promise<void> {
     setText('loading', err instanceof Unreachable
       ? 'The cred server cannot be reached: it may be down, or the network is. Trying again…'
       : `The dashboard could not start: ${(err as Error).message}. Trying again…`)
-    setTimeout(() => void start(), RETRY_MS)
+    setTimeout(() => { void start() }, RETRY_MS)
   }
 }
 
@@ -209,6 +209,6 @@ byId<HTMLFormElement>('sign-in-form').addEventListener('submit', (event) => {
   event.preventDefault()
   void signIn()
 })
-byId('sign-out').addEventListener('click', () => void signOut())
+byId('sign-out').addEventListener('click', () => { void signOut() })
 window.addEventListener('hashchange', route)
 void start()

@@ -27,8 +27,14 @@ export interface ItemPresenter {
 }
 
 interface EventItemOut {
-  id: number, uri: string, device?: string | null, name?: string, location?: string | null,
-  action?: string | null, value?: string | null, time?: string
+  id: number,
+  uri: string,
+  device?: string | null,
+  name?: string,
+  location?: string | null,
+  action?: string | null,
+  value?: string | null,
+  time?: string
 }
 interface EventListOut { status: number, message: string, events: EventItemOut[] }
 interface ClientItemOut { id: number, uri: string, device?: string | null, location?: string | null, lastActive?: string }

@@ -117,52 +117,33 @@ export default fp(async function metrics (fastify) {
   const deliveryLag = new HotHistogram('cred_delivery_lag_seconds',
     'Time from an event being posted (its time) to its write on a live stream', lagBuckets, registers).labels({})
 
-  new Gauge({ // registered; read on scrape
-    name: 'cred_streams_open',
-    help: 'Server-Sent Events streams open on this instance',
-    registers,
-    collect () { this.set(fastify.live.openStreams) }
-  })
-  new Gauge({ // registered; read on scrape
-    name: 'cred_long_polls_waiting',
-    help: 'Long polls (wait=) held on this instance, waiting for an event',
-    registers,
-    collect () { this.set(fastify.live.waitingPolls) }
-  })
+  /** A gauge, registered, whose value is read on each scrape. */
+  function gauge (name: string, help: string, read: () => number | Promise<number>): Gauge {
+    return new Gauge({ name, help, registers, async collect () { this.set(await read()) } })
+  }
+
+  gauge('cred_streams_open', 'Server-Sent Events streams open on this instance', () => fastify.live.openStreams)
+  gauge('cred_long_polls_waiting', 'Long polls (wait=) held on this instance, waiting for an event', () => fastify.live.waitingPolls)
 
   // Database calls: one repository call is one query or transaction, on one pooled connection.
   const queryDuration = new HotHistogram<'query'>('cred_db_query_duration_seconds',
     'Duration of repository calls (one query or transaction each; events.create includes its wait for the group commit), by call (events.create, clients.findBySession, ...)',
     queryBuckets, registers)
   let inFlight = 0
-  new Gauge({ // registered; read on scrape
-    name: 'cred_db_calls_in_flight',
-    help: 'Repository calls started and not finished: on PostgreSQL, connections in use plus calls queued for one',
-    registers,
-    collect () { this.set(inFlight) }
-  })
-  new Gauge({ // registered; read on scrape
-    name: 'cred_db_pool_size',
-    help: 'Connections the pool may open (PostgreSQL poolSize; 1 for SQLite)',
-    registers,
-    collect () { this.set(fastify.repos.poolSize) }
-  })
+  gauge('cred_db_calls_in_flight', 'Repository calls started and not finished: on PostgreSQL, connections in use plus calls queued for one', () => inFlight)
+  gauge('cred_db_pool_size', 'Connections the pool may open (PostgreSQL poolSize; 1 for SQLite)', () => fastify.repos.poolSize)
 
   // after cred_db_calls_in_flight, which is read first: its count leaves out this scrape's own query
   const { pingtimeout } = fastify.config
-  new Gauge({ // registered; read on scrape
-    name: 'cred_clients_active',
-    help: 'Clients active within pingtimeout (as GET /clients lists them), sessions not ended; NaN when the database cannot say',
-    registers,
-    async collect () {
+  gauge('cred_clients_active', 'Clients active within pingtimeout (as GET /clients lists them), sessions not ended; NaN when the database cannot say',
+    async () => {
       try {
-        this.set(await fastify.repos.clients.countActive(Date.now() - pingtimeout * 1000))
+        return await fastify.repos.clients.countActive(Date.now() - pingtimeout * 1000)
       } catch (err) {
         fastify.log.warn({ err }, 'metrics: counting active clients failed')
-        this.set(Number.NaN)
+        return Number.NaN
       }
-    }
-  })
+    })
 
   /**
    * `group` (apikeys, clients or events) with each method timed as `group.method`, but for the

@@ -257,7 +257,12 @@ t.test('DATABASE_URL overrides the database section', async (t) => {
   const pg = loadConfig(undefined, { cwd: p.cwd, env: { ...p.env, DATABASE_URL: 'postgres://scott:t%40ger@db.example:5433/creddb' } })
   t.equal(pg.config.port, 7000, 'the rest of the file still applies')
   t.match(pg.config.database, {
-    kind: 'postgresql', user: 'scott', password: 't@ger', host: 'db.example', port: '5433', database: 'creddb',
+    kind: 'postgresql',
+    user: 'scott',
+    password: 't@ger',
+    host: 'db.example',
+    port: '5433',
+    database: 'creddb',
     url: 'postgres://scott:t%40ger@db.example:5433/creddb'
   })
   const sqlite = loadConfig(undefined, { cwd: p.cwd, env: { ...p.env, DATABASE_URL: 'sqlite:///var/lib/cred/cred.db' } })
@@ -377,4 +382,3 @@ t.test('approot is normalised to "" or "/path" without a trailing slash', async 
   write(join(p.cwd, 'credrc'), "approot: 'cred/'\n")
   t.equal(loadConfig(undefined, { cwd: p.cwd, env: p.env }).config.approot, '/cred', 'from a file too')
 })
-

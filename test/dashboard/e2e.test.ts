@@ -221,7 +221,7 @@ if (missing !== null) {
     t.equal(await page.inputValue('#new-key-secret'), '', 'the secret leaves the page once hidden')
     t.equal(await page.locator('#new-key').isVisible(), false)
 
-    page.once('dialog', (dialog) => void dialog.accept())
+    page.once('dialog', (dialog) => { void dialog.accept() })
     await page.getByRole('button', { name: `Revoke key ${id}` }).click()
     await page.locator('#keys-status', { hasText: `Key ${id} is revoked` }).waitFor()
     t.match(await text(page, `#keys-body tr[data-key-id="${id}"]`), /Revoked/)

@@ -36,7 +36,7 @@ async function call (origin: string, path: string, init: { method?: string, sess
     },
     ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) })
   })
-  return { status: res.status, body: await res.json() as any } // eslint-disable-line @typescript-eslint/no-explicit-any -- test bodies are read dynamically
+  return { status: res.status, body: await res.json() as any }
 }
 
 async function newKey (t: Test, box: Sandbox, config: string, permission: 'admin' | 'write' | 'read'): Promise<{ id: number, apikey: string }> {

@@ -102,9 +102,9 @@ if (postgresUnavailable !== null) {
     // as devices do: ids are unique, lists are newest first, and the poller misses nothing.
     const seenByPoller = new Set<number>([posted])
     let highest = posted
-    let posting = true
+    const state = { posting: true }
     const poller = (async () => {
-      while (posting) {
+      while (state.posting) {
         const fresh = await eventIds(b, onB.sessionKey, `?after=${highest}`)
         t.ok(descending(fresh), 'each poll is newest first')
         for (const id of fresh) seenByPoller.add(id)
@@ -113,7 +113,7 @@ if (postgresUnavailable !== null) {
     })()
     const ids = await Promise.all(Array.from({ length: 30 }, (_, i) =>
       i % 2 === 0 ? postEvent(a, onA.sessionKey, `A${i}`) : postEvent(b, onB.sessionKey, `B${i}`)))
-    posting = false
+    state.posting = false
     await poller
     for (const id of await eventIds(b, onB.sessionKey, `?after=${highest}`)) seenByPoller.add(id)
 

@@ -142,7 +142,8 @@ function send (url: string, { method = 'GET', headers = {}, body, agent, onWritt
 }): Promise<Outcome> {
   return new Promise((resolve) => {
     let responseStarted = false
-    let req: ClientRequest | undefined = undefined
+    // assigned below: fail() may run before the request exists, if creating it throws
+    let req: ClientRequest | undefined // eslint-disable-line prefer-const
     const fail = (err: NodeJS.ErrnoException) => resolve({
       kind: 'error', code: err.code ?? err.message, reusedSocket: req?.reusedSocket ?? false, responseStarted
     })
@@ -216,7 +217,10 @@ class Load {
         const sent: Sent = { marker, device, event }
         this.sent.push(sent)
         const outcome = await send(`${origin}/events?r=${marker}`, {
-          method: 'POST', agent, headers: { authorization: `Bearer ${sessionKey}` }, body: JSON.stringify({ event }),
+          method: 'POST',
+          agent,
+          headers: { authorization: `Bearer ${sessionKey}` },
+          body: JSON.stringify({ event }),
           onWritten: () => { sent.written = true }
         })
         sent.outcome = outcome

@@ -56,9 +56,7 @@ t.test('the rest of a refused body is read only up to a bound: a client sending 
   socket.write(`POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${declared}\r\n\r\n`)
   const chunk = Buffer.alloc(64 * 1024, 0x61)
   let sent = 0
-  let open = true
-  void closed.then(() => { open = false })
-  while (open && sent < declared) {
+  while (!socket.destroyed && sent < declared) {
     const flushed = socket.write(chunk)
     sent += chunk.length
     if (!flushed) await Promise.race([new Promise((resolve) => socket.once('drain', resolve)), closed])
