@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync, statSync } from 'node:fs'
+import { closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import Database from 'better-sqlite3'
@@ -43,12 +43,25 @@ export interface SqliteFile {
  * Opens (creating if needed) the SQLite file on one connection from `openConnection` and applies
  * the migrations.
  */
+/**
+ * Creates the database file's own folder when it is missing and its parent exists. Nothing
+ * deeper: a typo in the path must not make a tree of folders (and Node's recursive mkdir spins
+ * for ever on some paths it cannot create, such as one under /proc).
+ */
+function createFolder (path: string): void {
+  const folder = dirname(path)
+  if (existsSync(folder)) return
+  const parent = dirname(folder)
+  if (!existsSync(parent)) throw new Error(`neither its folder ${folder} nor that folder's parent ${parent} exists (cred creates only the file's own folder)`)
+  mkdirSync(folder)
+}
+
 export function openFile (file: string): SqliteFile {
   const path = file === ':memory:' ? file : resolve(file)
   let sqlite: Database.Database
   try {
     if (path !== ':memory:') {
-      mkdirSync(dirname(path), { recursive: true })
+      createFolder(path)
       // Events and device names are private: a new file is the owner's only, and SQLite gives
       // its -wal and -shm files the database file's permissions.
       closeSync(openSync(path, 'a', 0o600))

@@ -1,6 +1,6 @@
 // Durability of the SQLite repositories: a write is on disk before the call that made it returns.
 import { spawnSync } from 'node:child_process'
-import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
@@ -79,4 +79,24 @@ t.test('the database file and its -wal and -shm files are readable by their owne
   const other = openSqlite(existing)
   t.teardown(() => other.close())
   t.equal((statSync(existing).mode & 0o777).toString(8), '640', 'an existing file keeps the permissions its owner gave it')
+})
+
+t.test('the database file\'s own folder is created, nothing deeper; a path that cannot be made fails at once', async (t) => {
+  const dir = tempDir(t)
+  const fresh = openSqlite(join(dir, 'data', 'cred.db'))
+  t.teardown(() => fresh.close())
+  t.ok(existsSync(join(dir, 'data', 'cred.db')), 'a missing folder whose parent exists is created')
+
+  t.throws(() => openSqlite(join(dir, 'typo', 'deeper', 'cred.db')), {
+    name: 'DatabaseUnavailableError',
+    message: `cannot open SQLite database ${join(dir, 'typo', 'deeper', 'cred.db')}: neither its folder ${join(dir, 'typo', 'deeper')} nor that folder's parent ${join(dir, 'typo')} exists (cred creates only the file's own folder)`
+  })
+  t.notOk(existsSync(join(dir, 'typo')), 'a typo makes no tree of folders')
+
+  // Node's recursive mkdir spun for ever on this one, ignoring SIGTERM
+  if (existsSync('/proc/self')) {
+    const started = Date.now()
+    t.throws(() => openSqlite('/proc/nope/cred.db'), { name: 'DatabaseUnavailableError', message: /^cannot open SQLite database \/proc\/nope\/cred\.db: / })
+    t.ok(Date.now() - started < 5000, 'at once')
+  }
 })
