@@ -1,24 +1,17 @@
-// Real processes for the CLI tests: the built bins (dist/, from `npm run build`) run in a
-// sandbox of temporary directories, so no credrc of the machine running the tests is found.
-import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync } from 'node:fs'
+// Real processes for the CLI tests, on the benchmarks' harness (scripts/bench/harness.ts): the
+// built bins (dist/, from `npm run build`) run in a sandbox of temporary directories, so no
+// credrc of the machine running the tests is found, and end with the test.
+import { mkdirSync, mkdtempSync, realpathSync, rmSync } from 'node:fs'
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import type { TLSSocket } from 'node:tls'
 import type { Test } from 'tap'
+import { runBin, startServer as start, type Bin, type Ran, type ServerProcess } from '../scripts/bench/harness.js'
 
-export type Bin = 'cred-server' | 'cred-gen'
-
-/** Path of a built bin; fails clearly when `npm run build` has not been run. */
-export function bin (name: Bin): string {
-  const file = fileURLToPath(new URL(`../dist/scripts/${name}.js`, import.meta.url))
-  if (!existsSync(file)) throw new Error(`${file} is missing: run \`npm run build\` before these tests`)
-  return file
-}
+export { bin, type Bin, type LogLine, type ServerProcess } from '../scripts/bench/harness.js'
 
 /** A temporary directory (real path, no symlinks) removed when the test ends. */
 export function tempDir (t: Test, prefix = 'cred-proc-'): string {
@@ -59,102 +52,36 @@ export function sandbox (t: Test): Sandbox {
   return { root, cwd, home, dataHome, dataDirs, env }
 }
 
-/** One JSON log line of the server (pino). */
-export interface LogLine {
-  level: number
-  msg: string
-  [field: string]: unknown
-}
-
-function parseLog (stdout: string): LogLine[] {
-  const lines: LogLine[] = []
-  for (const line of stdout.split('\n')) {
-    if (line.trim() === '') continue
-    try {
-      lines.push(JSON.parse(line) as LogLine)
-    } catch {
-      lines.push({ level: 0, msg: line })
-    }
-  }
-  return lines
-}
-
-function killOnTeardown (t: Test, child: ChildProcess, exited: Promise<unknown>): void {
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL')
-      await exited
-    }
-  })
-}
-
-export interface RunResult {
-  code: number | null
-  signal: NodeJS.Signals | null
-  stdout: string
-  stderr: string
-}
+export type RunResult = Ran
 
 /** Runs a bin to its end, in the sandbox. */
 export function run (t: Test, name: Bin, args: string[], box: Sandbox): Promise<RunResult> {
-  const child = spawn(process.execPath, [bin(name), ...args], { cwd: box.cwd, env: box.env, stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
-  const result = new Promise<RunResult>((resolve, reject) => {
-    child.once('error', reject)
-    child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }))
-  })
-  killOnTeardown(t, child, result.catch(() => {}))
-  return result
+  const { child, done } = runBin(name, args, { cwd: box.cwd, env: box.env })
+  t.teardown(() => { child.kill('SIGKILL') })
+  return done
 }
 
-export interface ServerProcess {
-  child: ChildProcess
-  /** e.g. http://127.0.0.1:41234 (no approot) */
-  origin: string
-  port: number
-  protocol: 'http' | 'https'
-  /** the log lines so far */
-  logs: () => LogLine[]
-  stderr: () => string
-  /** resolves when the process has ended */
-  exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
+/** Runs a benchmark script to its end (in no sandbox: it makes its own). */
+export function runBench (t: Test, name: 'bench' | 'live' | 'soak', args: string[]): Promise<RunResult> {
+  const { child, done } = runBin(`bench/${name}`, args)
+  t.teardown(() => { child.kill('SIGKILL') })
+  return done
 }
-
-const serving = /^cred is serving (https?):\/\/([^/]+):(\d+)\//
 
 /**
  * Starts cred-server in the sandbox and waits for its "cred is serving" line; rejects with
  * its output if it ends first. The process is killed when the test ends, if still running.
  */
 export function startServer (t: Test, box: Sandbox, args: string[] = []): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [bin('cred-server'), ...args], { cwd: box.cwd, env: box.env, stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('close', (code, signal) => resolve({ code, signal }))
+  const server = start({ args, cwd: box.cwd, env: box.env })
+  t.teardown(async () => {
+    const started = await server.catch(() => null)
+    if (started !== null && started.child.exitCode === null && started.child.signalCode === null) {
+      started.child.kill('SIGKILL')
+      await started.exited
+    }
   })
-  killOnTeardown(t, child, exited)
-  return new Promise((resolve, reject) => {
-    child.once('error', reject)
-    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
-    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk
-      for (const line of parseLog(stdout)) {
-        const match = serving.exec(line.msg)
-        if (match === null) continue
-        const protocol = match[1] as 'http' | 'https'
-        const port = Number(match[3])
-        resolve({ child, origin: `${protocol}://127.0.0.1:${port}`, port, protocol, logs: () => parseLog(stdout), stderr: () => stderr, exited })
-        return
-      }
-    })
-    void exited.then(({ code, signal }) => {
-      reject(new Error(`cred-server ended before serving (code ${code}, signal ${signal})\nstdout: ${stdout}\nstderr: ${stderr}`))
-    })
-  })
+  return server
 }
 
 export interface Response {

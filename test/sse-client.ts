@@ -1,4 +1,5 @@
 import { request, type IncomingHttpHeaders } from 'node:http'
+import { createParser } from 'eventsource-parser'
 
 export interface SseMessage {
   id?: string
@@ -6,7 +7,7 @@ export interface SseMessage {
   data: string
 }
 
-/** A Server-Sent Events connection read line by line, as an EventSource would. */
+/** A Server-Sent Events connection, parsed as an EventSource would (eventsource-parser). */
 export interface SseConnection {
   status: number
   headers: IncomingHttpHeaders
@@ -32,40 +33,19 @@ export function openStream (url: string, headers: Record<string, string> = {}): 
       const messages: SseMessage[] = []
       const comments: string[] = []
       const waiters: Array<() => void> = []
-      let buffer = ''
       let body = ''
-      let current: SseMessage = { data: '' }
-      let dataLines: string[] = []
+      const parser = createParser({
+        onEvent: ({ id, event, data }) => {
+          messages.push({ ...(id === undefined ? {} : { id }), ...(event === undefined ? {} : { event }), data })
+          waiters.forEach((wake) => wake())
+        },
+        onComment: (comment) => comments.push(`:${comment}`)
+      })
       const streaming = (res.headers['content-type'] ?? '').startsWith('text/event-stream')
       res.setEncoding('utf8')
       res.on('data', (chunk: string) => {
-        if (!streaming) {
-          body += chunk
-          return
-        }
-        buffer += chunk
-        let newline: number
-        while ((newline = buffer.indexOf('\n')) !== -1) {
-          const line = buffer.slice(0, newline)
-          buffer = buffer.slice(newline + 1)
-          if (line === '') {
-            if (dataLines.length > 0 || current.id !== undefined) {
-              messages.push({ ...current, data: dataLines.join('\n') })
-              waiters.forEach((wake) => wake())
-            }
-            current = { data: '' }
-            dataLines = []
-          } else if (line.startsWith(':')) {
-            comments.push(line)
-          } else {
-            const colon = line.indexOf(':')
-            const field = colon === -1 ? line : line.slice(0, colon)
-            const value = colon === -1 ? '' : line.slice(colon + 1).replace(/^ /, '')
-            if (field === 'data') dataLines.push(value)
-            else if (field === 'id') current.id = value
-            else if (field === 'event') current.event = value
-          }
-        }
+        if (streaming) parser.feed(chunk)
+        else body += chunk
       })
       const ended = new Promise<void>((resolveEnd) => {
         res.on('end', resolveEnd)

@@ -1,55 +1,71 @@
-// Processes, temporary files and databases for the benchmarks, and what /proc says about a
-// process. Everything started here is registered for clean-up, which runs on success, on
-// error, on Ctrl-C and (for what can be done synchronously) on exit.
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
+// Real processes for the benchmarks and the tests: the built bins (dist/) started, waited for,
+// their logs read and their ends awaited; temporary files and PostgreSQL databases; command
+// lines; what /proc says about a process. Whatever is started here is cleaned up on success,
+// error and Ctrl-C, and (what can be done at once) on exit.
+import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
-import { request, type Agent } from 'node:http'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
-import { promisify } from 'node:util'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
 import postgres from 'postgres'
 
-const run = promisify(execFile)
+export type Bin = 'cred-server' | 'cred-gen'
 
-/** A built bin next to this file once compiled (dist/scripts/bench/ → dist/scripts/). */
-export function bin (name: 'cred-server' | 'cred-gen'): string {
-  const file = fileURLToPath(new URL(`../${name}.js`, import.meta.url))
+/** A built bin (or benchmark, `bench/NAME`) in dist/scripts/ (this file runs from there, or from scripts/bench/ in the tests). */
+export function bin (name: Bin | `bench/${string}`): string {
+  const scripts = import.meta.url.includes('/dist/scripts/') ? '../' : '../../dist/scripts/'
+  const file = fileURLToPath(new URL(`${scripts}${name}.js`, import.meta.url))
   if (!existsSync(file)) throw new Error(`${file} is missing: run \`npm run build\` first`)
   return file
 }
 
-/**
- * The node options a built bin runs with: those of its `#!/usr/bin/env -S node …` line, which
- * `npm start` repeats (cred-server's V8 memory settings), so a benchmark measures the server as
- * it is started.
- */
-export function binNodeOptions (file: string): string[] {
-  const first = readFileSync(file, 'utf8').split('\n', 1)[0]!
-  const match = /^#!\/usr\/bin\/env(?: -S)? node(.*)$/.exec(first)
-  return match === null ? [] : match[1]!.trim().split(/\s+/).filter((option) => option !== '')
+/** `node` with a bin's `#!/usr/bin/env -S node …` options (cred-server's V8 memory settings), as `npm start` runs it. */
+function node (file: string, args: string[], nodeArgs: string[], options: { cwd?: string, env?: NodeJS.ProcessEnv }): ChildProcess {
+  const shebang = /^#!\/usr\/bin\/env(?: -S)? node(.*)$/.exec(readFileSync(file, 'utf8').split('\n', 1)[0]!)?.[1]?.trim().split(/\s+/) ?? []
+  const env = options.env ?? { ...process.env, DATABASE_URL: undefined } // which would override a config's database
+  return track(spawn(process.execPath, [...shebang.filter((option) => option !== ''), ...nodeArgs, file, ...args], { cwd: options.cwd, env, stdio: ['ignore', 'pipe', 'pipe'] }))
 }
 
+/** Progress goes to stderr, so that stdout holds only the table or the JSON. */
+export const progress = (message: string): void => { process.stderr.write(`# ${message}\n`) }
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
 /**
- * A checker for numeric command-line options: `option(name, text, min)` returns the number,
- * or prints `<command>: --name must be a number >= min` with the usage and exits 2.
+ * Parses the command line by `options` (name → default; '' for a boolean flag), with -h for
+ * `usage`; numbers are checked against their default's sign. Exits 2 with the usage on a mistake.
  */
-export function numberOption (command: string, usage: string) {
-  return (name: string, text: string, min: number): number => {
-    const value = Number(text)
-    if (!Number.isFinite(value) || value < min) {
-      process.stderr.write(`${command}: --${name} must be a number >= ${min}\n${usage}`)
-      process.exit(2)
+export function commandLine<T extends Record<string, string>> (command: string, usage: string, options: T, positionals = false) {
+  try {
+    const parsed = parseArgs({
+      strict: true,
+      allowPositionals: positionals,
+      options: {
+        help: { type: 'boolean', short: 'h' },
+        ...Object.fromEntries(Object.entries(options).map(([name, fallback]) => [name, fallback === '' ? { type: 'boolean' } : { type: 'string', default: fallback }]))
+      }
+    })
+    if (parsed.values.help === true) {
+      process.stdout.write(usage)
+      process.exit(0)
     }
-    return value
+    const values = parsed.values as Record<keyof T, string | boolean | undefined>
+    const number = (name: keyof T & string, min: number, text = String(values[name])): number => {
+      const value = Number(text)
+      if (!Number.isFinite(value) || value < min) usageError(command, usage, `--${name} must be a number >= ${min}`)
+      return value
+    }
+    return { values, number, positionals: parsed.positionals, fail: (message: string) => usageError(command, usage, message) }
+  } catch (err) {
+    return usageError(command, usage, (err as Error).message)
   }
 }
 
-/** Progress goes to stderr, so stdout holds only the table or the JSON. */
-export function progress (message: string): void {
-  process.stderr.write(`# ${message}\n`)
+function usageError (command: string, usage: string, message: string): never {
+  process.stderr.write(`${command}: ${message}\n${usage}`)
+  process.exit(2)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -59,13 +75,31 @@ const children = new Set<ChildProcess>()
 const dirs = new Set<string>()
 const databases = new Map<string, string>() // database name → admin URL
 
+/** A temporary directory, removed at clean-up. */
 export function tempDir (prefix = 'cred-bench-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix))
   dirs.add(dir)
   return dir
 }
 
-/** Ends every process started here (TERM, then KILL after 5 s), drops the databases, removes the files. */
+/** Registers a process, so that clean-up ends it. */
+export function track (child: ChildProcess): ChildProcess {
+  children.add(child)
+  child.once('exit', () => children.delete(child))
+  return child
+}
+
+/** SIGTERM, then SIGKILL after 5 s; resolves when the process has exited. */
+export function stopProcess (child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
+    child.once('exit', () => { clearTimeout(timer); resolve() })
+    child.kill('SIGTERM')
+  })
+}
+
+/** Ends every process started here, drops the databases, removes the files. */
 export async function cleanUp (): Promise<void> {
   await Promise.all([...children].map((child) => stopProcess(child)))
   for (const [name, url] of databases) {
@@ -77,53 +111,29 @@ export async function cleanUp (): Promise<void> {
   dirs.clear()
 }
 
-/** Last resort when the process exits anyway: kill what is left and remove the files (databases need async). */
-function cleanUpNow (): void {
+process.on('exit', () => {
   for (const child of children) child.kill('SIGKILL')
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
   for (const name of databases.keys()) process.stderr.write(`# database ${name} was left behind: drop it by hand\n`)
-}
-process.on('exit', cleanUpNow)
+})
 
 /**
- * SIGINT and SIGTERM clean up (servers, files, databases) and exit with 130; a second signal
- * exits at once (the exit hook still kills the servers and removes the files). `stopping`
- * runs first, for a script to note that what closes now is not closing early.
+ * SIGINT and SIGTERM clean up and exit with 130 (a second one at once); `stopping` runs first,
+ * so that a script knows that what closes now does not close early. With `seconds`, so does
+ * running longer than that (exit code 1).
  */
-export function cleanUpOnSignals (stopping: () => void = () => {}): void {
+export function cleanUpOnSignals (stopping: () => void = () => {}, seconds?: number): void {
   let interrupted = false
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (interrupted) process.exit(130)
+  const stop = (why: string, code: number) => {
+    if (interrupted) process.exit(code)
     interrupted = true
-    progress(`${signal}: cleaning up (again to quit at once)`)
+    progress(`${why}: cleaning up (again to quit at once)`)
     stopping()
-    cleanUp().finally(() => process.exit(130))
+    cleanUp().finally(() => process.exit(code))
   }
-  process.on('SIGINT', onSignal)
-  process.on('SIGTERM', onSignal)
-}
-
-/** Registers a process started elsewhere, so that clean-up ends it too. */
-export function trackProcess (child: ChildProcess): void {
-  children.add(child)
-  child.once('exit', () => children.delete(child))
-}
-
-export function stopProcess (child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      children.delete(child)
-      resolve()
-      return
-    }
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
-    child.once('exit', () => {
-      clearTimeout(timer)
-      children.delete(child)
-      resolve()
-    })
-    child.kill('SIGTERM')
-  })
+  process.on('SIGINT', () => stop('SIGINT', 130))
+  process.on('SIGTERM', () => stop('SIGTERM', 130))
+  if (seconds !== undefined) setTimeout(() => stop(`time limit of ${seconds} s reached`, 1), seconds * 1000).unref()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -139,45 +149,16 @@ export async function postgresAdmin<T> (url: string, work: (sql: postgres.Sql) =
 }
 
 /** null when the server answers, else why not. */
-export async function postgresProblem (url: string): Promise<string | null> {
-  return postgresAdmin(url, async (sql) => { await sql`select 1` })
-    .then(() => null, (err: unknown) => (err as Error).message)
-}
+export const postgresProblem = (url: string): Promise<string | null> =>
+  postgresAdmin(url, async (sql) => { await sql`select 1` }).then(() => null, (err: unknown) => (err as Error).message)
 
-/** A fresh database `<prefix><random>` (`cred_bench_…` by default), dropped at clean-up. */
-export async function createDatabase (url: string, prefix = 'cred_bench_'): Promise<string> {
+export interface DatabaseConfig { type: 'sqlite3' | 'postgresql', database: string, host?: string, port?: number, user?: string, password?: string }
+
+/** A fresh database `<prefix><random>` on the server of `url`, dropped at clean-up. */
+export async function createDatabase (url: string, prefix = 'cred_bench_'): Promise<DatabaseConfig> {
   const name = `${prefix}${randomBytes(6).toString('hex')}`
   await postgresAdmin(url, (sql) => sql.unsafe(`create database "${name}"`))
   databases.set(name, url)
-  return name
-}
-
-// ---------------------------------------------------------------------------------------------
-// cred processes
-
-export async function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      const port = typeof address === 'object' && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
-  })
-}
-
-export interface DatabaseConfig {
-  type: 'sqlite3' | 'postgresql'
-  database: string
-  host?: string
-  port?: number
-  user?: string
-  password?: string
-}
-
-/** The config of database `name` on the PostgreSQL server of `url` (with its user and password). */
-export function postgresDatabaseConfig (url: string, name: string): DatabaseConfig {
   const server = new URL(url)
   return {
     type: 'postgresql',
@@ -189,298 +170,229 @@ export function postgresDatabaseConfig (url: string, name: string): DatabaseConf
   }
 }
 
-/** Writes a credrc for one instance; only settings every cred version knows. */
-export function writeConfig (dir: string, name: string, port: number, database: DatabaseConfig, settings: Record<string, string | number | boolean> = {}): string {
+/** The URL of a PostgreSQL database config. */
+export const postgresUrl = ({ user = 'postgres', password = '', host = '127.0.0.1', port = 5432, database }: DatabaseConfig): string =>
+  `postgres://${encodeURIComponent(user)}${password === '' ? '' : `:${encodeURIComponent(password)}`}@${host}:${port}/${database}`
+
+// ---------------------------------------------------------------------------------------------
+// cred processes
+
+/** Writes a credrc listening on 127.0.0.1, on a port the system picks; `settings` are top-level ones. */
+export function writeConfig (dir: string, name: string, database: DatabaseConfig, settings: Record<string, string | number | boolean> = {}): string {
   const file = join(dir, `${name}.yaml`)
-  const lines = [
-    'host: 127.0.0.1',
-    `port: ${port}`,
-    'logLevel: warn',
-    ...Object.entries(settings).map(([key, value]) => `${key}: ${JSON.stringify(value)}`),
-    'database:',
-    ...Object.entries(database).map(([key, value]) => `  ${key}: ${JSON.stringify(value)}`)
-  ]
-  writeFileSync(file, `${lines.join('\n')}\n`)
+  const yaml = (entries: object, indent = '') => Object.entries(entries).map(([key, value]) => `${indent}${key}: ${JSON.stringify(value)}\n`).join('')
+  writeFileSync(file, `host: 127.0.0.1\nport: 0\n${yaml(settings)}database:\n${yaml(database, '  ')}`)
   return file
 }
 
-/** The environment of the cred processes: no DATABASE_URL, which would override the config file. */
-function childEnv (): NodeJS.ProcessEnv {
-  const env = { ...process.env }
-  delete env.DATABASE_URL
-  return env
+export interface Ran { code: number | null, signal: NodeJS.Signals | null, stdout: string, stderr: string }
+
+/** Runs a bin or benchmark to its end. */
+export function runBin (name: Bin | `bench/${string}`, args: string[], options: { cwd?: string, env?: NodeJS.ProcessEnv } = {}): { child: ChildProcess, done: Promise<Ran> } {
+  const child = node(bin(name), args, [], options)
+  let stdout = ''
+  let stderr = ''
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
+  const done = new Promise<Ran>((resolve, reject) => {
+    child.once('error', reject).once('close', (code, signal) => resolve({ code, signal, stdout, stderr }))
+  })
+  return { child, done }
 }
 
 /** Creates an API key with `cred-gen --json` and returns its secret. */
 export async function createKey (configFile: string, permission: 'admin' | 'write' | 'read'): Promise<string> {
-  const { stdout } = await run(process.execPath, [bin('cred-gen'), `--${permission}`, '--json', '--config', configFile], { env: childEnv() })
-  return (JSON.parse(stdout) as { apikey: string }).apikey
+  const ran = await runBin('cred-gen', [`--${permission}`, '--json', '--config', configFile]).done
+  if (ran.code !== 0) throw new Error(`cred-gen --${permission} failed: ${ran.stderr.trim()}`)
+  return (JSON.parse(ran.stdout) as { apikey: string }).apikey
 }
 
+/** One JSON log line of the server (pino); a line that is not JSON is kept as an error. */
 export interface LogLine { level: number, msg: string, [field: string]: unknown }
 
 export interface ServerProcess {
   label: string
+  child: ChildProcess
   pid: number
   port: number
-  url: string
-  child: ChildProcess
-  /** log lines at warn level and above */
-  warnings: LogLine[]
-  /** runs a full garbage collection in the server (through gc-on-signal.js); false if it did not answer */
+  protocol: 'http' | 'https'
+  /** e.g. http://127.0.0.1:41234 (no approot) */
+  origin: string
+  /** the log lines so far (with `keepLogs: false`, only warnings and above) */
+  logs: () => LogLine[]
+  /** the lines at warn and above, but a fresh database's "no API keys exist yet" */
+  warnings: () => LogLine[]
+  stderr: () => string
+  exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
+  /** runs a full garbage collection in the server (started with `gc`); false when it did not answer */
   collectGarbage: () => Promise<boolean>
   stop: () => Promise<void>
 }
 
-/** Preloaded into every server: SIGUSR2 runs a full GC, so RSS can be read without garbage in it. */
-const gcPreload = ['--expose-gc', '--import', pathToFileURL(fileURLToPath(new URL('./gc-on-signal.js', import.meta.url))).href]
+export interface StartOptions {
+  /** cred-server's arguments, e.g. `--config FILE --log-level warn` */
+  args?: string[]
+  cwd?: string
+  env?: NodeJS.ProcessEnv
+  nodeArgs?: string[]
+  label?: string
+  /** false for a server logging a line per request: only warnings and above are kept */
+  keepLogs?: boolean
+  /** preloads a SIGUSR2 handler running a full GC, so that RSS can be read without garbage in it */
+  gc?: boolean
+}
+
+const servingLine = /^cred is serving (https?):\/\/[^/]*:(\d+)\//
+const gcPreload = ['--expose-gc', '--import', 'data:text/javascript,process.on("SIGUSR2",()=>{gc();process.stderr.write("bench: gc done\\n")})']
 
 /**
- * Starts `cred-server --config FILE` and resolves once it serves. The port is the config's
- * (chosen free beforehand) or, with `port: 0`, the one named in the "cred is serving" log
- * line — which is an info line, so at `logLevel: warn` the server is probed instead.
+ * Starts cred-server and resolves once it listens: at its "cred is serving" line or, at
+ * `--log-level warn` and above (no info lines), once /proc shows its listening socket.
+ * Rejects with its output when it ends first (a hung start is the caller's to bound).
  */
-export async function startServer (label: string, configFile: string, port: number, nodeArgs: string[] = [], timeoutMs = 30_000): Promise<ServerProcess> {
-  const file = bin('cred-server')
-  const child = spawn(process.execPath, [...binNodeOptions(file), ...gcPreload, ...nodeArgs, file, '--config', configFile], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: childEnv()
-  })
-  children.add(child)
-  const warnings: LogLine[] = []
-  let stderr = ''
-  let announced: number | null = null
-  let gcDone: Array<() => void> = []
+export function startServer ({ args = [], cwd, env, nodeArgs = [], label = 'cred-server', keepLogs = true, gc = false }: StartOptions = {}): Promise<ServerProcess> {
+  const child = node(bin('cred-server'), args, [...(gc ? gcPreload : []), ...nodeArgs], { cwd, env })
+  const lines: LogLine[] = []
   let pending = ''
-  child.stdout!.setEncoding('utf8')
-  child.stdout!.on('data', (chunk: string) => {
-    pending += chunk
-    let newline: number
-    while ((newline = pending.indexOf('\n')) !== -1) {
-      const text = pending.slice(0, newline)
-      pending = pending.slice(newline + 1)
-      if (text.trim() === '') continue
-      let line: LogLine
-      try {
-        line = JSON.parse(text) as LogLine
-      } catch {
-        line = { level: 50, msg: text }
-      }
-      if (line.msg === 'bench: gc done') {
-        for (const wake of gcDone) wake()
-        gcDone = []
-        continue
-      }
-      const serving = /cred is serving https?:\/\/[^ ]*:(\d+)\//.exec(line.msg)
-      if (serving !== null) announced = Number(serving[1])
-      // a fresh database always warns that no API key exists yet: not worth reporting
-      else if (line.level >= 40 && !line.msg.startsWith('no API keys exist yet') && warnings.length < 1000) warnings.push(line)
-    }
-  })
-  child.stderr!.setEncoding('utf8')
-  child.stderr!.on('data', (chunk: string) => { if (stderr.length < 10_000) stderr += chunk })
-
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      children.delete(child)
-      throw new Error(`${label}: cred-server exited (${child.exitCode ?? child.signalCode}) before serving: ${stderr.trim()}`)
-    }
-    const probe = announced ?? port
-    // (another process may hold the port: then cred-server exits with EADDRINUSE, above)
-    if (probe !== 0 && await answers(probe) && listensOn(child.pid!, probe) !== false) {
-      return {
+  let stderr = ''
+  let gcDone: Array<() => void> = []
+  const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })))
+  return new Promise((resolve, reject) => {
+    let listening = false
+    const ready = (protocol: 'http' | 'https', port: number) => {
+      listening = true
+      clearInterval(probe)
+      resolve({
         label,
-        pid: child.pid!,
-        port: probe,
-        url: `http://127.0.0.1:${probe}`,
         child,
-        warnings,
+        pid: child.pid!,
+        port,
+        protocol,
+        origin: `${protocol}://127.0.0.1:${port}`,
+        logs: () => [...lines],
+        warnings: () => lines.filter((line) => line.level >= 40 && !line.msg.startsWith('no API keys exist yet')),
+        stderr: () => stderr,
+        exited,
         collectGarbage: () => new Promise<boolean>((resolve) => {
+          if (!gc) return resolve(false) // SIGUSR2 would end it
           const timer = setTimeout(() => resolve(false), 5000)
-          gcDone.push(() => {
-            clearTimeout(timer)
-            resolve(true)
-          })
+          gcDone.push(() => { clearTimeout(timer); resolve(true) })
           child.kill('SIGUSR2')
         }),
         stop: () => stopProcess(child)
-      }
-    }
-    if (Date.now() > deadline) throw new Error(`${label}: cred-server did not serve within ${timeoutMs / 1000} s: ${stderr.trim()}`)
-    await sleep(100)
-  }
-}
-
-/**
- * Starts cred-server on a free port with a config written for it (`writeConfig`), and returns
- * the server and its config file. A port that was free when chosen can be taken by another
- * process before the server binds it (the test files run in parallel): the server then exits
- * with EADDRINUSE, and another port is tried, up to five times. `choosePort` is for tests.
- */
-export async function startOnFreePort (
-  label: string, dir: string, name: string, database: DatabaseConfig,
-  { settings = {}, nodeArgs = [], choosePort = freePort }: { settings?: Record<string, string | number | boolean>, nodeArgs?: string[], choosePort?: () => Promise<number> } = {}
-): Promise<{ server: ServerProcess, config: string }> {
-  for (let attempt = 1; ; attempt++) {
-    const port = await choosePort()
-    const config = writeConfig(dir, name, port, database, settings)
-    try {
-      return { server: await startServer(label, config, port, nodeArgs), config }
-    } catch (err) {
-      if (attempt === 5 || !(err as Error).message.includes('EADDRINUSE')) throw err
-      progress(`${label}: port ${port} was taken before cred-server could bind it: trying another`)
-    }
-  }
-}
-
-/** True when an HTTP server answers on `port` (any status). */
-function answers (port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port, path: '/clients/me', agent: false, timeout: 1000 }, (res) => {
-      res.resume()
-      resolve(true)
-    })
-    req.on('timeout', () => req.destroy())
-    req.on('error', () => resolve(false))
-    req.end()
-  })
-}
-
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
-
-// ---------------------------------------------------------------------------------------------
-// HTTP
-
-export interface JsonResponse { status: number, body: any } // eslint-disable-line @typescript-eslint/no-explicit-any -- read dynamically
-
-export function requestJson (agent: Agent, method: string, url: string, body?: unknown, headers: Record<string, string> = {}): Promise<JsonResponse> {
-  return new Promise((resolve, reject) => {
-    const payload = body === undefined ? undefined : JSON.stringify(body)
-    const req = request(url, {
-      method,
-      agent,
-      headers: payload === undefined ? headers : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)), ...headers }
-    }, (res) => {
-      let text = ''
-      res.setEncoding('utf8')
-      res.on('data', (chunk: string) => { text += chunk })
-      res.on('end', () => {
-        try {
-          resolve({ status: res.statusCode ?? 0, body: text === '' ? null : JSON.parse(text) })
-        } catch {
-          resolve({ status: res.statusCode ?? 0, body: text })
-        }
       })
-      res.on('error', reject)
+    }
+    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      pending += chunk
+      let newline: number
+      while ((newline = pending.indexOf('\n')) !== -1) {
+        const text = pending.slice(0, newline)
+        pending = pending.slice(newline + 1)
+        // a line below warn ({"level":30…) is skipped unparsed when not kept: a busy server logs thousands a second
+        if (text.trim() === '' || (!keepLogs && listening && text.startsWith('{"level":') && text.charCodeAt(9) < 52)) continue
+        let line: LogLine
+        try {
+          line = JSON.parse(text) as LogLine
+        } catch {
+          line = { level: 50, msg: text }
+        }
+        if (keepLogs || line.level >= 40) lines.push(line)
+        const serving = listening ? null : servingLine.exec(line.msg)
+        if (serving !== null) ready(serving[1] as 'http' | 'https', Number(serving[2]))
+      }
     })
-    req.on('error', reject)
-    req.end(payload)
+    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+      if (chunk.includes('bench: gc done\n')) {
+        for (const wake of gcDone.splice(0)) wake()
+        chunk = chunk.replaceAll('bench: gc done\n', '')
+      }
+      if (stderr.length < 100_000) stderr += chunk
+    })
+    const level = args[args.indexOf('--log-level') + 1]
+    const probe = args.includes('--log-level') && ['warn', 'error', 'fatal', 'silent'].includes(level ?? '')
+      ? setInterval(() => {
+        const port = listeningPort(child.pid!)
+        if (port !== null && !listening) ready('http', port)
+      }, 50)
+      : undefined
+    child.once('error', reject)
+    void exited.then(({ code, signal }) => {
+      clearInterval(probe)
+      const logged = lines.map((line) => JSON.stringify(line)).join('\n')
+      reject(new Error(`${label}: cred-server exited (code ${code}, signal ${signal}) before serving\nstdout: ${logged}${pending}\nstderr: ${stderr}`))
+    })
   })
 }
 
-/** Runs `work` over `items` with at most `concurrency` at a time. */
+/** A request that must answer `status`: its JSON body, or an error naming the answer. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- answers are read dynamically
+export async function expectJson (status: number, url: string, { method = 'GET', body, headers = {} }: { method?: string, body?: unknown, headers?: Record<string, string> } = {}): Promise<any> {
+  const res = await fetch(url, { method, headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers }, body: body === undefined ? undefined : JSON.stringify(body) })
+  const text = await res.text()
+  if (res.status !== status) throw new Error(`${method} ${new URL(url).pathname}: ${res.status} ${text.slice(0, 300)}`)
+  return JSON.parse(text)
+}
+
+/** Runs `work` over `items`, at most `concurrency` at a time. */
 export async function inParallel<T, R> (items: T[], concurrency: number, work: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const results = new Array<R>(items.length)
   let next = 0
-  const worker = async () => {
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, async () => {
     while (next < items.length) {
       const index = next++
       results[index] = await work(items[index]!, index)
     }
-  }
-  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker))
+  }))
   return results
 }
 
+/** A table of text: columns padded to their widest cell, the first `left` to the left, the others to the right. */
+export const formatTable = (lines: string[][], left: number, gap = '  '): string[] => {
+  const widths = lines[0]!.map((_, col) => Math.max(...lines.map((line) => line[col]!.length)))
+  return lines.map((line) => line.map((cell, col) => col < left ? cell.padEnd(widths[col]!) : cell.padStart(widths[col]!)).join(gap).trimEnd())
+}
+
 // ---------------------------------------------------------------------------------------------
-// /proc
+// /proc (Linux); null where it cannot tell
 
-function procStatusKb (pid: number | 'self', field: string): number | null {
+function attempt<T> (work: () => T): T | null {
   try {
-    const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-    return match === null ? null : Number(match[1])
+    return work()
   } catch {
     return null
   }
 }
+const readProc = <T> (path: string, read: (text: string) => T): T | null => attempt(() => read(readFileSync(path, 'utf8')))
 
-/** Resident set size in KiB (VmRSS), or null off Linux. */
-export const rssKb = (pid: number | 'self') => procStatusKb(pid, 'VmRSS')
+/** Resident set size in KiB (VmRSS). */
+export const rssKb = (pid: number) => readProc(`/proc/${pid}/status`, (text) => Number(/^VmRSS:\s+(\d+) kB/m.exec(text)![1]))
 
-/** Open file descriptors of a process, or null when /proc cannot tell. */
-export function openFiles (pid: number | 'self'): number | null {
-  try {
-    return readdirSync(`/proc/${pid}/fd`).length
-  } catch {
-    return null
-  }
-}
+/** Open file descriptors of a process. */
+export const openFiles = (pid: number) => attempt(() => readdirSync(`/proc/${pid}/fd`).length)
 
-/** The soft and hard "Max open files" limits of a process. */
-export function openFilesLimit (pid: number | 'self'): { soft: number, hard: number } | null {
-  try {
-    const match = /^Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'))
-    if (match === null) return null
-    const value = (text: string) => text === 'unlimited' ? Infinity : Number(text)
-    return { soft: value(match[1]!), hard: value(match[2]!) }
-  } catch {
-    return null
-  }
-}
+/** This process's hard limit of open files (Node raises its soft limit to it when it starts: the one that counts). */
+export const openFilesLimit = () => readProc('/proc/self/limits', (text) => Number(/^Max open files\s+\S+\s+(\d+)/m.exec(text)![1]))
 
-/**
- * Whether a process holds the listening TCP socket of `port` (its socket inodes in
- * /proc/<pid>/fd against the LISTEN entries of /proc/net/tcp and tcp6), or null when /proc
- * cannot tell. Something answering on a port is not proof that it is the process just started.
- */
-export function listensOn (pid: number, port: number): boolean | null {
-  if (!existsSync('/proc/self/fd')) return null // no procfs: cannot tell
-  let fds: string[]
-  try {
-    fds = readdirSync(`/proc/${pid}/fd`)
-  } catch {
-    // the process is gone: it exited (e.g. with EADDRINUSE) while the port was being probed,
-    // and the port's answer came from whoever holds it
-    return false
-  }
-  try {
-    const sockets = new Set(fds.map((fd) => {
-      try {
-        return /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1]
-      } catch {
-        return undefined // closed meanwhile
-      }
-    }))
-    const hexPort = port.toString(16).toUpperCase().padStart(4, '0')
-    return ['/proc/net/tcp', '/proc/net/tcp6'].some((table) => readFileSync(table, 'utf8').split('\n').slice(1).some((line) => {
-      const fields = line.trim().split(/\s+/)
-      return fields[1]?.endsWith(`:${hexPort}`) === true && fields[3] === '0A' && sockets.has(fields[9])
-    }))
-  } catch {
-    return null
-  }
-}
-
-/** CPU time (user + system) a process has used, in seconds. */
-export function cpuSeconds (pid: number): number | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    // fields[0] is field 3 (state): utime and stime are fields 14 and 15, in clock ticks (100 a second on Linux)
-    return (Number(fields[11]) + Number(fields[12])) / 100
-  } catch {
-    return null
-  }
-}
+/** CPU time (user + system, all threads) a process has used, in seconds (in 10 ms clock ticks). */
+export const cpuSeconds = (pid: number) => readProc(`/proc/${pid}/stat`, (stat) => {
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / 100
+})
 
 /** Busy CPU time of the whole machine (all cores, idle and iowait left out), in seconds. */
-export function machineBusySeconds (): number | null {
-  try {
-    const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number)
-    const total = fields.slice(0, 8).reduce((sum, value) => sum + value, 0)
-    return (total - fields[3]! - fields[4]!) / 100
-  } catch {
-    return null
+export const machineBusySeconds = () => readProc('/proc/stat', (text) => {
+  const fields = text.split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number)
+  return (fields.reduce((sum, value) => sum + value, 0) - fields[3]! - fields[4]!) / 100
+})
+
+/** The TCP port a process listens on: its socket inodes against the LISTEN entries of /proc/net/tcp. */
+export function listeningPort (pid: number): number | null {
+  const sockets = new Set(attempt(() => readdirSync(`/proc/${pid}/fd`))?.map((fd) => attempt(() => /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1])))
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const line of readProc(table, (text) => text.split('\n').slice(1)) ?? []) {
+      const fields = line.trim().split(/\s+/)
+      if (fields[3] === '0A' && sockets.has(fields[9])) return parseInt(fields[1]!.split(':')[1]!, 16)
+    }
   }
+  return null
 }

@@ -1,551 +1,285 @@
 #!/usr/bin/env node
-// Live-delivery benchmark: opens N Server-Sent Events streams on a real cred-server, posts
-// events at a steady rate, and measures post-to-receive latency over every delivery, loss,
-// and the server's memory with the streams open — on SQLite (one instance) and, when
-// PostgreSQL is reachable, across instances (streams on B, posts to A).
-//
-//   npm run bench:live -- [--streams 1000] [--events 200] [--json] ...   (builds first)
-import { Agent, request, type IncomingMessage } from 'node:http'
+// `npm run bench:live`: live delivery. Opens event streams on cred-server, posts events at a
+// steady rate, each carrying its send time, and times every delivery; then the same with a raw
+// node:http SSE broadcast of the same events to the same streams (baseline.js sse), in the
+// same run. On SQLite one instance; on PostgreSQL two, the streams split between them and the
+// events posted to the first, so half the deliveries go through LISTEN/NOTIFY.
+import { fork, type ChildProcess } from 'node:child_process'
 import { cpus } from 'node:os'
-import { resolve } from 'node:path'
-import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
-import { parseArgs } from 'node:util'
+import { join, resolve } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { fileURLToPath } from 'node:url'
 import {
-  cleanUp, cleanUpOnSignals, cpuSeconds, createDatabase, createKey, inParallel, machineBusySeconds, openFiles, openFilesLimit,
-  postgresDatabaseConfig, postgresProblem, progress, requestJson, rssKb, sleep, startOnFreePort, tempDir, numberOption, type DatabaseConfig, type ServerProcess } from './harness.js'
-import { SseParser } from './sse.js'
+  cleanUp, cleanUpOnSignals, commandLine, cpuSeconds, createDatabase, createKey, expectJson, formatTable, inParallel, machineBusySeconds, openFiles,
+  openFilesLimit, postgresProblem, progress, rssKb, sleep, startServer, stopProcess, tempDir, track, writeConfig, type DatabaseConfig, type ServerProcess
+} from './harness.js'
+import { newReport, quantile, startBaseline } from './http-load.js'
+import type { FromClient, StreamSpec, Tally, ToClient } from './live-client.js'
 
-const usage = `Usage: npm run bench:live -- [options]      (node dist/scripts/bench/live.js after npm run build)
+const usage = `Usage: npm run bench:live -- [options]   (node dist/scripts/bench/live.js after npm run build)
 
-Opens N event streams on a real cred-server, posts events at a steady rate, and reports
-post-to-receive latency over all deliveries, lost deliveries, and the server's RSS before
-and after opening the streams: on SQLite, then across two instances on PostgreSQL.
+Opens event streams on cred-server (one on SQLite; two on PostgreSQL, the streams split
+between them, the events posted to the first), 1 % of them on /events/stream, the others
+subscribed to one name each; posts events at a steady rate and times every delivery; then the
+same with a raw node:http SSE broadcast. Reports latency, loss, the servers' RSS and CPU.
 
-  --streams N          streams to open (default 1000)
-  --all-streams N      of which on /events/stream, the rest on
-                       /clients/{id}/subscribedevents/stream (default 1%, at least 1)
-  --names N            event names the clients subscribe to, one each (default 4)
-  --events N           events to post (default 200)
-  --rate N             events posted per second (default 50)
-  --drain-timeout S    seconds to wait for the last deliveries (default 10)
-  --time-limit S       give up (and clean up) after S seconds in all (default 110)
-  --postgres URL       PostgreSQL server for the cross-instance run
-                       (default postgres://postgres@127.0.0.1:5432/postgres; a database
-                       cred_bench_<random> is created there and dropped afterwards)
-  --no-postgres        skip the PostgreSQL run
-  --no-sqlite          skip the SQLite run
-  --cpu-prof DIR       run the servers with node --cpu-prof, writing the profiles to DIR
-                       (open them in Chrome DevTools); the latencies then suffer a little
-  --json               print the results as JSON instead of a table
-  -h, --help           show this help
+  --streams N       streams to open in all (default 1000)
+  --names N         event names, one per subscribed stream in turn (default 4)
+  --events N        events to post (default 100)
+  --rate N          events posted per second (default 10)
+  --per-client N    streams per client process (default 5000)
+  --drain S         seconds to wait for the last deliveries (default 10)
+  --postgres URL    PostgreSQL server (default postgres://postgres@127.0.0.1:5432/postgres)
+  --no-postgres     skip the PostgreSQL run
+  --no-sqlite       skip the SQLite run
+  --cpu-prof DIR    run the cred-servers with node --cpu-prof, writing profiles to DIR
+  --time-limit S    give up (and clean up) after S seconds (default 600)
+  --json            print JSON instead of a table
+  -h, --help        show this help
 
 Exits 1 when a delivery is lost or duplicated, or something failed.
 `
 
-const parseCommandLine = () => parseArgs({
-  strict: true,
-  options: {
-    streams: { type: 'string', default: '1000' },
-    'all-streams': { type: 'string' },
-    names: { type: 'string', default: '4' },
-    events: { type: 'string', default: '200' },
-    rate: { type: 'string', default: '50' },
-    'drain-timeout': { type: 'string', default: '10' },
-    'time-limit': { type: 'string', default: '110' },
-    postgres: { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/postgres' },
-    'no-postgres': { type: 'boolean', default: false },
-    'no-sqlite': { type: 'boolean', default: false },
-    'cpu-prof': { type: 'string' },
-    json: { type: 'boolean', default: false },
-    help: { type: 'boolean', short: 'h', default: false }
-  }
-}).values
-let args: ReturnType<typeof parseCommandLine>
-try {
-  args = parseCommandLine()
-} catch (err) {
-  process.stderr.write(`bench:live: ${(err as Error).message}\n${usage}`)
-  process.exit(2)
-}
-if (args.help) {
-  process.stdout.write(usage)
-  process.exit(0)
-}
-
-const count = numberOption('bench:live', usage)
-const serverNodeArgs = args['cpu-prof'] === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', resolve(args['cpu-prof'])]
+const { values, number } = commandLine('bench:live', usage, {
+  streams: '1000', names: '4', events: '100', rate: '10', 'per-client': '5000', drain: '10',
+  postgres: 'postgres://postgres@127.0.0.1:5432/postgres', 'no-postgres': '', 'no-sqlite': '', 'cpu-prof': '', 'time-limit': '600', json: ''
+})
 const options = {
-  streams: Math.floor(count('streams', args.streams, 1)),
-  allStreams: 0,
-  names: Math.floor(count('names', args.names, 1)),
-  events: Math.floor(count('events', args.events, 1)),
-  rate: count('rate', args.rate, 0.1),
-  drainTimeoutMs: count('drain-timeout', args['drain-timeout'], 0) * 1000,
-  timeLimitMs: count('time-limit', args['time-limit'], 1) * 1000
+  streams: Math.floor(number('streams', 1)),
+  names: Math.floor(number('names', 1)),
+  events: Math.floor(number('events', 1)),
+  rate: number('rate', 0.1),
+  perClient: Math.floor(number('per-client', 1)),
+  drainMs: number('drain', 0) * 1000,
+  postgres: values['no-postgres'] === true ? null : String(values.postgres),
+  sqlite: values['no-sqlite'] !== true,
+  nodeArgs: typeof values['cpu-prof'] === 'string' ? ['--cpu-prof', '--cpu-prof-dir', resolve(values['cpu-prof'])] : []
 }
-options.allStreams = args['all-streams'] === undefined
-  ? Math.max(1, Math.round(options.streams / 100))
-  : Math.min(options.streams, Math.floor(count('all-streams', args['all-streams'], 0)))
 
-// ---------------------------------------------------------------------------------------------
-// results
-
-interface RunResult {
-  backend: 'sqlite' | 'postgresql'
-  /** how the run was laid out */
-  setup: string
-  skipped?: string
-  streams?: { subscribed: number, allEvents: number, opened: number, failedToOpen: number, closedEarly: number, openSeconds: number }
-  events?: { posted: number, failed: number, ratePerSecond: number, postSeconds: number }
-  deliveries?: { expected: number, received: number, lost: number, duplicates: number, outOfOrder: number, unexpected: number, extra: number }
-  latencyMs?: { p50: number, p90: number, p99: number, max: number, mean: number }
-  /** after a full garbage collection in the server; `raw`: read without one, just before */
-  serverRssKb?: {
-    beforeStreams: number | null
-    withStreams: number | null
-    afterEvents: number | null
-    perStream: number | null
-    raw: { beforeStreams: number | null, withStreams: number | null, afterEvents: number | null }
-  }
-  /** CPU the streaming server used while the events were delivered, % of one core */
-  serverCpuPercent?: number | null
-  /**
-   * CPU the rest of the machine used meanwhile (PostgreSQL, the posting instance A, and
-   * anything else running), % of one core: high values make the latencies unreliable
-   */
-  otherCpuPercent?: number | null
-  /** CPU this benchmark (posting and reading every stream) used meanwhile, % of one core */
-  benchCpuPercent?: number
-  serverOpenFiles?: { withStreams: number | null, softLimit: number | null }
-  /** how late this process's event loop ran while receiving: high values mean the client, not the server, was the bottleneck */
-  benchLoopDelayP99Ms?: number
-  serverWarnings?: string[]
+/** One server (cred, or the raw broadcast) holding the streams and delivering the events. */
+interface Phase {
+  run: 'sqlite' | 'postgresql'
+  server: 'cred' | 'raw'
+  streams: { opened: number, failed: number, perInstance: number, openSeconds: number }
+  events: { posted: number, failed: number }
+  deliveries: Tally & { expected: number }
+  latencyMs: { p50: number, p90: number, p99: number, max: number }
+  /** per instance, in KiB: cred's after a full GC */
+  rssKb: { beforeStreams: Array<number | null>, withStreams: Array<number | null>, afterEvents: Array<number | null> }
+  /** while delivering, % of one core: the servers, the client processes, and the rest of the machine */
+  cpuPercent: { servers: number | null, clients: number | null, other: number | null }
+  serverOpenFiles: Array<number | null>
   problems: string[]
 }
 
-const percentile = (sorted: Float64Array, p: number) =>
-  sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.ceil(p / 100 * sorted.length) - 1)]!
+interface Instance { origin: string, pid: number, rss: () => Promise<number | null> }
 
-// ---------------------------------------------------------------------------------------------
-// one run
+/** A layout to measure: the instances, the streams to open on them, and how an event is posted. */
+interface Layout { instances: Instance[], specs: StreamSpec[], post: (body: object) => Promise<number> }
 
-interface Stream {
-  /** subscribed event name, or null for /events/stream */
-  name: string | null
-  lastId: number
-  seen: Set<number>
-  response?: IncomingMessage
-  ended: boolean
-}
+const names = Array.from({ length: options.names }, (_, i) => `Bench${i}`)
+/** each stream's event name (null: every event), in order; stream i goes to instance i % instances */
+const allStreams = Math.max(1, Math.round(options.streams / 100))
+const plan = Array.from({ length: options.streams }, (_, i) => i < allStreams ? null : names[i % names.length]!)
 
-let shuttingDown = false
-
-async function runOnce (backend: 'sqlite' | 'postgresql', database: DatabaseConfig): Promise<RunResult> {
-  const dir = tempDir()
+async function measure (run: Phase['run'], server: Phase['server'], layout: Layout): Promise<Phase> {
   const problems: string[] = []
-  const crossInstance = backend === 'postgresql'
-  const result: RunResult = {
-    backend,
-    setup: crossInstance ? 'PostgreSQL, 2 instances: streams on B, posts to A' : 'SQLite, 1 instance',
-    problems
+  const { instances } = layout
+  const beforeStreams = await Promise.all(instances.map((instance) => instance.rss()))
+  progress(`${run}, ${server}: opening ${options.streams} streams on ${instances.length} instance(s)`)
+  const clients: ChildProcess[] = []
+  for (let at = 0; at < layout.specs.length; at += options.perClient) {
+    clients.push(track(fork(fileURLToPath(new URL('./live-client.js', import.meta.url)), [], { serialization: 'advanced', stdio: 'inherit' })))
   }
-
-  // instance A takes the posts; B (= A on SQLite) holds the streams
-  progress(`${backend}: starting cred-server${crossInstance ? ' A' : ''}`)
-  const { server: a, config: configA } = await startOnFreePort(crossInstance ? 'A' : 'server', dir, 'a', database, { nodeArgs: serverNodeArgs })
-  let b: ServerProcess = a
-  if (crossInstance) {
-    progress(`${backend}: starting cred-server B`)
-    b = (await startOnFreePort('B', dir, 'b', database, { nodeArgs: serverNodeArgs })).server
-  }
-  const servers = crossInstance ? [a, b] : [a]
-
-  const writeKey = await createKey(configA, 'write')
-  const readKey = await createKey(configA, 'read')
-  const api = new Agent({ keepAlive: true, maxSockets: 16 })
-  const streamAgent = new Agent({ keepAlive: true, maxSockets: options.streams + 16, maxFreeSockets: 16 })
-  const streams: Stream[] = []
+  const ask = <T extends FromClient['type']>(client: ChildProcess, message: ToClient, answer: T) =>
+    new Promise<Extract<FromClient, { type: T }>>((resolve, reject) => {
+      const onMessage = (reply: FromClient) => { if (reply.type === answer) { client.off('message', onMessage); resolve(reply as Extract<FromClient, { type: T }>) } }
+      client.on('message', onMessage).once('exit', (code) => reject(new Error(`a client process exited (${code})`)))
+      client.send(message)
+    })
   try {
-    const names = Array.from({ length: options.names }, (_, i) => `Bench${i}`)
-    const poster = await requestJson(api, 'POST', `${a.url}/auth`, { apikey: writeKey, device: 'bench poster', location: 'Bench' })
-    if (poster.status !== 201) throw new Error(`POST /auth for the poster: ${poster.status} ${JSON.stringify(poster.body)}`)
-    const posterSession = poster.body.sessionKey as string
-
-    // the stream clients authenticate on B (the database is shared anyway)
-    progress(`${backend}: authenticating ${options.streams} clients`)
-    const plan = Array.from({ length: options.streams }, (_, i): string | null =>
-      i < options.allStreams ? null : names[i % names.length]!)
-    const sessions = await inParallel(plan, 16, async (name, i) => {
-      const res = await requestJson(api, 'POST', `${b.url}/auth`, {
-        apikey: readKey,
-        device: `bench ${i}`,
-        location: 'Bench',
-        ...(name === null ? {} : { subscribe: { [name]: {} } })
-      })
-      if (res.status !== 201) throw new Error(`POST /auth: ${res.status} ${JSON.stringify(res.body)}`)
-      return { id: res.body.id as number, sessionKey: res.body.sessionKey as string, name }
-    })
-
+    const openStarted = performance.now()
+    const opened = await Promise.all(clients.map((client, i) =>
+      ask(client, { type: 'open', streams: layout.specs.slice(i * options.perClient, (i + 1) * options.perClient) }, 'opened')))
+    const openSeconds = (performance.now() - openStarted) / 1000
+    const failed = opened.reduce((sum, reply) => sum + reply.failed.length, 0)
+    if (failed > 0) problems.push(`${failed} streams failed to open, e.g. ${opened.flatMap((reply) => reply.failed)[0]}`)
     await sleep(1000)
-    const rawBefore = rssKb(b.pid)
-    const rssBefore = await rssAfterGc(b)
+    const withStreams = await Promise.all(instances.map((instance) => instance.rss()))
+    const serverOpenFiles = instances.map((instance) => openFiles(instance.pid))
 
-    // the streams
-    progress(`${backend}: opening ${options.streams} streams${crossInstance ? ' on B' : ''}`)
-    let latencies = new Float64Array(1024)
-    let received = 0
-    let duplicates = 0
-    let outOfOrder = 0
-    let unexpected = 0
-    let closedEarly = 0
-    let expected = 0
-    let drained: () => void = () => {}
-    let finished = false
-    const postedNames = new Map<number, string>()
-
-    const onMessage = (stream: Stream, data: string) => {
-      const now = performance.now()
-      const event = JSON.parse(data) as { id: number, name: string, value: string | null }
-      if (stream.seen.has(event.id)) {
-        duplicates++
-        return
-      }
-      stream.seen.add(event.id)
-      if (event.id < stream.lastId) outOfOrder++
-      stream.lastId = Math.max(stream.lastId, event.id)
-      if (stream.name !== null && stream.name !== event.name) {
-        unexpected++
-        return
-      }
-      const sent = Number(event.value)
-      if (received === latencies.length) {
-        const bigger = new Float64Array(latencies.length * 2)
-        bigger.set(latencies)
-        latencies = bigger
-      }
-      latencies[received++] = now - sent
-      if (expected > 0 && received >= expected) drained()
-    }
-
-    const open = (session: typeof sessions[number]) => new Promise<Stream>((resolve, reject) => {
-      const stream: Stream = { name: session.name, lastId: 0, seen: new Set(), ended: false }
-      const path = session.name === null ? '/events/stream' : `/clients/${session.id}/subscribedevents/stream`
-      const req = request(`${b.url}${path}`, {
-        agent: streamAgent,
-        headers: { accept: 'text/event-stream', authorization: `Bearer ${session.sessionKey}` }
-      }, (res) => {
-        if (res.statusCode !== 200) {
-          let body = ''
-          res.setEncoding('utf8')
-          res.on('data', (chunk: string) => { body += chunk })
-          res.on('end', () => reject(new Error(`GET ${path}: ${res.statusCode} ${body}`)))
-          return
-        }
-        stream.response = res
-        const parser = new SseParser((message) => {
-          if (message.event === 'event') onMessage(stream, message.data)
-        })
-        res.setEncoding('utf8')
-        res.on('data', (chunk: string) => parser.push(chunk))
-        res.on('close', () => {
-          stream.ended = true
-          if (!shuttingDown && !finished) closedEarly++
-        })
-        resolve(stream)
-      })
-      req.setTimeout(15_000, () => req.destroy(new Error(`GET ${path}: no answer within 15 s`)))
-      req.on('error', (err) => {
-        if (stream.response === undefined) reject(err)
-      })
-      req.end()
+    progress(`${run}, ${server}: posting ${options.events} events at ${options.rate}/s`)
+    const cpu = () => ({
+      servers: instances.reduce<number | null>((sum, instance) => sum === null ? null : (cpuSeconds(instance.pid) ?? NaN) + sum, 0),
+      clients: clients.reduce<number | null>((sum, client) => sum === null ? null : (cpuSeconds(client.pid!) ?? NaN) + sum, 0),
+      machine: machineBusySeconds(),
+      self: process.cpuUsage()
     })
-    let failedToOpen = 0
-    const openStart = performance.now()
-    await inParallel(sessions, 50, async (session) => {
-      try {
-        streams.push(await open(session))
-      } catch (err) {
-        if (failedToOpen++ < 3) problems.push(`stream failed to open: ${(err as Error).message}`)
-      }
-    })
-    const openSeconds = (performance.now() - openStart) / 1000
-    if (failedToOpen > 0) problems.push(`${failedToOpen} of ${options.streams} streams failed to open`)
-    await sleep(1000)
-    const rawWith = rssKb(b.pid)
-    const rssWith = await rssAfterGc(b)
-    const filesWith = openFiles(b.pid)
-    const filesLimit = openFilesLimit(b.pid)
-    const subscribers = new Map<string | null, number>()
-    for (const stream of streams) subscribers.set(stream.name, (subscribers.get(stream.name) ?? 0) + 1)
-
-    // the events, at a steady rate, each carrying its send time
-    progress(`${backend}: posting ${options.events} events at ${options.rate}/s${crossInstance ? ' to A' : ''}`)
-    const loop = monitorEventLoopDelay({ resolution: 5 })
-    loop.enable()
-    const cpuBefore = cpuSeconds(b.pid)
-    const machineBefore = machineBusySeconds()
-    const benchBefore = process.cpuUsage()
-    const postStart = performance.now()
+    const before = cpu()
+    const started = performance.now()
+    const posted: Array<[number, string]> = []
     let postFailed = 0
     const posts: Array<Promise<void>> = []
     for (let i = 0; i < options.events; i++) {
-      const due = postStart + i * 1000 / options.rate
-      const wait = due - performance.now()
+      const wait = started + i * 1000 / options.rate - performance.now()
       if (wait > 1) await sleep(wait)
       const name = names[i % names.length]!
-      posts.push(requestJson(api, 'POST', `${a.url}/events`, {
-        event: { name, location: 'Bench', action: 'bench', value: performance.now().toFixed(3) }
-      }, { authorization: `Bearer ${posterSession}` }).then((res) => {
-        if (res.status === 201) postedNames.set(res.body.event.id as number, name)
-        else if (postFailed++ < 3) problems.push(`POST /events: ${res.status} ${JSON.stringify(res.body)}`)
-      }, (err: unknown) => {
-        if (postFailed++ < 3) problems.push(`POST /events: ${(err as Error).message}`)
-      }))
+      posts.push(layout.post({ event: { name, location: 'Bench', action: 'bench', value: String(performance.timeOrigin + performance.now()) } })
+        .then((id) => { posted.push([id, name]) }, (err: Error) => { if (postFailed++ === 0) problems.push(`POST /events: ${err.message}`) }))
     }
     await Promise.all(posts)
-    const postSeconds = (performance.now() - postStart) / 1000
     if (postFailed > 0) problems.push(`${postFailed} of ${options.events} posts failed`)
-    for (const name of postedNames.values()) expected += (subscribers.get(name) ?? 0) + (subscribers.get(null) ?? 0)
-
-    // the last deliveries
-    if (received < expected) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, options.drainTimeoutMs)
-        drained = () => {
-          clearTimeout(timer)
-          resolve()
-        }
-      })
-    }
-    finished = true
-    loop.disable()
-    const deliverySeconds = (performance.now() - postStart) / 1000
-    const cpuAfter = cpuSeconds(b.pid)
-    const machineAfter = machineBusySeconds()
-    const benchCpu = process.cpuUsage(benchBefore)
+    const results = await Promise.all(clients.map((client) => ask(client, { type: 'finish', posted, drainMs: options.drainMs }, 'result')))
+    const seconds = (performance.now() - started) / 1000
+    const after = cpu()
+    const percent = (used: number | null) => used === null || Number.isNaN(used) ? null : Math.round(used / seconds * 100)
+    const servers = after.servers === null || before.servers === null ? null : after.servers - before.servers
+    const clientCpu = after.clients === null || before.clients === null ? null : after.clients - before.clients
+    const self = process.cpuUsage(before.self)
     await sleep(500)
-    const rawAfter = rssKb(b.pid)
-    const rssAfter = await rssAfterGc(b)
+    const afterEvents = await Promise.all(instances.map((instance) => instance.rss()))
 
-    const sorted = latencies.subarray(0, received).sort()
-    let sum = 0
-    for (const value of sorted) sum += value
-    // exactly which (stream, event) pairs are missing, and which deliveries were of events no
-    // post of ours reported (a post that failed after its event was committed)
-    let lost = 0
-    let extra = 0
-    for (const stream of streams) {
-      for (const [id, name] of postedNames) {
-        if ((stream.name === null || stream.name === name) && !stream.seen.has(id)) lost++
-      }
-      for (const id of stream.seen) if (!postedNames.has(id)) extra++
+    const latencies = new Float64Array(results.reduce((sum, result) => sum + result.latencies.length, 0))
+    results.reduce((at, result) => { latencies.set(result.latencies, at); return at + result.latencies.length }, 0)
+    latencies.sort()
+    const tally = (key: keyof Tally) => results.reduce((sum, result) => sum + result.tally[key], 0)
+    const deliveries = { expected: 0, received: tally('received'), lost: tally('lost'), duplicates: tally('duplicates'), outOfOrder: tally('outOfOrder'), unexpected: tally('unexpected'), closedEarly: tally('closedEarly') }
+    const subscribers = (name: string) => plan.filter((wanted) => wanted === null || wanted === name).length
+    deliveries.expected = posted.reduce((sum, [, name]) => sum + subscribers(name), 0)
+    for (const key of ['lost', 'duplicates', 'outOfOrder', 'unexpected', 'closedEarly'] as const) {
+      if (deliveries[key] > 0) problems.push(`${deliveries[key]} deliveries ${key === 'closedEarly' ? 'on streams the server closed early' : `${key} (of ${deliveries.expected})`}`)
     }
-    if (lost > 0) problems.push(`${lost} of ${expected} deliveries lost (not received within ${options.drainTimeoutMs / 1000} s of the last post)`)
-    if (extra > 0) problems.push(`${extra} deliveries of events whose post did not report success`)
-    if (duplicates > 0) problems.push(`${duplicates} duplicate deliveries`)
-    if (outOfOrder > 0) problems.push(`${outOfOrder} deliveries out of id order`)
-    if (unexpected > 0) problems.push(`${unexpected} deliveries of events a stream did not subscribe to`)
-    if (closedEarly > 0) problems.push(`${closedEarly} streams were closed by the server during the run`)
-
-    Object.assign(result, {
-      streams: {
-        subscribed: plan.filter((name) => name !== null).length,
-        allEvents: plan.filter((name) => name === null).length,
-        opened: streams.length,
-        failedToOpen,
-        closedEarly,
-        openSeconds: round(openSeconds, 2)
+    return {
+      run,
+      server,
+      streams: { opened: opened.reduce((sum, reply) => sum + reply.opened, 0), failed, perInstance: Math.ceil(options.streams / instances.length), openSeconds: Math.round(openSeconds * 10) / 10 },
+      events: { posted: posted.length, failed: postFailed },
+      deliveries,
+      latencyMs: { p50: quantile(latencies, 0.5), p90: quantile(latencies, 0.9), p99: quantile(latencies, 0.99), max: quantile(latencies, 1) },
+      rssKb: { beforeStreams, withStreams, afterEvents },
+      cpuPercent: {
+        servers: percent(servers),
+        clients: percent(clientCpu),
+        other: servers === null || clientCpu === null || after.machine === null || before.machine === null
+          ? null
+          : Math.max(0, percent(after.machine - before.machine - servers - clientCpu - (self.user + self.system) / 1e6)!)
       },
-      events: { posted: postedNames.size, failed: postFailed, ratePerSecond: options.rate, postSeconds: round(postSeconds, 2) },
-      deliveries: { expected, received, lost, duplicates, outOfOrder, unexpected, extra },
-      latencyMs: {
-        p50: round(percentile(sorted, 50), 2),
-        p90: round(percentile(sorted, 90), 2),
-        p99: round(percentile(sorted, 99), 2),
-        max: round(sorted.length === 0 ? NaN : sorted[sorted.length - 1]!, 2),
-        mean: round(sum / sorted.length, 2)
-      },
-      serverRssKb: {
-        beforeStreams: rssBefore,
-        withStreams: rssWith,
-        afterEvents: rssAfter,
-        perStream: rssBefore === null || rssWith === null || streams.length === 0 ? null : round((rssWith - rssBefore) / streams.length, 1),
-        raw: { beforeStreams: rawBefore, withStreams: rawWith, afterEvents: rawAfter }
-      },
-      serverCpuPercent: cpuBefore === null || cpuAfter === null ? null : Math.round((cpuAfter - cpuBefore) / deliverySeconds * 100),
-      benchCpuPercent: Math.round((benchCpu.user + benchCpu.system) / 1e6 / deliverySeconds * 100),
-      otherCpuPercent: cpuBefore === null || cpuAfter === null || machineBefore === null || machineAfter === null
-        ? null
-        : Math.max(0, Math.round((machineAfter - machineBefore - (cpuAfter - cpuBefore) - (benchCpu.user + benchCpu.system) / 1e6) / deliverySeconds * 100)),
-      serverOpenFiles: { withStreams: filesWith, softLimit: filesLimit?.soft ?? null },
-      benchLoopDelayP99Ms: round(loop.percentile(99) / 1e6, 1),
-      serverWarnings: servers.flatMap((server) => server.warnings.map((line) => `${server.label}: ${line.msg}`)).slice(0, 10)
-    } satisfies Partial<RunResult>)
-    return result
+      serverOpenFiles,
+      problems
+    }
   } finally {
-    shuttingDown = true
-    for (const stream of streams) stream.response?.destroy()
-    streamAgent.destroy()
-    api.destroy()
+    await Promise.all(clients.map((client) => { client.send({ type: 'close' } satisfies ToClient); return stopProcess(client) }))
+  }
+}
+
+/** A run: cred's instances on `database` (two on PostgreSQL), then the raw broadcast laid out alike. */
+async function runOn (run: Phase['run'], database: DatabaseConfig): Promise<Phase[]> {
+  const count = run === 'sqlite' ? 1 : 2
+  const dir = tempDir()
+  // every stream is a session of the same key: the per-key limit must allow them all
+  const config = writeConfig(dir, 'cred', database, { maxStreamsPerKey: options.streams + 10 })
+  const servers: ServerProcess[] = []
+  const phases: Phase[] = []
+  try {
+    for (let i = 0; i < count; i++) {
+      progress(`${run}: starting cred-server ${i + 1} of ${count}`)
+      servers.push(await startServer({ label: `${run} ${i + 1}`, args: ['--config', config, '--log-level', 'warn'], gc: true, nodeArgs: options.nodeArgs }))
+    }
+    const [writeKey, readKey] = [await createKey(config, 'write'), await createKey(config, 'read')]
+    const poster = await expectJson(201, `${servers[0]!.origin}/auth`, { method: 'POST', body: { apikey: writeKey, device: 'bench poster', location: 'Bench' } })
+    progress(`${run}: authenticating ${options.streams} clients`)
+    const sessions = await inParallel(plan, 16, async (name, i) => {
+      const on = servers[i % count]!
+      const session = await expectJson(201, `${on.origin}/auth`, {
+        method: 'POST', body: { apikey: readKey, device: `bench ${i}`, location: 'Bench', ...(name === null ? {} : { subscribe: { [name]: {} } }) }
+      }) as { id: number, sessionKey: string }
+      return { url: `${on.origin}${name === null ? '/events/stream' : `/clients/${session.id}/subscribedevents/stream`}`, headers: { authorization: `Bearer ${session.sessionKey}` }, name }
+    })
+    const rss = (server: ServerProcess) => async () => {
+      await server.collectGarbage()
+      await sleep(200)
+      return rssKb(server.pid)
+    }
+    phases.push(await measure(run, 'cred', {
+      instances: servers.map((server) => ({ origin: server.origin, pid: server.pid, rss: rss(server) })),
+      specs: sessions,
+      post: async (body) => (await expectJson(201, `${servers[0]!.origin}/events`, { method: 'POST', body, headers: { authorization: `Bearer ${poster.sessionKey}` } })).event.id
+    }))
+    for (const server of servers) for (const line of server.warnings().slice(0, 5)) phases[0]!.problems.push(`server log: ${line.msg}`)
+  } finally {
     for (const server of servers) await server.stop()
-    shuttingDown = false
   }
-}
-
-/** VmRSS after a full GC in the server (and a moment for the freed pages to go back). */
-async function rssAfterGc (server: ServerProcess): Promise<number | null> {
-  if (!await server.collectGarbage()) return rssKb(server.pid)
-  await sleep(200)
-  return rssKb(server.pid)
-}
-
-const round = (value: number, digits: number) => Number.isFinite(value) ? Number(value.toFixed(digits)) : NaN
-
-// ---------------------------------------------------------------------------------------------
-// open files
-
-/**
- * What the open-files limit allows, and a note when it is too low for this many streams.
- * Node raises its own soft limit to the hard limit when it starts, so for cred-server (and
- * this benchmark) the hard limit is what counts, whatever `ulimit -n` (the soft one) says.
- */
-function checkOpenFiles () {
-  const own = openFilesLimit('self')
-  const shell = openFilesLimit(process.ppid)
-  // each stream is one socket in the server and one here; plus the process's own files, the
-  // database (a file, or a pool of 10 connections and a listener) and the API connections
-  const needed = options.streams + 64
-  const effective = own?.soft ?? null
-  const hard = own?.hard ?? null
-  const ulimit = shell === null || shell.soft === own?.soft
-    ? ''
-    : ` (\`ulimit -n\` says ${shell.soft}, but Node raises its soft limit to the hard limit, ${hard}, at start-up)`
-  let note: string
-  if (effective === null) note = 'cannot read the open-files limit (/proc/self/limits): not checked'
-  else if (effective >= needed) {
-    note = `ok: ${options.streams.toLocaleString('en-US')} streams need about ${needed} open files in the server ` +
-      `(and as many in this benchmark); a Node process may open ${effective}${ulimit}`
-  } else {
-    note = `TOO LOW: ${options.streams.toLocaleString('en-US')} streams need about ${needed} open files in the server ` +
-      `(and as many in this benchmark), but a Node process may open only ${effective}${ulimit}. Streams past the limit ` +
-      'fail to open (EMFILE). Raise the hard limit (ulimit -Hn as root, limits.conf, systemd LimitNOFILE=) or open ' +
-      'fewer streams; a production cred-server holding this many streams needs the same.'
+  const report = newReport()
+  const raw = await Promise.all(Array.from({ length: count }, (_, i) => startBaseline(report, `raw ${i + 1}`, ['sse'])))
+  try {
+    phases.push(await measure(run, 'raw', {
+      instances: raw.map((instance) => ({ origin: instance.origin, pid: instance.pid, rss: async () => rssKb(instance.pid) })),
+      specs: plan.map((name, i) => ({ url: `${raw[i % count]!.origin}/stream${name === null ? '' : `?name=${name}`}`, headers: {}, name })),
+      post: async (body) => (await Promise.all(raw.map((instance) => expectJson(201, `${instance.origin}/events`, { method: 'POST', body }))))[0].event.id
+    }))
+  } finally {
+    for (const instance of raw) await instance.stop()
   }
-  return { limit: effective, hardLimit: hard, shellSoftLimit: shell?.soft ?? null, needed, ok: effective === null || effective >= needed, note }
+  return phases
 }
 
-// ---------------------------------------------------------------------------------------------
-// output
-
-function table (results: RunResult[], openFilesNote: string): string {
-  const ran = results.filter((run) => run.streams !== undefined)
-  const kb = (value: number | null | undefined) => value === null || value === undefined ? 'n/a' : `${(value / 1024).toFixed(1)} MB`
-  const n = (value: number | undefined) => value === undefined ? 'n/a' : value.toLocaleString('en-US')
-  const ms = (value: number | undefined) => value === undefined || Number.isNaN(value) ? 'n/a' : `${value} ms`
-  const rows: Array<[string, (run: RunResult) => string]> = [
-    ['streams (subscribed + all events)', (r) => `${n(r.streams?.opened)} (${n(r.streams?.subscribed)} + ${n(r.streams?.allEvents)})`],
-    ['  opened in', (r) => `${r.streams?.openSeconds} s`],
-    ['events posted', (r) => `${n(r.events?.posted)} at ${r.events?.ratePerSecond}/s`],
-    ['deliveries expected', (r) => n(r.deliveries?.expected)],
-    ['deliveries received', (r) => n(r.deliveries?.received)],
-    ['lost / duplicate / out of order', (r) => `${r.deliveries?.lost} / ${r.deliveries?.duplicates} / ${r.deliveries?.outOfOrder}`],
-    ['latency p50', (r) => ms(r.latencyMs?.p50)],
-    ['latency p90', (r) => ms(r.latencyMs?.p90)],
-    ['latency p99', (r) => ms(r.latencyMs?.p99)],
-    ['latency max', (r) => ms(r.latencyMs?.max)],
-    ['server RSS before streams (after GC)', (r) => kb(r.serverRssKb?.beforeStreams)],
-    ['server RSS with streams (after GC)', (r) => kb(r.serverRssKb?.withStreams)],
-    ['  per stream', (r) => r.serverRssKb?.perStream === null || r.serverRssKb === undefined ? 'n/a' : `${r.serverRssKb.perStream} KB`],
-    ['server RSS after events (after GC)', (r) => kb(r.serverRssKb?.afterEvents)],
-    ['  the three without forcing GC', (r) => [r.serverRssKb?.raw.beforeStreams, r.serverRssKb?.raw.withStreams, r.serverRssKb?.raw.afterEvents]
-      .map((value) => value === null || value === undefined ? 'n/a' : (value / 1024).toFixed(1)).join(' / ') + ' MB'],
-    ['server CPU while delivering', (r) => r.serverCpuPercent === null ? 'n/a' : `${r.serverCpuPercent} % of a core`],
-    ['bench CPU while delivering', (r) => r.benchCpuPercent === undefined ? 'n/a' : `${r.benchCpuPercent} % of a core`],
-    ['other CPU meanwhile (see below)', (r) => r.otherCpuPercent === null || r.otherCpuPercent === undefined ? 'n/a' : `${r.otherCpuPercent} % of a core`],
-    ['server open files / limit', (r) => `${r.serverOpenFiles?.withStreams ?? 'n/a'} / ${r.serverOpenFiles?.softLimit ?? 'n/a'}`],
-    ['bench event-loop delay p99', (r) => ms(r.benchLoopDelayP99Ms)]
+function table (phases: Phase[], note: string): string {
+  const mb = (values: Array<number | null>) => values.map((kb) => kb === null ? 'n/a' : (kb / 1024).toFixed(1)).join(' / ') + ' MB'
+  const ms = (value: number) => `${value} ms`
+  const rows: Array<[string, (phase: Phase) => string]> = [
+    ['streams (per instance)', (p) => `${p.streams.opened.toLocaleString('en-US')} (${p.streams.perInstance.toLocaleString('en-US')})`],
+    ['  opened in', (p) => `${p.streams.openSeconds} s`],
+    ['events posted', (p) => `${p.events.posted} at ${options.rate}/s`],
+    ['deliveries expected / received', (p) => `${p.deliveries.expected.toLocaleString('en-US')} / ${p.deliveries.received.toLocaleString('en-US')}`],
+    ['lost / duplicate / out of order', (p) => `${p.deliveries.lost} / ${p.deliveries.duplicates} / ${p.deliveries.outOfOrder}`],
+    ['latency p50', (p) => ms(p.latencyMs.p50)],
+    ['latency p90', (p) => ms(p.latencyMs.p90)],
+    ['latency p99', (p) => ms(p.latencyMs.p99)],
+    ['latency max', (p) => ms(p.latencyMs.max)],
+    ['server RSS before streams', (p) => mb(p.rssKb.beforeStreams)],
+    ['server RSS with streams', (p) => mb(p.rssKb.withStreams)],
+    ['server RSS after events', (p) => mb(p.rssKb.afterEvents)],
+    ['server CPU while delivering', (p) => `${p.cpuPercent.servers ?? 'n/a'} % of a core`],
+    ['client processes\' CPU', (p) => `${p.cpuPercent.clients ?? 'n/a'} % of a core`],
+    ['other CPU meanwhile', (p) => `${p.cpuPercent.other ?? 'n/a'} % of a core`],
+    ['server open files', (p) => p.serverOpenFiles.join(' / ')]
   ]
-  const header = ['', ...ran.map((run) => run.backend === 'sqlite' ? 'SQLite, 1 instance' : 'PostgreSQL, B ← A')]
-  const lines = [header, ...rows.map(([label, cell]) => [label, ...ran.map(cell)])]
-  const widths = header.map((_, col) => Math.max(...lines.map((line) => line[col]!.length)))
+  const header = ['', ...phases.map((p) => `${p.run === 'sqlite' ? 'SQLite' : 'PostgreSQL, 2 instances'}: ${p.server === 'cred' ? 'cred' : 'raw node:http'}`)]
   const out = [
-    `cred live delivery — ${cpus().length} cores (${cpus()[0]?.model.trim() ?? 'unknown CPU'}), Node ${process.version}, ${process.platform}`,
-    `open files: ${openFilesNote}`,
+    `cred live delivery: ${cpus().length} cores (${cpus()[0]?.model.trim() ?? 'unknown CPU'}), Node ${process.version}; ${note}`,
+    'cred\'s RSS is read after a full GC; the raw broadcast\'s without. Other CPU: the rest of the machine (PostgreSQL, anything else).',
     '',
-    ...lines.map((line) => line.map((cell, col) => col === 0 ? cell.padEnd(widths[col]!) : cell.padStart(widths[col]!)).join('   ').trimEnd())
+    ...formatTable([header, ...rows.map(([label, cell]) => [label, ...phases.map(cell)])], 1, '   '),
+    ''
   ]
-  out.push('', 'other CPU: the rest of the machine while delivering (PostgreSQL, instance A, anything else): ' +
-    `on ${cpus().length} cores, a lot of it means the latencies measure contention, not cred`)
-  for (const run of results) {
-    if (run.skipped !== undefined) out.push('', `${run.backend}: SKIPPED — ${run.skipped}`)
-    for (const problem of run.problems) out.push(`${run.backend}: PROBLEM — ${problem}`)
-    for (const warning of run.serverWarnings ?? []) out.push(`${run.backend}: server log — ${warning}`)
+  for (const cred of phases.filter((p) => p.server === 'cred')) {
+    const raw = phases.find((p) => p.run === cred.run && p.server === 'raw')
+    if (raw !== undefined) out.push(`${cred.run}: p99 ${cred.latencyMs.p99} ms against the raw broadcast's ${raw.latencyMs.p99} ms: ${Math.round(cred.latencyMs.p99 / raw.latencyMs.p99 * 100) / 100}x`)
   }
+  for (const phase of phases) for (const problem of phase.problems) out.push(`${phase.run}, ${phase.server}: PROBLEM: ${problem}`)
   return `${out.join('\n')}\n`
 }
 
-// ---------------------------------------------------------------------------------------------
-// main
+cleanUpOnSignals(() => {}, number('time-limit', 1))
 
-// streams the clean-up closes are not counted as closed early
-cleanUpOnSignals(() => { shuttingDown = true })
-
-const timeLimit = setTimeout(() => {
-  progress(`time limit of ${options.timeLimitMs / 1000} s reached: cleaning up`)
-  shuttingDown = true
-  cleanUp().finally(() => process.exit(1))
-}, options.timeLimitMs)
-timeLimit.unref()
-
-async function main (): Promise<number> {
-  const openFilesCheck = checkOpenFiles()
-  if (!openFilesCheck.ok) progress(`open files: ${openFilesCheck.note}`)
-  const results: RunResult[] = []
-  const failed = (backend: RunResult['backend'], err: unknown): RunResult =>
-    ({ backend, setup: '', problems: [`run failed: ${(err as Error).message}`] })
-
-  if (args['no-sqlite']) {
-    results.push({ backend: 'sqlite', setup: '', skipped: '--no-sqlite', problems: [] })
-  } else {
-    results.push(await runOnce('sqlite', { type: 'sqlite3', database: `${tempDir()}/cred-bench.db` })
-      .catch((err: unknown) => failed('sqlite', err)))
-  }
-
-  if (args['no-postgres']) {
-    results.push({ backend: 'postgresql', setup: '', skipped: '--no-postgres', problems: [] })
-  } else {
-    const url = new URL(args.postgres)
-    const problem = await postgresProblem(args.postgres)
-    if (problem !== null) {
-      progress(`PostgreSQL at ${url.host} is not reachable (${problem}): skipping the cross-instance run`)
-      results.push({ backend: 'postgresql', setup: '', skipped: `PostgreSQL at ${url.host} not reachable: ${problem}`, problems: [] })
-    } else {
-      const result = await createDatabase(args.postgres)
-        .then((name) => runOnce('postgresql', postgresDatabaseConfig(args.postgres, name)))
-        .catch((err: unknown) => failed('postgresql', err))
-      results.push(result)
-    }
-  }
-
-  if (args.json) {
-    process.stdout.write(`${JSON.stringify({
-      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model.trim() ?? null, node: process.version, platform: process.platform },
-      options,
-      openFiles: openFilesCheck,
-      runs: results
-    }, null, 2)}\n`)
-  } else {
-    process.stdout.write(table(results, openFilesCheck.note))
-  }
-  return results.some((run) => run.problems.length > 0) ? 1 : 0
-}
-
-let code = 1
+// Node raises its soft limit of open files to the hard one: that is what counts, per process
+const limit = openFilesLimit()
+const note = `open files: at most ${limit} per process; the busiest server needs about ${Math.ceil(options.streams / (options.sqlite ? 1 : 2)) + 64}, ` +
+  `each client process about ${Math.min(options.perClient, options.streams) + 64}`
+if (limit !== null && limit < Math.ceil(options.streams / (options.sqlite ? 1 : 2)) + 64) progress(`${note}: TOO FEW, raise the hard limit (ulimit -Hn, LimitNOFILE=)`)
+const phases: Phase[] = []
+const failed = (run: Phase['run'], err: unknown) => { progress(`${run}: run failed: ${(err as Error).stack ?? String(err)}`); process.exitCode = 1 }
 try {
-  code = await main()
-} catch (err) {
-  process.stderr.write(`bench:live: ${(err as Error).stack ?? String(err)}\n`)
+  if (options.sqlite) phases.push(...await runOn('sqlite', { type: 'sqlite3', database: join(tempDir(), 'cred.db') }).catch((err: unknown) => { failed('sqlite', err); return [] }))
+  if (options.postgres !== null) {
+    const problem = await postgresProblem(options.postgres)
+    if (problem !== null) progress(`PostgreSQL is not reachable (${problem}): skipping it`)
+    else phases.push(...await createDatabase(options.postgres).then((database) => runOn('postgresql', database)).catch((err: unknown) => { failed('postgresql', err); return [] }))
+  }
 } finally {
   await cleanUp()
 }
-process.exit(code)
+process.stdout.write(values.json === true
+  ? `${JSON.stringify({ machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model.trim() ?? null, node: process.version }, options, openFilesLimit: limit, phases }, null, 2)}\n`
+  : table(phases, note))
+process.exit(process.exitCode === 1 || phases.some((phase) => phase.problems.length > 0) ? 1 : 0)

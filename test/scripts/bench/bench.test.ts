@@ -1,0 +1,94 @@
+// `npm run bench` end to end, short: every question's rows on every server, well-formed numbers,
+// each ratio from the rows of its own turns, nothing left behind. The numbers mean nothing at
+// these sizes. Runs the built script (dist/: run `npm run build` first).
+import t, { type Test } from 'tap'
+import { postgresAdmin, postgresUnavailable } from '../../helper.js'
+import { runBench } from '../../process-helper.js'
+import type { Report } from '../../../scripts/bench/http-load.js'
+
+t.setTimeout(240_000)
+
+const bench = (t: Test, args: string[]) => runBench(t, 'bench', args)
+const benchDatabases = () => postgresAdmin(async (sql) =>
+  (await sql<Array<{ name: string }>>`select datname as name from pg_database where datname like 'cred_bench_%'`).map((row) => row.name))
+
+
+t.test('a short run answers every question on every server, in turns', async (t) => {
+  const withPostgres = postgresUnavailable === null
+  const before = withPostgres ? await benchDatabases() : []
+  const { code, stdout, stderr } = await bench(t, ['--json', '--duration', '0.4', '--turns', '2', '--small', '40', '--big', '200', '--clients', '6',
+    '--warmup', '10', '--connections', '4', '--post-connections', '4,8', ...(withPostgres ? [] : ['--no-postgres'])])
+  t.equal(code, 0, 'exits 0', { stderr: stderr.slice(-4000) })
+  const out = JSON.parse(stdout) as {
+    throughput: Report, flatness: Report & { p99Growth: Record<string, Record<string, number>> },
+    metrics: Report & { rounds: Array<{ on: number, off: number, onCpuUs: number | null, offCpuUs: number | null }>, costPercent: number, cpuCostPercent: number }
+  }
+  const kinds = withPostgres ? ['sqlite', 'postgresql'] : ['sqlite']
+  for (const report of [out.throughput, out.flatness, out.metrics]) {
+    t.same(report.problems, [], 'no problems')
+    for (const row of report.rows) {
+      const what = `${row.server} ${row.workload} ${row.connections}`
+      t.ok(row.requests > 0 && row.errors === 0, `${what}: answered, no errors`)
+      t.ok(row.latencyP50Ms > 0 && row.latencyP99Ms >= row.latencyP50Ms, `${what}: latencies`)
+      // a wrong pid would read nothing (null) or another process's idle time (0)
+      t.ok(row.serverCpuUsPerRequest !== null && row.serverCpuUsPerRequest > 0 && row.serverCpuUsPerRequest < 100_000, `${what}: CPU per request`)
+      for (const [other, ratio] of Object.entries(row.ratios)) {
+        const beside = report.rows.find((candidate) => candidate.server === other && candidate.workload === row.workload &&
+          candidate.connections === row.connections && candidate.group.join() === row.group.join())
+        t.equal(ratio, Math.round(row.requestsPerSecond / beside!.requestsPerSecond * 1000) / 1000, `${what}: ratio to ${other} of the same turns`)
+      }
+    }
+    t.ok(Object.values(report.peakRssKb).every((kb) => kb !== null && kb > 0), 'peak RSS of every server')
+  }
+
+  const row = (server: string, workload: string, connections = 4) =>
+    out.throughput.rows.find((row) => row.server === server && row.workload === workload && row.connections === connections)
+  for (const kind of kinds) {
+    for (const workload of ['events', 'poll', 'clients']) t.ok(row(kind, workload)?.ratios.baseline !== undefined, `${kind} ${workload}: against the bare baseline`)
+    for (const connections of [4, 8]) {
+      const post = row(kind, 'post', connections)
+      t.same(post?.group, [kind, `durable-${kind}`, 'baseline'], `${kind} posts at ${connections} connections: in turns with both baselines`)
+      t.type(post?.ratios[`durable-${kind}`], 'number')
+      t.type(post?.ratios.baseline, 'number', 'the bare route\'s ratio, for information')
+      t.ok(out.throughput.notes.some((note) => note.startsWith(`posts on ${kind}, ${connections} connections: cred at `)), 'and the target is named')
+    }
+  }
+  t.same(row('sqlite-logging', 'events')?.group, ['sqlite', 'sqlite-logging', 'baseline'], 'default logging in turns with cred at warn and the baseline')
+  t.ok(out.throughput.notes.some((note) => /^default logging: -?[\d.]+ % fewer req\/s on workload 1/.test(note)))
+
+  for (const kind of kinds) {
+    for (const workload of ['events', 'poll']) {
+      const big = out.flatness.rows.find((row) => row.server === `${kind}-big` && row.workload === workload)!
+      const small = out.flatness.rows.find((row) => row.server === kind && row.workload === workload)!
+      t.same(big.group, [`${kind}-big`, kind], `${kind} ${workload}: big and small table in the same turns`)
+      t.equal(out.flatness.p99Growth[kind]![workload], Math.round(big.latencyP99Ms / small.latencyP99Ms * 100) / 100, `${kind} ${workload}: p99 growth`)
+    }
+    t.ok(out.flatness.notes.includes(`${kind}-big: seeded up to 200 events in ${/in ([\d.]+) s/.exec(out.flatness.notes.find((note) => note.startsWith(`${kind}-big: seeded`))!)![1]} s`))
+  }
+
+  t.equal(out.metrics.rounds.length, 2, 'a metrics round per turn')
+  t.ok(out.metrics.rounds.every((round) => round.on > 0 && round.off > 0 && (round.onCpuUs ?? 0) > 0 && (round.offCpuUs ?? 0) > 0))
+  t.type(out.metrics.costPercent, 'number')
+  t.type(out.metrics.cpuCostPercent, 'number')
+  if (withPostgres) t.same(await benchDatabases(), before, 'its databases dropped afterwards')
+})
+
+t.test('one question alone, as a table', async (t) => {
+  const { code, stdout, stderr } = await bench(t, ['metrics', '--no-postgres', '--duration', '0.2', '--turns', '2', '--small', '30', '--warmup', '10'])
+  t.equal(code, 0, 'exits 0', { stderr: stderr.slice(-4000) })
+  t.match(stdout, /^metrics +cred, SQLite, metrics on +1 GET \/events +10 +[\d,]+ +[\d.]+ ms/m)
+  t.notMatch(stdout, /^throughput/m, 'nothing else')
+  t.match(stdout, /^metrics cost on workload 1 /m)
+})
+
+t.test('--help; a bad option or question is refused with the usage', async (t) => {
+  const help = await bench(t, ['--help'])
+  t.equal(help.code, 0)
+  t.match(help.stdout, /Usage: npm run bench/)
+  for (const args of [['--duration', 'soon'], ['speed']]) {
+    const bad = await bench(t, args)
+    t.equal(bad.code, 2)
+    t.match(bad.stderr, args[0] === 'speed' ? /no question speed/ : /--duration must be a number/)
+    t.match(bad.stderr, /Usage: npm run bench/)
+  }
+})
