@@ -34,17 +34,18 @@ export const progress = (message: string): void => { process.stderr.write(`# ${m
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /**
- * Parses the command line by `options` (name → default; '' for a boolean flag), with -h for
- * `usage`; numbers are checked against their default's sign. Exits 2 with the usage on a mistake.
+ * Parses the command line by `options` (name → default: '' for a flag, null for a string without
+ * one), with -h for `usage`. Exits 2 with the usage on a mistake, and so does `number()`.
  */
-export function commandLine<T extends Record<string, string>> (command: string, usage: string, options: T, positionals = false) {
+export function commandLine<T extends Record<string, string | null>> (command: string, usage: string, options: T, positionals = false) {
   try {
     const parsed = parseArgs({
       strict: true,
       allowPositionals: positionals,
       options: {
         help: { type: 'boolean', short: 'h' },
-        ...Object.fromEntries(Object.entries(options).map(([name, fallback]) => [name, fallback === '' ? { type: 'boolean' } : { type: 'string', default: fallback }]))
+        ...Object.fromEntries(Object.entries(options).map(([name, fallback]) =>
+          [name, fallback === '' ? { type: 'boolean' } : { type: 'string', ...(fallback === null ? {} : { default: fallback }) }]))
       }
     })
     if (parsed.values.help === true) {
