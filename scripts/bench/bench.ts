@@ -81,7 +81,7 @@ function table (reports: Record<string, Report>): string {
   const rows = Object.entries(reports).flatMap(([question, report]) => report.rows.map((row) => [
     question, servers[row.server]!, workloads[row.workload]!, String(row.connections), row.requestsPerSecond.toLocaleString('en-US'),
     `${row.latencyP50Ms.toFixed(2)} ms`, `${row.latencyP99Ms.toFixed(2)} ms`, String(row.errors),
-    row.serverCpuUsPerRequest === null ? 'n/a' : `${row.serverCpuUsPerRequest.toFixed(1)} µs`,
+    `${row.serverCpuUsPerRequest.toFixed(1)} µs`,
     percent(row.ratios.baseline), percent(row.ratios[`durable-${row.server}`])
   ]))
   return [
@@ -92,7 +92,7 @@ function table (reports: Record<string, Report>): string {
     '',
     ...Object.values(reports).flatMap((report) => report.notes),
     ...Object.entries(reports).map(([question, report]) => `${question}: peak RSS ${Object.entries(report.peakRssKb)
-      .map(([name, kb]) => `${name} ${kb === null ? 'n/a' : `${(kb / 1024).toFixed(1)} MB`}`).join(', ')}`),
+      .map(([name, kb]) => `${name} ${(kb / 1024).toFixed(1)} MB`).join(', ')}`),
     ...Object.entries(reports).flatMap(([question, report]) => report.problems.map((problem) => `${question}: PROBLEM: ${problem}`))
   ].join('\n') + '\n'
 }

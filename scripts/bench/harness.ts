@@ -354,7 +354,7 @@ export const formatTable = (lines: string[][], left: number, gap = '  '): string
 }
 
 // ---------------------------------------------------------------------------------------------
-// /proc (Linux); null where it cannot tell
+// /proc (Linux): NaN where it cannot tell (null in JSON)
 
 function attempt<T> (work: () => T): T | null {
   try {
@@ -363,34 +363,34 @@ function attempt<T> (work: () => T): T | null {
     return null
   }
 }
-const readProc = <T> (path: string, read: (text: string) => T): T | null => attempt(() => read(readFileSync(path, 'utf8')))
+const proc = (path: string, read: (text: string) => number): number => attempt(() => read(readFileSync(path, 'utf8'))) ?? NaN
 
 /** Resident set size in KiB (VmRSS). */
-export const rssKb = (pid: number) => readProc(`/proc/${pid}/status`, (text) => Number(/^VmRSS:\s+(\d+) kB/m.exec(text)![1]))
+export const rssKb = (pid: number) => proc(`/proc/${pid}/status`, (text) => Number(/^VmRSS:\s+(\d+) kB/m.exec(text)![1]))
 
 /** Open file descriptors of a process. */
-export const openFiles = (pid: number) => attempt(() => readdirSync(`/proc/${pid}/fd`).length)
+export const openFiles = (pid: number) => attempt(() => readdirSync(`/proc/${pid}/fd`).length) ?? NaN
 
 /** This process's hard limit of open files (Node raises its soft limit to it when it starts: the one that counts). */
-export const openFilesLimit = () => readProc('/proc/self/limits', (text) => Number(/^Max open files\s+\S+\s+(\d+)/m.exec(text)![1]))
+export const openFilesLimit = () => proc('/proc/self/limits', (text) => Number(/^Max open files\s+\S+\s+(\d+)/m.exec(text)![1]))
 
 /** CPU time (user + system, all threads) a process has used, in seconds (in 10 ms clock ticks). */
-export const cpuSeconds = (pid: number) => readProc(`/proc/${pid}/stat`, (stat) => {
+export const cpuSeconds = (pid: number) => proc(`/proc/${pid}/stat`, (stat) => {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   return (Number(fields[11]) + Number(fields[12])) / 100
 })
 
 /** Busy CPU time of the whole machine (all cores, idle and iowait left out), in seconds. */
-export const machineBusySeconds = () => readProc('/proc/stat', (text) => {
+export const machineBusySeconds = () => proc('/proc/stat', (text) => {
   const fields = text.split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number)
-  return (fields.reduce((sum, value) => sum + value, 0) - fields[3]! - fields[4]!) / 100
+  return fields.reduce((sum, value) => sum + value, 0) / 100 - (fields[3]! + fields[4]!) / 100
 })
 
 /** The TCP port a process listens on: its socket inodes against the LISTEN entries of /proc/net/tcp. */
 export function listeningPort (pid: number): number | null {
   const sockets = new Set(attempt(() => readdirSync(`/proc/${pid}/fd`))?.map((fd) => attempt(() => /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1])))
   for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    for (const line of readProc(table, (text) => text.split('\n').slice(1)) ?? []) {
+    for (const line of attempt(() => readFileSync(table, 'utf8').split('\n').slice(1)) ?? []) {
       const fields = line.trim().split(/\s+/)
       if (fields[3] === '0A' && sockets.has(fields[9])) return parseInt(fields[1]!.split(':')[1]!, 16)
     }

@@ -41,13 +41,13 @@ export interface Row {
   requests: number
   errors: number
   /** the server process's CPU time (all its threads) per response, in µs */
-  serverCpuUsPerRequest: number | null
+  serverCpuUsPerRequest: number
   /** req/s over the req/s of another server of the group, by that server's name */
   ratios: Record<string, number>
 }
 
 /** What a question found: rows, conclusions, peak RSS by server, problems (any fails the run). */
-export interface Report { rows: Row[], notes: string[], problems: string[], peakRssKb: Record<string, number | null>, [more: string]: unknown }
+export interface Report { rows: Row[], notes: string[], problems: string[], peakRssKb: Record<string, number>, [more: string]: unknown }
 
 export const newReport = (): Report => ({ rows: [], notes: [], problems: [], peakRssKb: {} })
 
@@ -61,7 +61,7 @@ export const freshDatabase = async (kind: string, options: Options): Promise<Dat
 /** A request to load, and the process answering it (for its CPU time). */
 export interface Target { server: string, url: string, pid: number, method?: 'GET' | 'POST', body?: string, headers?: Record<string, string> }
 
-export interface Run { count: number, seconds: number, latencies: Float64Array, errors: number, cpuSeconds: number | null }
+export interface Run { count: number, seconds: number, latencies: Float64Array, errors: number, cpuSeconds: number }
 
 // autocannon notices that the duration is over only when it samples: by default once a second
 const settings = ({ url, method = 'GET', headers, body }: Target, connections: number) => ({ url, method, headers, body, connections, sampleInt: 100 })
@@ -78,13 +78,12 @@ function cannon (target: Target, seconds: number, connections: number): Promise<
     const cpuBefore = cpuSeconds(target.pid)
     autocannon({ ...settings(target, connections), duration: seconds }, (err: Error | null, result: autocannon.Result) => {
       if (err !== null && err !== undefined) return reject(err)
-      const cpuAfter = cpuSeconds(target.pid)
       resolve({
         count,
         seconds: (performance.now() - started) / 1000,
         latencies: latencies.subarray(0, count).sort(),
         errors: result.errors + result.non2xx,
-        cpuSeconds: cpuBefore === null || cpuAfter === null ? null : cpuAfter - cpuBefore
+        cpuSeconds: cpuSeconds(target.pid) - cpuBefore
       })
     }).on('response', (_client, _status, _bytes, responseTime) => {
       if (count === latencies.length) {
@@ -106,7 +105,7 @@ function merged (runs: Run[]): Run {
     seconds: sum((run) => run.seconds),
     latencies: latencies.sort(),
     errors: sum((run) => run.errors),
-    cpuSeconds: runs.some((run) => run.cpuSeconds === null) ? null : sum((run) => run.cpuSeconds!)
+    cpuSeconds: sum((run) => run.cpuSeconds)
   }
 }
 
@@ -115,8 +114,7 @@ export const quantile = (sorted: Float64Array, q: number): number =>
   sorted.length === 0 ? 0 : Math.round(sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]! * 100) / 100
 
 /** CPU µs per response to one decimal (/proc counts 10 ms ticks: fine over a row's turns). */
-export const cpuPerRequest = (run: Run): number | null =>
-  run.cpuSeconds === null || run.count === 0 ? null : Math.round(run.cpuSeconds / run.count * 1e7) / 10
+export const cpuPerRequest = (run: Run): number => Math.round(run.cpuSeconds / run.count * 1e7) / 10
 
 /**
  * Servers answering the same workload in `turns` turns (each turn in another order), `seconds`
@@ -166,12 +164,9 @@ export async function inTurns (report: Report, workload: string, entries: Array<
 }
 
 /** Samples VmRSS of `pid` every 100 ms; `stop()` returns the peak in KiB. */
-function watchRss (pid: number): { stop: () => number | null } {
-  let peak: number | null = null
-  const sample = () => {
-    const value = rssKb(pid)
-    if (value !== null && (peak === null || value > peak)) peak = value
-  }
+function watchRss (pid: number): { stop: () => number } {
+  let peak = NaN
+  const sample = () => { peak = Math.max(rssKb(pid), Number.isNaN(peak) ? 0 : peak) }
   const timer = setInterval(sample, 100)
   return { stop: () => { clearInterval(timer); sample(); return peak } }
 }

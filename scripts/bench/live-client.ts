@@ -21,6 +21,7 @@ const send = (message: FromClient) => process.send!(message)
 function onEvent (stream: Stream, data: string): void {
   const now = performance.timeOrigin + performance.now()
   const event = JSON.parse(data) as { id: number, name: string, value: string }
+  if (event.value === 'warm-up') return
   if (stream.seen.has(event.id)) return void tally.duplicates++
   stream.seen.add(event.id)
   if (event.id < stream.lastId) tally.outOfOrder++

@@ -27,6 +27,7 @@ same with a raw node:http SSE broadcast. Reports latency, loss, the servers' RSS
   --names N         event names, one per subscribed stream in turn (default 4)
   --events N        events to post (default 100)
   --rate N          events posted per second (default 10)
+  --warmup N        events posted first at the same rate, not measured (default 10)
   --per-client N    streams per client process (default 5000)
   --drain S         seconds to wait for the last deliveries (default 10)
   --postgres URL    PostgreSQL server (default postgres://postgres@127.0.0.1:5432/postgres)
@@ -41,7 +42,7 @@ Exits 1 when a delivery is lost or duplicated, or something failed.
 `
 
 const { values, number } = commandLine('bench:live', usage, {
-  streams: '1000', names: '4', events: '100', rate: '10', 'per-client': '5000', drain: '10',
+  streams: '1000', names: '4', events: '100', rate: '10', warmup: '10', 'per-client': '5000', drain: '10',
   postgres: 'postgres://postgres@127.0.0.1:5432/postgres', 'no-postgres': '', 'no-sqlite': '', 'cpu-prof': null, 'time-limit': '600', json: ''
 })
 const options = {
@@ -49,6 +50,7 @@ const options = {
   names: Math.floor(number('names', 1)),
   events: Math.floor(number('events', 1)),
   rate: number('rate', 0.1),
+  warmup: Math.floor(number('warmup', 0)),
   perClient: Math.floor(number('per-client', 1)),
   drainMs: number('drain', 0) * 1000,
   postgres: values['no-postgres'] === true ? null : String(values.postgres),
@@ -65,14 +67,14 @@ interface Phase {
   deliveries: Tally & { expected: number }
   latencyMs: { p50: number, p90: number, p99: number, max: number }
   /** per instance, in KiB: cred's after a full GC */
-  rssKb: { beforeStreams: Array<number | null>, withStreams: Array<number | null>, afterEvents: Array<number | null> }
+  rssKb: Record<'beforeStreams' | 'withStreams' | 'afterEvents', number[]>
   /** while delivering, % of one core: the servers, the client processes, and the rest of the machine */
-  cpuPercent: { servers: number | null, clients: number | null, other: number | null }
-  serverOpenFiles: Array<number | null>
+  cpuPercent: { servers: number, clients: number, other: number }
+  serverOpenFiles: number[]
   problems: string[]
 }
 
-interface Instance { origin: string, pid: number, rss: () => Promise<number | null> }
+interface Instance { origin: string, pid: number, rss: () => Promise<number> }
 
 /** A layout to measure: the instances, the streams to open on them, and how an event is posted. */
 interface Layout { instances: Instance[], specs: StreamSpec[], post: (body: object) => Promise<number> }
@@ -108,13 +110,18 @@ async function measure (run: Phase['run'], server: Phase['server'], layout: Layo
     const withStreams = await Promise.all(instances.map((instance) => instance.rss()))
     const serverOpenFiles = instances.map((instance) => openFiles(instance.pid))
 
-    progress(`${run}, ${server}: posting ${options.events} events at ${options.rate}/s`)
-    const cpu = () => ({
-      servers: instances.reduce<number | null>((sum, instance) => sum === null ? null : (cpuSeconds(instance.pid) ?? NaN) + sum, 0),
-      clients: clients.reduce<number | null>((sum, client) => sum === null ? null : (cpuSeconds(client.pid!) ?? NaN) + sum, 0),
-      machine: machineBusySeconds(),
-      self: process.cpuUsage()
-    })
+    progress(`${run}, ${server}: posting ${options.warmup} + ${options.events} events at ${options.rate}/s`)
+    // the first deliveries through cold code are not what is measured: the clients ignore these
+    for (let i = 0; i < options.warmup; i++) {
+      await Promise.all([layout.post({ event: { name: names[i % names.length], location: 'Bench', action: 'bench', value: 'warm-up' } }), sleep(1000 / options.rate)])
+    }
+    await sleep(500)
+    const cpuOf = (pids: number[]) => pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0)
+    const cpu = () => {
+      const { user, system } = process.cpuUsage()
+      const [servers, clientsCpu] = [cpuOf(instances.map(({ pid }) => pid)), cpuOf(clients.map(({ pid }) => pid!))]
+      return { servers, clients: clientsCpu, other: machineBusySeconds() - servers - clientsCpu - (user + system) / 1e6 }
+    }
     const before = cpu()
     const started = performance.now()
     const posted: Array<[number, string]> = []
@@ -132,10 +139,7 @@ async function measure (run: Phase['run'], server: Phase['server'], layout: Layo
     const results = await Promise.all(clients.map((client) => ask(client, { type: 'finish', posted, drainMs: options.drainMs }, 'result')))
     const seconds = (performance.now() - started) / 1000
     const after = cpu()
-    const percent = (used: number | null) => used === null || Number.isNaN(used) ? null : Math.round(used / seconds * 100)
-    const servers = after.servers === null || before.servers === null ? null : after.servers - before.servers
-    const clientCpu = after.clients === null || before.clients === null ? null : after.clients - before.clients
-    const self = process.cpuUsage(before.self)
+    const percent = (key: keyof typeof after) => Math.max(0, Math.round((after[key] - before[key]) / seconds * 100))
     await sleep(500)
     const afterEvents = await Promise.all(instances.map((instance) => instance.rss()))
 
@@ -157,13 +161,7 @@ async function measure (run: Phase['run'], server: Phase['server'], layout: Layo
       deliveries,
       latencyMs: { p50: quantile(latencies, 0.5), p90: quantile(latencies, 0.9), p99: quantile(latencies, 0.99), max: quantile(latencies, 1) },
       rssKb: { beforeStreams, withStreams, afterEvents },
-      cpuPercent: {
-        servers: percent(servers),
-        clients: percent(clientCpu),
-        other: servers === null || clientCpu === null || after.machine === null || before.machine === null
-          ? null
-          : Math.max(0, percent(after.machine - before.machine - servers - clientCpu - (self.user + self.system) / 1e6)!)
-      },
+      cpuPercent: { servers: percent('servers'), clients: percent('clients'), other: percent('other') },
       serverOpenFiles,
       problems
     }
@@ -224,7 +222,7 @@ async function runOn (run: Phase['run'], database: DatabaseConfig): Promise<Phas
 }
 
 function table (phases: Phase[], note: string): string {
-  const mb = (values: Array<number | null>) => values.map((kb) => kb === null ? 'n/a' : (kb / 1024).toFixed(1)).join(' / ') + ' MB'
+  const mb = (values: number[]) => values.map((kb) => (kb / 1024).toFixed(1)).join(' / ') + ' MB'
   const ms = (value: number) => `${value} ms`
   const rows: Array<[string, (phase: Phase) => string]> = [
     ['streams (per instance)', (p) => `${p.streams.opened.toLocaleString('en-US')} (${p.streams.perInstance.toLocaleString('en-US')})`],
@@ -239,9 +237,9 @@ function table (phases: Phase[], note: string): string {
     ['server RSS before streams', (p) => mb(p.rssKb.beforeStreams)],
     ['server RSS with streams', (p) => mb(p.rssKb.withStreams)],
     ['server RSS after events', (p) => mb(p.rssKb.afterEvents)],
-    ['server CPU while delivering', (p) => `${p.cpuPercent.servers ?? 'n/a'} % of a core`],
-    ['client processes\' CPU', (p) => `${p.cpuPercent.clients ?? 'n/a'} % of a core`],
-    ['other CPU meanwhile', (p) => `${p.cpuPercent.other ?? 'n/a'} % of a core`],
+    ['server CPU while delivering', (p) => `${p.cpuPercent.servers} % of a core`],
+    ['client processes\' CPU', (p) => `${p.cpuPercent.clients} % of a core`],
+    ['other CPU meanwhile', (p) => `${p.cpuPercent.other} % of a core`],
     ['server open files', (p) => p.serverOpenFiles.join(' / ')]
   ]
   const header = ['', ...phases.map((p) => `${p.run === 'sqlite' ? 'SQLite' : 'PostgreSQL, 2 instances'}: ${p.server === 'cred' ? 'cred' : 'raw node:http'}`)]
@@ -266,7 +264,7 @@ cleanUpOnSignals(() => {}, number('time-limit', 1))
 const limit = openFilesLimit()
 const note = `open files: at most ${limit} per process; the busiest server needs about ${Math.ceil(options.streams / (options.sqlite ? 1 : 2)) + 64}, ` +
   `each client process about ${Math.min(options.perClient, options.streams) + 64}`
-if (limit !== null && limit < Math.ceil(options.streams / (options.sqlite ? 1 : 2)) + 64) progress(`${note}: TOO FEW, raise the hard limit (ulimit -Hn, LimitNOFILE=)`)
+if (limit < Math.ceil(options.streams / (options.sqlite ? 1 : 2)) + 64) progress(`${note}: TOO FEW, raise the hard limit (ulimit -Hn, LimitNOFILE=)`)
 const phases: Phase[] = []
 const failed = (run: Phase['run'], err: unknown) => { progress(`${run}: run failed: ${(err as Error).stack ?? String(err)}`); process.exitCode = 1 }
 try {

@@ -20,9 +20,7 @@ export async function metricsCost (options: Options, report: Report): Promise<vo
       const rounds = report.rounds = on!.map((run, i) => ({ on: rate(run), off: rate(off![i]!), onCpuUs: cpuPerRequest(run), offCpuUs: cpuPerRequest(off![i]!) }))
       const [onRow, offRow] = report.rows.slice(-2) as [typeof report.rows[0], typeof report.rows[0]]
       report.costPercent = Math.round((1 - onRow.requestsPerSecond / offRow.requestsPerSecond) * 1000) / 10
-      report.cpuCostPercent = onRow.serverCpuUsPerRequest === null || offRow.serverCpuUsPerRequest === null
-        ? null
-        : Math.round((onRow.serverCpuUsPerRequest / offRow.serverCpuUsPerRequest - 1) * 1000) / 10
+      report.cpuCostPercent = Math.round((onRow.serverCpuUsPerRequest / offRow.serverCpuUsPerRequest - 1) * 1000) / 10
       report.notes.push(`metrics cost on workload 1 (SQLite, on against off, ${rounds.map((round) => `${round.on} vs ${round.off}`).join(', ')} req/s): ` +
         `${report.costPercent} % of req/s, ${report.cpuCostPercent} % more CPU per request (target under 5 %)`)
     } finally {

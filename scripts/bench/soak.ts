@@ -109,7 +109,7 @@ const percentiles = (values: number[]) => {
 }
 const mb = async (server: ServerProcess, gc: boolean) => {
   if (gc) await server.collectGarbage()
-  return Math.round((rssKb(server.pid) ?? 0) / 102.4) / 10
+  return Math.round(rssKb(server.pid) / 102.4) / 10
 }
 
 cleanUpOnSignals(() => { closing = true })
@@ -139,7 +139,7 @@ try {
   const streaming = devices.filter((_, i) => i % 2 === 0)
   await Promise.all(streaming.map((device) => openStream(server.origin, device)))
   rss.connected = await mb(server, true)
-  const sampler = setInterval(() => { rss.peak = Math.max(rss.peak, Math.round((rssKb(server.pid) ?? 0) / 102.4) / 10) }, 1000)
+  const sampler = setInterval(() => { rss.peak = Math.max(rss.peak, Math.round(rssKb(server.pid) / 102.4) / 10) }, 1000)
 
   progress(`posting for ${options.seconds} s`)
   const until = Date.now() + options.seconds * 1000
@@ -214,24 +214,11 @@ try {
     serverExit: exit?.code ?? null,
     pass
   }
-  const { settings, requests, events, latencyMs } = result
-  process.stdout.write(values.json === true
-    ? `${JSON.stringify(result, null, 2)}\n`
-    : [
-        `cred soak: ${settings.devices} devices (${settings.streaming} on event streams, ${settings.polling} polling every ${options.pollMs / 1000} s), ` +
-          `posting every ~${options.postMs / 1000} s for ${settings.seconds} s, on ${settings.database}`,
-        `  requests         ${requests.total} (auth ${requests.auth}, post ${requests.post}, poll ${requests.poll}, stream ${requests.stream})`,
-        `  errors           ${result.errors}${result.errorSamples.map((sample) => `\n                     ${sample}`).join('')}`,
-        `  events posted    ${events.posted} (${events.perSecond}/s)`,
-        `  deliveries       expected ${deliveries.expected}, received ${deliveries.received}: lost ${deliveries.lost}, ` +
-          `duplicated ${deliveries.duplicated}, unexpected ${deliveries.unexpected}, altered ${deliveries.altered}`,
-        `  subscribers      ${deliveries.completeSubscribers} of ${settings.devices} received every event they subscribed to`,
-        `  POST latency     p50 ${latencyMs.post.p50} ms, p99 ${latencyMs.post.p99} ms, max ${latencyMs.post.max} ms`,
-        `  stream delivery  p50 ${latencyMs.streamDelivery.p50} ms, p99 ${latencyMs.streamDelivery.p99} ms, max ${latencyMs.streamDelivery.max} ms (from POST sent)`,
-        `  server RSS       start ${rss.start} MB, devices connected ${rss.connected} MB, peak ${rss.peak} MB, end ${rss.end} MB (after a full GC; ${rss.endBeforeGc} MB before)`,
-        `  server           ${result.serverWarnings} warnings logged; exit code ${result.serverExit} after SIGTERM`,
-        `  result           ${pass ? 'PASS' : 'FAIL'}`
-      ].join('\n') + '\n')
+  // the table: a line per part of the result, its fields in a row
+  const line = ([key, value]: [string, unknown]): string => typeof value !== 'object' || value === null
+    ? `${key} ${String(value)}`
+    : `${key}: ${Object.entries(value).map((entry) => line(entry)).join(', ')}`
+  process.stdout.write(values.json === true ? `${JSON.stringify(result, null, 2)}\n` : `${Object.entries(result).map((entry) => `  ${line(entry)}`).join('\n')}\n`)
   code = pass ? 0 : 1
 } catch (err) {
   process.stderr.write(`soak: ${(err as Error).message}\n`)

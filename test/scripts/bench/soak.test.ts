@@ -27,7 +27,8 @@ for (const backend of backends) {
 t.test('a table by default; --devices 1 is refused', async (t) => {
   const { code, stdout } = await runBench(t, 'soak', ['--devices', '2', '--seconds', '1', '--drain', '5'])
   t.equal(code, 0)
-  t.match(stdout, /^ {2}result +PASS$/m)
+  t.match(stdout, /^ {2}pass true$/m)
+  t.match(stdout, /^ {2}deliveries: expected \d+, received \d+, lost 0, duplicated 0/m)
   const bad = await runBench(t, 'soak', ['--devices', '1'])
   t.equal(bad.code, 2)
   t.match(bad.stderr, /--devices must be a number >= 2\nUsage: npm run soak/)
