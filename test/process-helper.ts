@@ -88,7 +88,7 @@ export interface Response {
   status: number
   headers: IncomingHttpHeaders
   body: string
-  json: () => any // eslint-disable-line @typescript-eslint/no-explicit-any -- test bodies are read dynamically
+  json: () => any
   /** the certificate's subject CN, for HTTPS */
   peerCommonName?: string
 }

@@ -490,7 +490,7 @@ export default fp(async function live (fastify) {
         fastify.metrics.delivered(event.time)
         if (!write(event)) {
           writing = true
-          void drained().then(() => {
+          drained().then(() => {
             writing = false
             pump()
           })

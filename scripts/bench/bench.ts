@@ -44,8 +44,18 @@ Exits 1 when a request failed (non-2xx answers count) or a run failed.
 `
 
 const { values, number, positionals, fail } = commandLine('bench', usage, {
-  connections: '10', 'post-connections': '10,40', duration: '10', turns: '6', warmup: '1000', small: '10000', big: '1000000', clients: '500',
-  postgres: 'postgres://postgres@127.0.0.1:5432/postgres', 'no-postgres': '', 'time-limit': '1200', json: ''
+  connections: '10',
+  'post-connections': '10,40',
+  duration: '10',
+  turns: '6',
+  warmup: '1000',
+  small: '10000',
+  big: '1000000',
+  clients: '500',
+  postgres: 'postgres://postgres@127.0.0.1:5432/postgres',
+  'no-postgres': '',
+  'time-limit': '1200',
+  json: ''
 }, true)
 const unknown = positionals.find((name) => !(name in questions))
 if (unknown !== undefined) fail(`no question ${unknown}: ${Object.keys(questions).join(', ')}`)

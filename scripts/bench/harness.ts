@@ -256,7 +256,7 @@ export function startServer ({ args = [], cwd, env, nodeArgs = [], label = 'cred
   const lines: LogLine[] = []
   let pending = ''
   let stderr = ''
-  let gcDone: Array<() => void> = []
+  const gcDone: Array<() => void> = []
   const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })))
   return new Promise((resolve, reject) => {
     let listening = false
@@ -317,7 +317,7 @@ export function startServer ({ args = [], cwd, env, nodeArgs = [], label = 'cred
       }, 50)
       : undefined
     child.once('error', reject)
-    void exited.then(({ code, signal }) => {
+    exited.then(({ code, signal }) => {
       clearInterval(probe)
       const logged = lines.map((line) => JSON.stringify(line)).join('\n')
       reject(new Error(`${label}: cred-server exited (code ${code}, signal ${signal}) before serving\nstdout: ${logged}${pending}\nstderr: ${stderr}`))
@@ -326,7 +326,7 @@ export function startServer ({ args = [], cwd, env, nodeArgs = [], label = 'cred
 }
 
 /** A request that must answer `status`: its JSON body, or an error naming the answer. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- answers are read dynamically
+
 export async function expectJson (status: number, url: string, { method = 'GET', body, headers = {} }: { method?: string, body?: unknown, headers?: Record<string, string> } = {}): Promise<any> {
   const res = await fetch(url, { method, headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers }, body: body === undefined ? undefined : JSON.stringify(body) })
   const text = await res.text()

@@ -22,11 +22,17 @@ function onEvent (stream: Stream, data: string): void {
   const now = performance.timeOrigin + performance.now()
   const event = JSON.parse(data) as { id: number, name: string, value: string }
   if (event.value === 'warm-up') return
-  if (stream.seen.has(event.id)) return void tally.duplicates++
+  if (stream.seen.has(event.id)) {
+    tally.duplicates++
+    return
+  }
   stream.seen.add(event.id)
   if (event.id < stream.lastId) tally.outOfOrder++
   stream.lastId = Math.max(stream.lastId, event.id)
-  if (stream.name !== null && stream.name !== event.name) return void tally.unexpected++
+  if (stream.name !== null && stream.name !== event.name) {
+    tally.unexpected++
+    return
+  }
   if (tally.received === latencies.length) {
     const grown = new Float64Array(latencies.length * 2)
     grown.set(latencies)

@@ -42,8 +42,19 @@ Exits 1 when a delivery is lost or duplicated, or something failed.
 `
 
 const { values, number } = commandLine('bench:live', usage, {
-  streams: '1000', names: '4', events: '100', rate: '10', warmup: '10', 'per-client': '5000', drain: '10',
-  postgres: 'postgres://postgres@127.0.0.1:5432/postgres', 'no-postgres': '', 'no-sqlite': '', 'cpu-prof': null, 'time-limit': '600', json: ''
+  streams: '1000',
+  names: '4',
+  events: '100',
+  rate: '10',
+  warmup: '10',
+  'per-client': '5000',
+  drain: '10',
+  postgres: 'postgres://postgres@127.0.0.1:5432/postgres',
+  'no-postgres': '',
+  'no-sqlite': '',
+  'cpu-prof': null,
+  'time-limit': '600',
+  json: ''
 })
 const options = {
   streams: Math.floor(number('streams', 1)),

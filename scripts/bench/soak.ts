@@ -29,8 +29,14 @@ stream. Exits 0 when no request failed and nothing was lost, duplicated or alter
 `
 
 const { values, number, fail: usageError } = commandLine('soak', usage, {
-  devices: '200', seconds: '60', 'post-interval': '2', 'poll-interval': '1', drain: '15', postgres: '',
-  'postgres-url': process.env.SOAK_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres', json: ''
+  devices: '200',
+  seconds: '60',
+  'post-interval': '2',
+  'poll-interval': '1',
+  drain: '15',
+  postgres: '',
+  'postgres-url': process.env.SOAK_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
+  json: ''
 })
 const options = {
   devices: Math.floor(number('devices', 2)),
@@ -121,7 +127,7 @@ try {
   const server = await startServer({ label: 'soak', args: ['--config', config, '--log-level', 'warn'], gc: true })
   const apikey = await createKey(config, 'write')
   const rss = { start: await mb(server, true), connected: 0, peak: 0, end: 0, endBeforeGc: 0 }
-  setTimeout(() => { fail('still running long after the end: giving up'); void cleanUp().finally(() => process.exit(1)) },
+  setTimeout(() => { fail('still running long after the end: giving up'); cleanUp().finally(() => process.exit(1)) },
     120_000 + options.seconds * 1000 + options.drainMs).unref()
 
   progress(`${options.devices} devices authenticate; half open event streams`)
@@ -143,10 +149,10 @@ try {
 
   progress(`posting for ${options.seconds} s`)
   const until = Date.now() + options.seconds * 1000
-  let polling = true
+  const polling = { on: true }
   const polls = devices.filter((_, i) => i % 2 === 1).map(async (device) => {
     await sleep(Math.random() * options.pollMs)
-    while (polling) {
+    while (polling.on) {
       const answer = await call(device, 'GET', `${server.origin}/clients/${device.clientId}/subscribedevents?full=true&after=${device.lastId}`)
       for (const event of (answer?.events ?? []) as Event[]) receive(device, event)
       await sleep(options.pollMs)
@@ -171,7 +177,7 @@ try {
   const missing = (device: Device) => posted.filter((event) => wants(device, event) && !device.received.has(event.id)).length
   const drainUntil = Date.now() + options.drainMs
   while (Date.now() < drainUntil && devices.some((device) => missing(device) > 0)) await sleep(200)
-  polling = false
+  polling.on = false
   await Promise.all(polls)
   closing = true
   for (const device of devices) device.stream?.destroy()

@@ -12,7 +12,6 @@ const bench = (t: Test, args: string[]) => runBench(t, 'bench', args)
 const benchDatabases = () => postgresAdmin(async (sql) =>
   (await sql<Array<{ name: string }>>`select datname as name from pg_database where datname like 'cred_bench_%'`).map((row) => row.name))
 
-
 t.test('a short run answers every question on every server, in turns', async (t) => {
   const withPostgres = postgresUnavailable === null
   const before = withPostgres ? await benchDatabases() : []
@@ -20,7 +19,8 @@ t.test('a short run answers every question on every server, in turns', async (t)
     '--warmup', '10', '--connections', '4', '--post-connections', '4,8', ...(withPostgres ? [] : ['--no-postgres'])])
   t.equal(code, 0, 'exits 0', { stderr: stderr.slice(-4000) })
   const out = JSON.parse(stdout) as {
-    throughput: Report, flatness: Report & { p99Growth: Record<string, Record<string, number>> },
+    throughput: Report,
+    flatness: Report & { p99Growth: Record<string, Record<string, number>> },
     metrics: Report & { rounds: Array<{ on: number, off: number, onCpuUs: number | null, offCpuUs: number | null }>, costPercent: number, cpuCostPercent: number }
   }
   const kinds = withPostgres ? ['sqlite', 'postgresql'] : ['sqlite']
