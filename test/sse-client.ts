@@ -47,10 +47,10 @@ export function openStream (url: string, headers: Record<string, string> = {}): 
         if (streaming) parser.feed(chunk)
         else body += chunk
       })
-      const ended = new Promise<void>((resolveEnd) => {
-        res.on('end', resolveEnd)
-        res.on('close', resolveEnd)
-        res.on('error', () => resolveEnd())
+      const ended = new Promise<void>((resolve) => {
+        res.on('end', resolve)
+        res.on('close', resolve)
+        res.on('error', () => resolve())
       })
       const connection: SseConnection = {
         status: res.statusCode ?? 0,
@@ -59,16 +59,16 @@ export function openStream (url: string, headers: Record<string, string> = {}): 
         messages,
         comments,
         received (count, timeoutMs = 10_000) {
-          return new Promise((resolveCount, rejectCount) => {
+          return new Promise((resolve, reject) => {
             const check = () => {
               if (messages.length >= count) {
                 clearTimeout(timer)
-                resolveCount(messages.slice(0, count))
+                resolve(messages.slice(0, count))
                 return true
               }
               return false
             }
-            const timer = setTimeout(() => rejectCount(new Error(`only ${messages.length} of ${count} messages arrived`)), timeoutMs)
+            const timer = setTimeout(() => reject(new Error(`only ${messages.length} of ${count} messages arrived`)), timeoutMs)
             if (!check()) waiters.push(() => { check() })
           })
         },

@@ -20,11 +20,6 @@ export interface EventMatcher {
 export type Deliver = (event: EventRecord) => void
 
 export interface LiveDelivery {
-  /**
-   * Called after an event is committed on this instance. Nothing is left to do: the
-   * repositories' notifications deliver every event committed.
-   */
-  published (event: EventRecord): void
   /** Builds a matcher from a client's subscriptions. */
   matcherFor (subscriptions: Subscription[]): EventMatcher
   /**
@@ -118,7 +113,6 @@ export class Fanout {
     }
   }
 }
-
 
 /** A stream or waiting long poll, held open for one session. */
 interface Hold {
@@ -252,7 +246,8 @@ export default fp(async function live (fastify) {
   let recheckAgain = false
   let readLatest = false
   const held: EventRecord[] = []
-  let readNew: (() => void) | undefined
+  // set once the notification listener exists, below; a dispatch before that has nothing to read
+  let readNew: (() => void) | undefined // eslint-disable-line prefer-const
 
   function dispatch (event: EventRecord): void {
     if (rechecking !== null) held.push(event)
@@ -299,7 +294,8 @@ export default fp(async function live (fastify) {
       } finally {
         rechecking = null
         let next = 0
-        while (rechecking === null && next < held.length) fanout.dispatch(held[next++]!)
+        // (a dispatch may start another re-check, which holds the rest again)
+        while (rechecking === null && next < held.length) fanout.dispatch(held[next++]!) // eslint-disable-line no-unmodified-loop-condition
         held.splice(0, next)
       }
     })()
@@ -348,7 +344,8 @@ export default fp(async function live (fastify) {
    */
   async function settled<T extends { id: number }> (rows: T[]): Promise<T[]> {
     repos.access.look()
-    while (rechecking !== null) await rechecking
+    // (the re-check clears it when it ends)
+    while (rechecking !== null) await rechecking // eslint-disable-line no-unmodified-loop-condition
     const horizon = announced
     return rows.length === 0 || rows.every((row) => row.id <= horizon) ? rows : rows.filter((row) => row.id <= horizon)
   }
@@ -548,7 +545,8 @@ export default fp(async function live (fastify) {
 
   /** Resolves true when a matching event arrives, false after `ms` or when `signal` aborts. */
   function waitFor (matcher: EventMatcher, ms: number, signal: AbortSignal) {
-    let timer: NodeJS.Timeout | undefined
+    // finish() may run before the timer is set (a listener called at once)
+    let timer: NodeJS.Timeout | undefined // eslint-disable-line prefer-const
     let settle: (arrived: boolean) => void = () => {}
     const arrived = new Promise<boolean>((resolve) => { settle = resolve })
     const finish = (result: boolean) => {
@@ -603,9 +601,6 @@ export default fp(async function live (fastify) {
   }
 
   fastify.decorate('live', {
-    published () {
-      // the repositories' notifications deliver every event committed (see above)
-    },
     poll,
     matcherFor (subscriptions) {
       return { subscriptions: new Map(subscriptions.map((s) => [s.eventName, s.location])) }

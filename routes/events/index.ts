@@ -77,7 +77,6 @@ const events: FastifyPluginAsyncTypebox = async function (fastify) {
       }
     } else {
       metrics.eventPosted()
-      live.published(event)
     }
     return reply.code(201).send({ status: 201, message: 'Created Event', event: items.event(request, event, false) })
   })
