@@ -283,7 +283,7 @@ try {
   if (options.postgres !== null) {
     const problem = await postgresProblem(options.postgres)
     if (problem !== null) progress(`PostgreSQL is not reachable (${problem}): skipping it`)
-    else phases.push(...await createDatabase(options.postgres).then((database) => runOn('postgresql', database)).catch((err: unknown) => { failed('postgresql', err); return [] }))
+    else phases.push(...await createDatabase(options.postgres, 'cred_bench_live_').then((database) => runOn('postgresql', database)).catch((err: unknown) => { failed('postgresql', err); return [] }))
   }
 } finally {
   await cleanUp()

@@ -8,7 +8,7 @@ import { runBench } from '../../process-helper.js'
 t.setTimeout(180_000)
 
 const databases = () => postgresAdmin(async (sql) =>
-  (await sql<Array<{ name: string }>>`select datname as name from pg_database where datname like 'cred_bench_%'`).map((row) => row.name))
+  (await sql<Array<{ name: string }>>`select datname as name from pg_database where datname like 'cred_bench_live_%'`).map((row) => row.name))
 
 interface Phase {
   run: string
