@@ -13,7 +13,7 @@ const questions = { throughput, flatness, metrics: metricsCost }
 const usage = `Usage: npm run bench -- [QUESTION...] [options]   (node dist/scripts/bench/bench.js after npm run build)
 
 Loads cred-server with autocannon, each row in turns with what it is compared with, on a
-fresh SQLite file and, when it answers, a fresh PostgreSQL database (cred_bench_*, dropped
+fresh SQLite file and, when it answers, a fresh PostgreSQL database (cred_bench_http_*, dropped
 afterwards); cred-server runs at --log-level warn unless said otherwise. The workloads:
   1  GET /events?full=true&limit=10                     (--small events in the table)
   2  POST /events

@@ -53,7 +53,7 @@ export const newReport = (): Report => ({ rows: [], notes: [], problems: [], pea
 
 /** A fresh database of a kind, on the PostgreSQL server of `options` for 'postgresql'. */
 export const freshDatabase = async (kind: string, options: Options): Promise<DatabaseConfig> =>
-  kind === 'sqlite' ? { type: 'sqlite3', database: join(tempDir(), 'cred.db') } : await createDatabase(options.postgres!)
+  kind === 'sqlite' ? { type: 'sqlite3', database: join(tempDir(), 'cred.db') } : await createDatabase(options.postgres!, 'cred_bench_http_')
 
 // ---------------------------------------------------------------------------------------------
 // autocannon

@@ -10,7 +10,7 @@ t.setTimeout(240_000)
 
 const bench = (t: Test, args: string[]) => runBench(t, 'bench', args)
 const benchDatabases = () => postgresAdmin(async (sql) =>
-  (await sql<Array<{ name: string }>>`select datname as name from pg_database where datname like 'cred_bench_%'`).map((row) => row.name))
+  (await sql<Array<{ name: string }>>`select datname as name from pg_database where datname like 'cred_bench_http_%'`).map((row) => row.name))
 
 t.test('a short run answers every question on every server, in turns', async (t) => {
   const withPostgres = postgresUnavailable === null
