@@ -2,7 +2,6 @@ import fastJson from 'fast-json-stringify'
 import fp from 'fastify-plugin'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { ApiKeyRecord, ClientRecord, EventRecord } from '../../db/index.js'
-import { isoTime } from '../../lib/iso-time.js'
 import { EventItem, EventList } from '../../schemas/events.js'
 
 declare module 'fastify' {
@@ -93,7 +92,7 @@ export default fp(async function items (fastify) {
       location: record.location,
       action: record.action,
       value: record.value,
-      time: isoTime(record.time),
+      time: new Date(record.time).toISOString(),
       uri: `${baseUrl}/events/${record.id}`
     }
     fullEvents.set(record, { base: baseUrl, item })
@@ -103,7 +102,7 @@ export default fp(async function items (fastify) {
   function client (baseUrl: string, record: ClientRecord, full: boolean): ClientItemOut {
     const uri = `${baseUrl}/clients/${record.id}`
     if (!full) return { id: record.id, uri }
-    return { id: record.id, device: record.device, location: record.location, lastActive: isoTime(record.lastActive), uri }
+    return { id: record.id, device: record.device, location: record.location, lastActive: new Date(record.lastActive).toISOString(), uri }
   }
 
   fastify.decorate('items', {
@@ -128,8 +127,8 @@ export default fp(async function items (fastify) {
       return {
         id: apikey.id,
         permission: apikey.permission,
-        created: isoTime(apikey.created),
-        revoked: apikey.revoked === null ? null : isoTime(apikey.revoked),
+        created: new Date(apikey.created).toISOString(),
+        revoked: apikey.revoked === null ? null : new Date(apikey.revoked).toISOString(),
         uri
       }
     }
