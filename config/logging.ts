@@ -47,8 +47,8 @@ type PinoLike = FastifyBaseLogger & { isLevelEnabled: (level: string) => boolean
 /**
  * A request's logger (`request.log`): the pino child with the request id bound is made only when
  * the request logs a line at a level that is on. At the usual levels most requests log nothing,
- * and making a child for every one cost about 2 us per request (pino copies its options and
- * serializes the bindings through the redaction paths).
+ * and pino's child copies its options and serializes the bindings through the redaction paths
+ * (what that costs: docs/performance.md).
  */
 class RequestLogger implements FastifyBaseLogger {
   private made: FastifyBaseLogger | undefined
