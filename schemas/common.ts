@@ -100,6 +100,13 @@ export const listQuery = (maxPageSize: number) => Type.Object({
 })
 export type ListQuery = Static<ReturnType<typeof listQuery>>
 
+/**
+ * The page a list query asks for, as the repositories read it: always the same five
+ * properties, so the list code that reads them sees one object shape (docs/performance.md).
+ */
+export const pageOf = (query: ListQuery, maxItems: number) =>
+  ({ before: query.before, after: query.after, limit: query.limit, offset: query.offset, maxItems })
+
 /** `full=true` and `full=1` both ask for full items. */
 export const wantsFull = (full: ListQuery['full']): boolean => full === true || full === 1
 

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { IdParams, badId, badRequest, errors, listQuery, notFound, wantsFull } from '../../schemas/common.js'
+import { IdParams, badId, badRequest, errors, listQuery, notFound, wantsFull, pageOf } from '../../schemas/common.js'
 import { ApiKeyCreated, ApiKeyFound, ApiKeyList, ApiKeyRevoked, NewApiKeyBody, PERMISSIONS, type Permission } from '../../schemas/apikeys.js'
 
 const isPermission = (value: string): value is Permission => (PERMISSIONS as readonly string[]).includes(value)
@@ -16,8 +16,9 @@ const apikeys: FastifyPluginAsyncTypebox = async function (fastify) {
     },
     config: { permission: 'admin' }
   }, async function (request) {
-    const { full, ...filter } = request.query
-    const rows = await repos.apikeys.list({ ...filter, maxItems })
+    const { query } = request
+    const { full } = query
+    const rows = await repos.apikeys.list(pageOf(query, maxItems))
     return { status: 200, message: 'OK', apikeys: rows.map((row) => items.apikey(request, row, wantsFull(full))) }
   })
 

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
-import { IdParams, badId, errors, listQuery, liveErrors, notFound, wantsFull } from '../../schemas/common.js'
+import { IdParams, badId, errors, listQuery, liveErrors, notFound, wantsFull, pageOf } from '../../schemas/common.js'
 import { ClientFound, ClientList, ClientWithSubscriptions } from '../../schemas/clients.js'
 import { EventList, EventStream, StreamHeaders, StreamQuery, eventListQuery } from '../../schemas/events.js'
 
@@ -30,9 +30,10 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
     },
     config: { permission: 'read' }
   }, async function (request) {
-    const { full, ...filter } = request.query
+    const { query } = request
+    const { full } = query
     const since = Date.now() - fastify.config.pingtimeout * 1000
-    const rows = await repos.clients.listActive(since, { ...filter, maxItems })
+    const rows = await repos.clients.listActive(since, pageOf(query, maxItems))
     return { status: 200, message: 'OK', clients: items.clients(request, rows, wantsFull(full)) }
   })
 
@@ -73,9 +74,10 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
     config: { permission: 'read' }
   }, async function (request, reply) {
     const clientId = await clientIdOf(request)
-    const { full, wait, ...filter } = request.query
+    const { query } = request
+    const { full, wait } = query
     const matcher = { subscriptions: null, clientId }
-    const rows = await live.poll(reply, matcher, wait, () => repos.events.listByClient(clientId, { ...filter, maxItems }))
+    const rows = await live.poll(reply, matcher, wait, () => repos.events.listByClient(clientId, pageOf(query, maxItems)))
     return items.eventList(reply, items.events(request, rows, wantsFull(full)))
   })
 
@@ -94,10 +96,11 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
     config: { permission: 'read' }
   }, async function (request, reply) {
     const clientId = await clientIdOf(request)
-    const { full, wait, ...filter } = request.query
+    const { query } = request
+    const { full, wait } = query
     const matcher = wait === undefined ? null : live.matcherFor(await repos.clients.subscriptions(clientId))
-    const query = () => repos.events.listSubscribed(clientId, { ...filter, maxItems })
-    const rows = matcher === null ? await query() : await live.poll(reply, matcher, wait, query)
+    const read = () => repos.events.listSubscribed(clientId, pageOf(query, maxItems))
+    const rows = matcher === null ? await read() : await live.poll(reply, matcher, wait, read)
     return items.eventList(reply, items.events(request, rows, wantsFull(full)))
   })
 

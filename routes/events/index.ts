@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { IdParams, badId, badRequest, errors, liveErrors, notFound, wantsFull } from '../../schemas/common.js'
+import { IdParams, badId, badRequest, errors, liveErrors, notFound, wantsFull, pageOf } from '../../schemas/common.js'
 import {
   EventCreated, EventFound, EventList, EventStream, PostEventBody, PostEventHeaders, StreamHeaders, StreamQuery, eventListQuery
 } from '../../schemas/events.js'
@@ -19,8 +19,9 @@ const events: FastifyPluginAsyncTypebox = async function (fastify) {
     },
     config: { permission: 'read' }
   }, async function (request, reply) {
-    const { full, wait, ...filter } = request.query
-    const rows = await live.poll(reply, everyEvent, wait, () => repos.events.list({ ...filter, maxItems }))
+    const { query } = request
+    const { full, wait } = query
+    const rows = await live.poll(reply, everyEvent, wait, () => repos.events.list(pageOf(query, maxItems)))
     return items.eventList(reply, items.events(request, rows, wantsFull(full)))
   })
 
