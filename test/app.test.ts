@@ -174,13 +174,14 @@ t.test('CORS: no cross-origin access by default', async (t) => {
     headers: { origin: 'http://old-web-ui.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' }
   })
   t.equal(preflight.headers['access-control-allow-origin'], undefined, 'the preflight allows no origin')
+  t.equal(preflight.headers['access-control-allow-credentials'], undefined, 'and offers no credentials')
   const read = await app.inject({ url: '/events', cookies: { sessionKey }, headers: { origin: 'http://old-web-ui.example' } })
   t.equal(read.headers['access-control-allow-origin'], undefined, 'the browser keeps the answer from the page')
   const sameHostOtherPort = await app.inject({ url: '/events', cookies: { sessionKey }, headers: { origin: 'http://localhost:8080' } })
   t.equal(sameHostOtherPort.headers['access-control-allow-origin'], undefined, 'a page on another port of the same host is another origin')
 })
 
-t.test('CORS: a request without an Origin header allows no origin; OPTIONS without one is still answered', async (t) => {
+t.test('CORS: a request without an Origin header allows no origin and gets no CORS header; OPTIONS without one is 405', async (t) => {
   const { app, session } = await build(t, { cors: ['http://old-web-ui.example'] })
   const { sessionKey } = await session('read')
   const cors = (headers: Record<string, string | string[] | number | undefined>) =>
@@ -193,9 +194,15 @@ t.test('CORS: a request without an Origin header allows no origin; OPTIONS witho
   t.equal(withOrigin.headers.vary, 'Origin')
   t.same(cors(withOrigin.headers), ['access-control-allow-credentials', 'access-control-allow-origin', 'access-control-expose-headers'])
   t.equal(withOrigin.headers['access-control-expose-headers'], 'Retry-After, Idempotent-Replayed', 'a page of a listed origin may read when to retry and whether a post was replayed')
+  t.same(cors(plain.headers), [], 'no CORS header at all for a request from no listed origin')
   const options = await app.inject({ method: 'OPTIONS', url: '/events' })
-  t.equal(options.statusCode, 204, 'an incomplete preflight is answered like any preflight')
-  t.equal(options.headers['access-control-allow-methods'], 'GET, POST, DELETE, OPTIONS')
+  t.equal(options.statusCode, 405, 'OPTIONS that is no preflight of a listed origin is a method the path does not answer')
+  t.equal(options.headers.allow, 'GET, HEAD, POST')
+  t.same(cors(options.headers), [])
+  t.match(JSON.parse(options.body), { status: 405 }, 'in the envelope')
+  const preflight = await app.inject({ method: 'OPTIONS', url: '/events', headers: { origin: 'http://old-web-ui.example', 'access-control-request-method': 'POST' } })
+  t.equal(preflight.statusCode, 204, 'a listed origin\'s preflight is answered')
+  t.equal(preflight.headers['access-control-allow-methods'], 'GET, POST, DELETE, OPTIONS')
 })
 
 t.test('CORS: with a list, exactly those origins, with credentials (written as a browser writes them)', async (t) => {

@@ -13,7 +13,10 @@ export default fp(async function crossOrigin (fastify, opts: { config: CredConfi
       'list the origins that need it instead')
   }
   await fastify.register(cors, {
-    origin: allowed === '*' ? true : allowed,
+    // A request from no listed origin gets no CORS header at all (not even Allow-Credentials),
+    // and its preflight is not answered as one.
+    origin: (origin: string | undefined, answer: (error: Error | null, allow: boolean | string) => void) =>
+      answer(null, origin !== undefined && (allowed === '*' || allowed.includes(origin)) ? origin : false),
     credentials: true,
     methods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
     // readable by a listed origin's page: when to retry, and whether a POST was a replay (Idempotency-Key)
