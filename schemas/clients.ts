@@ -9,14 +9,14 @@ export const ClientSubscription = Type.Object({
 
 export const ClientItem = Type.Object({
   id: Type.Integer(),
+  uri: Uri,
   device: Type.Optional(Nullable(Type.String())),
   location: Type.Optional(Nullable(Type.String())),
   lastActive: Type.Optional(Type.String({ description: 'when the client last made an authenticated request (ISO 8601 UTC)', examples: IsoTime.examples })),
-  subscriptions: Type.Optional(Type.Array(ClientSubscription, { description: 'GET /clients/{id} only: what the client subscribed to in /auth' })),
-  uri: Uri
+  subscriptions: Type.Optional(Type.Array(ClientSubscription, { description: 'GET /clients/{id} only: what the client subscribed to in /auth' }))
 }, { title: 'Client', description: 'Short form `{id, uri}`; full form adds device, location and lastActive' })
 
-const fullClient = { id: 2, device: 'Thermostat', location: 'Living Room', lastActive: exampleTime, uri: exampleUri('/clients/2') }
+const fullClient = { id: 2, uri: exampleUri('/clients/2'), device: 'Thermostat', location: 'Living Room', lastActive: exampleTime }
 
 export const ClientList = listResponse('clients', ClientItem, 'Clients active within pingtimeout seconds, newest first',
   { id: 2, uri: exampleUri('/clients/2') })
