@@ -83,11 +83,16 @@ export interface Subscription {
   location: string | null
 }
 
+/** A device, or a viewer: a person's browser signed in to watch (the dashboard). */
+export type ClientKind = 'device' | 'viewer'
+
 export interface NewClient {
   device: string | null
   location: string | null
   apikeyId: number
   subscriptions: Subscription[]
+  /** 'device' unless given */
+  kind?: ClientKind
 }
 
 export interface NewEventRecord {
@@ -148,10 +153,10 @@ export interface ClientRepository {
   /** Ends the client's session: its key is refused from now on and it is no longer active. */
   end (id: number, now: number): Promise<void>
   get (id: number): Promise<ClientRecord | undefined>
-  /** Clients active at or after `since` (epoch ms), sessions not ended. */
-  listActive (since: number, filter: ListFilter): Promise<ClientRecord[]>
-  /** How many clients `listActive(since)` would list, in one count on clients_last_active_idx. */
-  countActive (since: number): Promise<number>
+  /** Clients of `kind` active at or after `since` (epoch ms), sessions not ended. */
+  listActive (since: number, filter: ListFilter, kind?: ClientKind): Promise<ClientRecord[]>
+  /** How many clients `listActive(since, {}, kind)` would list, in one count on clients_last_active_idx. */
+  countActive (since: number, kind?: ClientKind): Promise<number>
   subscriptions (id: number): Promise<Subscription[]>
 }
 

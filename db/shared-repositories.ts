@@ -6,7 +6,7 @@ import type { Permission } from '../schemas/apikeys.js'
 import type { AccessListeners } from './access.js'
 import {
   DatabaseUnavailableError,
-  type ApiKeyRecord, type ApiKeyRepository, type ClientRepository, type EventNotifications, type EventRecord, type EventRepository,
+  type ApiKeyRecord, type ApiKeyRepository, type ClientKind, type ClientRepository, type EventNotifications, type EventRecord, type EventRepository,
   type ListFilter, type SessionRecord
 } from './repositories.js'
 import { hashSecret, newApiKey } from './secrets.js'
@@ -115,8 +115,8 @@ export function sharedRepositories (parts: DialectParts) {
       if (isRowId(id, parts.maxId)) await run((s) => s.clientTouch, { id, now })
     },
     get: async (id: number) => isRowId(id, parts.maxId) ? first(run((s) => s.clientById, { id })) : undefined,
-    listActive: (since: number, filter: ListFilter) => readList((s) => s.clientsActive, filter, { since }),
-    countActive: async (since: number) => (await first(run((s) => s.clientsActiveCount, { since })))?.n ?? 0,
+    listActive: (since: number, filter: ListFilter, kind: ClientKind = 'device') => readList((s) => s.clientsActive, filter, { since, kind }),
+    countActive: async (since: number, kind: ClientKind = 'device') => (await first(run((s) => s.clientsActiveCount, { since, kind })))?.n ?? 0,
     subscriptions: async (id: number) => isRowId(id, parts.maxId) ? run((s) => s.subscriptionsOf, { clientId: id }) : []
   }
 

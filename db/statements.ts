@@ -6,7 +6,7 @@
 import { and, asc, count, desc, eq, gt, gte, isNotNull, isNull, lt, max, or, sql, type AnyColumn, type Placeholder, type SQL, type Table } from 'drizzle-orm'
 import type { SelectResult } from 'drizzle-orm/query-builders/select.types'
 import type { Permission } from '../schemas/apikeys.js'
-import { listPage, pageAnswer, type EventRecord, type ListFilter, type ListPage, type NewEventRecord, type Subscription } from './repositories.js'
+import { listPage, pageAnswer, type ClientKind, type EventRecord, type ListFilter, type ListPage, type NewEventRecord, type Subscription } from './repositories.js'
 
 /** A column holding `T` (or null, unless `NotNull`), in any dialect. */
 type Col<T, NotNull extends boolean = true> = AnyColumn<{ data: T, notNull: NotNull }>
@@ -25,7 +25,8 @@ export interface Tables<T extends Table = Table> {
     apikeyId: Col<number>,
     created: Col<number>,
     lastActive: Col<number>,
-    ended: Col<number, false>
+    ended: Col<number, false>,
+    kind: Col<ClientKind>
   }
   subscriptions: T & { clientId: Col<number>, eventName: Col<string>, location: Col<string, false> }
   events: T & {
@@ -196,7 +197,7 @@ export function statements<M extends Mode, T extends Table> (db: QueryDb<M, T>, 
   const apikey = () => db.select(apikeyColumns(apikeys)).from(apikeys).$dynamic()
   const client = () => db.select(clientColumns(clients)).from(clients).$dynamic()
   const event = () => db.select(eventColumns(events)).from(events).$dynamic()
-  const activeSince = [gte(clients.lastActive, placeholder('since')), isNull(clients.ended)]
+  const activeSince = [gte(clients.lastActive, placeholder('since')), isNull(clients.ended), eq(clients.kind, placeholder('kind'))]
   return {
     apikeyByHash: apikey().where(and(eq(apikeys.keyHash, placeholder('hash')), isNull(apikeys.revoked))),
     apikeyById: apikey().where(byId(apikeys.id)),
@@ -234,7 +235,7 @@ export function statements<M extends Mode, T extends Table> (db: QueryDb<M, T>, 
 /** The row of a new API key. */
 export type NewApiKeyRow = { keyHash: string, permission: Permission, created: number }
 /** The row of a new client, with its session. */
-export type NewClientRow = { device: string | null, location: string | null, sessionHash: string, apikeyId: number, created: number, lastActive: number }
+export type NewClientRow = { device: string | null, location: string | null, sessionHash: string, apikeyId: number, created: number, lastActive: number, kind: ClientKind }
 
 /** Inserts that answer the new row's columns (a dialect without RETURNING writes its own). */
 export function returningInserts<M extends Mode> (db: ReturningDb<M>, { apikeys, clients }: Tables) {

@@ -6,11 +6,11 @@ export type Permission = typeof PERMISSIONS[number]
 
 export const ApiKeyItem = Type.Object({
   id: Type.Integer(),
+  uri: Uri,
   permission: Type.Optional(Type.String({ enum: PERMISSIONS })),
   created: Type.Optional(IsoTime),
   revoked: Type.Optional(Nullable(Type.String({ description: 'when the key was revoked (ISO 8601 UTC), or null' }))),
-  apikey: Type.Optional(Type.String({ description: 'the secret: only in the POST /apikeys response' })),
-  uri: Uri
+  apikey: Type.Optional(Type.String({ description: 'the secret: only in the POST /apikeys response' }))
 }, { title: 'ApiKey', description: 'Short form `{id, uri}`; full form adds permission, created and revoked' })
 
 export const NewApiKeyBody = Type.Object({
@@ -18,7 +18,7 @@ export const NewApiKeyBody = Type.Object({
   sessionKey: BodySessionKey
 })
 
-const fullKey = { id: 3, permission: 'write', created: exampleTime, revoked: null, uri: exampleUri('/apikeys/3') }
+const fullKey = { id: 3, uri: exampleUri('/apikeys/3'), permission: 'write', created: exampleTime, revoked: null }
 
 export const ApiKeyList = listResponse('apikeys', ApiKeyItem, 'API keys, newest first', { id: 3, uri: exampleUri('/apikeys/3') })
 export const ApiKeyFound = itemResponse('apikey', ApiKeyItem, 'The API key, full form (never the secret)', { status: 200, message: 'OK', example: fullKey })

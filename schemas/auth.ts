@@ -29,6 +29,10 @@ export const AuthInput = Type.Object({
     propertyNames: StoredText(NAME_MAX, { minLength: 1 }),
     description: 'event name → optional location filter; `{}` means that event from any location',
     examples: [{ Light: { location: 'Living Room' }, Alarm: {} }]
+  })),
+  viewer: Type.Optional(Type.Boolean({
+    description: 'true for a person\'s browser signing in to watch, as the dashboard does: the client is a viewer, ' +
+      'listed by `GET /clients?viewers=true` apart from the devices of `GET /clients`'
   }))
 })
 export type AuthInput = Static<typeof AuthInput>

@@ -12,13 +12,13 @@ const ShortText = (description: string) => StoredText(NAME_MAX, { description })
  */
 export const EventItem = Type.Object({
   id: Type.Integer(),
+  uri: Uri,
   device: Type.Optional(Nullable(Type.String({ description: 'device name of the client that posted it' }))),
   name: Type.Optional(Type.String()),
   location: Type.Optional(Nullable(Type.String())),
   action: Type.Optional(Nullable(Type.String())),
   value: Type.Optional(Nullable(Type.String({ description: 'always text: a posted number 21.5 reads back "21.5"' }))),
-  time: Type.Optional(IsoTime),
-  uri: Uri
+  time: Type.Optional(IsoTime)
 }, { title: 'Event', description: 'Short form `{id, uri}`; full form adds device, name, location, action, value and time' })
 
 export const NewEvent = Type.Object({
@@ -57,7 +57,7 @@ export const PostEventHeaders = Type.Object({
 
 const shortEvent = { id: 17, uri: exampleUri('/events/17') }
 const fullEvent = {
-  id: 17, device: 'Light Switch', name: 'Light', location: 'Living Room', action: 'Toggled', value: 'On', time: exampleTime, uri: exampleUri('/events/17')
+  id: 17, uri: exampleUri('/events/17'), device: 'Light Switch', name: 'Light', location: 'Living Room', action: 'Toggled', value: 'On', time: exampleTime
 }
 
 export const EventList = listResponse('events', EventItem, 'Events, newest first', shortEvent)
@@ -104,7 +104,7 @@ export const EventStream = {
     'The server closes the stream when its session ends (DELETE /auth) or its API key is revoked, on every instance.',
   content: {
     'text/event-stream': {
-      schema: Type.String({ examples: ['id: 17\nevent: event\ndata: {"id":17,"device":"Switch","name":"Light","location":"Hall","action":"Toggled","value":"On","time":"2026-01-01T12:00:00.000Z","uri":"http://localhost:5000/events/17"}\n\n'] })
+      schema: Type.String({ examples: ['id: 17\nevent: event\ndata: {"id":17,"uri":"http://localhost:5000/events/17","device":"Switch","name":"Light","location":"Hall","action":"Toggled","value":"On","time":"2026-01-01T12:00:00.000Z"}\n\n'] })
     }
   }
 }

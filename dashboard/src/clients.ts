@@ -1,5 +1,6 @@
-// Active clients (GET clients: those heard from within pingtimeout), refreshed every few
-// seconds: there is no stream of clients coming and going.
+// Active clients (GET clients: the devices heard from within pingtimeout), refreshed every few
+// seconds: there is no stream of clients coming and going. Dashboards signed in are viewers,
+// counted apart (GET clients?viewers=true).
 import { ApiError, api, pageSize, serverNow, type Client, type CredEvent } from './api.js'
 import { fields, openDetails } from './dialog.js'
 import { ago, byId, fullTime, h, plural, setText } from './dom.js'
@@ -38,10 +39,14 @@ export class Clients {
 
   private async refresh (): Promise<void> {
     try {
-      const { clients } = await api<{ clients: Client[] }>(`clients?full=true&limit=${LISTED}`)
+      const [{ clients }, viewers] = await Promise.all([
+        api<{ clients: Client[] }>(`clients?full=true&limit=${LISTED}`),
+        api<{ clients: Array<{ id: number }> }>(`clients?viewers=true&limit=${LISTED}`)
+      ])
       if (this.stopped) return
       this.report.ok()
       this.render(clients)
+      this.renderViewers(viewers.clients)
     } catch (err) {
       if (this.stopped) return
       this.report.failed(err)
@@ -72,6 +77,15 @@ export class Clients {
           h('span', { class: 'client-seen' }, `Last seen ${ago(now - Date.parse(client.lastActive))}`),
           h('span', { class: 'client-location' }, client.location ?? 'No location')))
     }))
+  }
+
+  private renderViewers (viewers: Array<{ id: number }>): void {
+    const others = viewers.filter((viewer) => viewer.id !== this.me).length
+    const more = viewers.length === LISTED ? ' or more' : ''
+    const open = others === viewers.length
+      ? (others === 0 ? '' : `${others.toLocaleString()}${more}.`)
+      : `this one${others === 0 ? '' : ` and ${plural(others, 'other')}${more}`}.`
+    setText('viewers-status', open === '' ? '' : `Dashboards open (not listed as clients): ${open}`)
   }
 
   private async showClient (listed: Client): Promise<void> {

@@ -158,8 +158,9 @@ async function signIn (): Promise<void> {
   button.disabled = true
   setText('sign-in-message', 'Signing in…')
   try {
-    // the session lives in the HttpOnly cookie this sets; the key itself is not kept
-    await api('auth', { method: 'POST', body: { apikey, device: 'Dashboard', location: 'Web browser' } })
+    // the session lives in the HttpOnly cookie this sets; the key itself is not kept. A viewer,
+    // not a device: each sign-in is a new client, and the devices' list stays theirs.
+    await api('auth', { method: 'POST', body: { apikey, device: 'Dashboard', location: 'Web browser', viewer: true } })
     input.value = ''
     const { client } = await api<{ client: Client }>('clients/me')
     setText('sign-in-message', '')

@@ -94,7 +94,7 @@ function transactionWrites (call: <T>(work: (pool: Pool) => PromiseLike<T>) => P
       const now = Date.now()
       const id = await db.transaction(async (tx) => {
         const [row] = await returningInserts<'async'>(tx, schema).client({
-          device: client.device, location: client.location, sessionHash: hashSecret(sessionKey), apikeyId: client.apikeyId, created: now, lastActive: now
+          device: client.device, location: client.location, sessionHash: hashSecret(sessionKey), apikeyId: client.apikeyId, created: now, lastActive: now, kind: client.kind ?? 'device'
         }).execute()
         if (row === undefined) throw new Error('the insert of a client returned no row')
         if (client.subscriptions.length > 0) await subscriptionsInsert<'async'>(tx, schema, row.id, client.subscriptions).execute()

@@ -21,7 +21,9 @@ export const clients = pgTable('clients', {
   created: bigint('created', { mode: 'number' }).notNull(),
   lastActive: bigint('last_active', { mode: 'number' }).notNull(),
   /** when the session was ended (DELETE /auth); null while it is usable */
-  ended: bigint('ended', { mode: 'number' })
+  ended: bigint('ended', { mode: 'number' }),
+  /** 'viewer': a person's browser signed in to watch (the dashboard), listed apart from devices */
+  kind: text('kind', { enum: ['device', 'viewer'] }).notNull().default('device')
 }, (table) => [
   index('clients_last_active_idx').on(table.lastActive)
 ])

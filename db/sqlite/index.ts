@@ -81,7 +81,7 @@ function eventInserts (sqlite: Database.Database, prepared: Prepared, clock: () 
 function transactionWrites (sqlite: Database.Database, db: BetterSQLite3Database, prepared: Prepared, sessions: SessionCache, access: AccessListeners) {
   const insertClient = sqlite.transaction((client: NewClient, sessionHash: string, now: number): number => {
     const row = returningInserts<'sync'>(db, schema).client({
-      device: client.device, location: client.location, sessionHash, apikeyId: client.apikeyId, created: now, lastActive: now
+      device: client.device, location: client.location, sessionHash, apikeyId: client.apikeyId, created: now, lastActive: now, kind: client.kind ?? 'device'
     }).get()
     if (row === undefined) throw new Error('the insert of a client returned no row')
     if (client.subscriptions.length > 0) subscriptionsInsert<'sync'>(db, schema, row.id, client.subscriptions).run()

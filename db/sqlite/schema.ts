@@ -21,7 +21,9 @@ export const clients = sqliteTable('clients', {
   created: integer('created').notNull(),
   lastActive: integer('last_active').notNull(),
   /** when the session was ended (DELETE /auth); null while it is usable */
-  ended: integer('ended')
+  ended: integer('ended'),
+  /** 'viewer': a person's browser signed in to watch (the dashboard), listed apart from devices */
+  kind: text('kind', { enum: ['device', 'viewer'] }).notNull().default('device')
 }, (table) => [
   index('clients_last_active_idx').on(table.lastActive)
 ])

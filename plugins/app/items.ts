@@ -87,13 +87,13 @@ export default fp(async function items (fastify) {
     if (known !== undefined && known.base === baseUrl) return known.item
     const item = {
       id: record.id,
+      uri: `${baseUrl}/events/${record.id}`,
       device: record.device,
       name: record.name,
       location: record.location,
       action: record.action,
       value: record.value,
-      time: new Date(record.time).toISOString(),
-      uri: `${baseUrl}/events/${record.id}`
+      time: new Date(record.time).toISOString()
     }
     fullEvents.set(record, { base: baseUrl, item })
     fullJson.set(item, Buffer.from(eventJson(item)))
@@ -102,7 +102,7 @@ export default fp(async function items (fastify) {
   function client (baseUrl: string, record: ClientRecord, full: boolean): ClientItemOut {
     const uri = `${baseUrl}/clients/${record.id}`
     if (!full) return { id: record.id, uri }
-    return { id: record.id, device: record.device, location: record.location, lastActive: new Date(record.lastActive).toISOString(), uri }
+    return { id: record.id, uri, device: record.device, location: record.location, lastActive: new Date(record.lastActive).toISOString() }
   }
 
   fastify.decorate('items', {
@@ -126,10 +126,10 @@ export default fp(async function items (fastify) {
       if (!full) return { id: apikey.id, uri }
       return {
         id: apikey.id,
+        uri,
         permission: apikey.permission,
         created: new Date(apikey.created).toISOString(),
-        revoked: apikey.revoked === null ? null : new Date(apikey.revoked).toISOString(),
-        uri
+        revoked: apikey.revoked === null ? null : new Date(apikey.revoked).toISOString()
       }
     }
   } satisfies ItemPresenter)

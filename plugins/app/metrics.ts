@@ -135,7 +135,7 @@ export default fp(async function metrics (fastify) {
 
   // after cred_db_calls_in_flight, which is read first: its count leaves out this scrape's own query
   const { pingtimeout } = fastify.config
-  gauge('cred_clients_active', 'Clients active within pingtimeout (as GET /clients lists them), sessions not ended; NaN when the database cannot say',
+  gauge('cred_clients_active', 'Devices active within pingtimeout (as GET /clients lists them: viewers not counted), sessions not ended; NaN when the database cannot say',
     async () => {
       try {
         return await fastify.repos.clients.countActive(Date.now() - pingtimeout * 1000)

@@ -29,7 +29,8 @@ const auth: FastifyPluginAsyncTypebox = async function (fastify) {
       device: input.device ?? null,
       location: input.location ?? null,
       apikeyId: apikey.id,
-      subscriptions
+      subscriptions,
+      kind: input.viewer === true ? 'viewer' : 'device'
     })
     request.log.info({ clientId: id, apikeyId: apikey.id, subscriptions: subscriptions.length }, 'client authenticated')
     metrics.authAttempt('success')

@@ -1,7 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
 import type { FastifyRequest } from 'fastify'
 import { IdParams, badId, errors, listQuery, liveErrors, notFound, wantsFull, pageOf } from '../../schemas/common.js'
-import { ClientFound, ClientList, ClientWithSubscriptions } from '../../schemas/clients.js'
+import { ClientFound, ClientList, ClientListQuery, ClientWithSubscriptions } from '../../schemas/clients.js'
 import { EventList, EventStream, StreamHeaders, StreamQuery, eventListQuery } from '../../schemas/events.js'
 
 const clients: FastifyPluginAsyncTypebox = async function (fastify) {
@@ -25,7 +26,8 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
   fastify.get('/', {
     schema: {
       summary: 'List the clients active within pingtimeout seconds, newest first',
-      querystring: listQuery(maxItems),
+      description: 'The devices; with `viewers=true`, instead the viewers: browsers signed in with `viewer: true` (the dashboard).',
+      querystring: Type.Composite([listQuery(maxItems), ClientListQuery]),
       response: { 200: ClientList, 400: errors[400] }
     },
     config: { permission: 'read' }
@@ -33,7 +35,7 @@ const clients: FastifyPluginAsyncTypebox = async function (fastify) {
     const { query } = request
     const { full } = query
     const since = Date.now() - fastify.config.pingtimeout * 1000
-    const rows = await repos.clients.listActive(since, pageOf(query, maxItems))
+    const rows = await repos.clients.listActive(since, pageOf(query, maxItems), wantsFull(query.viewers) ? 'viewer' : 'device')
     return { status: 200, message: 'OK', clients: items.clients(request, rows, wantsFull(full)) }
   })
 

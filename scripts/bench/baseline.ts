@@ -97,7 +97,7 @@ async function sse (): Promise<number> {
     req.setEncoding('utf8').on('data', (chunk: string) => { body += chunk }).on('end', () => {
       const event = (JSON.parse(body) as { event: Posted }).event
       const id = nextId++
-      const item = { id, device: 'bench poster', ...event, time: new Date().toISOString(), uri: `http://127.0.0.1/events/${id}` }
+      const item = { id, uri: `http://127.0.0.1/events/${id}`, device: 'bench poster', ...event, time: new Date().toISOString() }
       const message = `id: ${id}\nevent: event\ndata: ${JSON.stringify(item)}\n\n`
       for (const stream of streams.get(event.name) ?? []) stream.write(message)
       for (const stream of streams.get(null) ?? []) stream.write(message)

@@ -144,6 +144,30 @@ if (missing !== null) {
     await page.getByRole('button', { name: 'Close' }).click()
     await dialog.waitFor({ state: 'hidden' })
   })
+  t.test('signing in again and again adds no clients: dashboards are viewers, counted apart from the devices', async (t) => {
+    const cred = await site(t)
+    const apikey = await cred.key('read')
+    const lamp = await cred.session('write', { device: 'Lamp', location: 'Porch' })
+    const page = await newPage(t, browser)
+    await page.goto(cred.url)
+    await signIn(page, apikey)
+    // signed in three more times with the same key: twice more in other browsers, once here after signing out
+    for (let i = 0; i < 2; i++) {
+      const other = await newPage(t, browser)
+      await other.goto(cred.url)
+      await signIn(other, apikey)
+    }
+    await page.getByRole('button', { name: 'Sign out' }).click()
+    await page.locator('#sign-in-message', { hasText: 'signed out' }).waitFor()
+    await signIn(page, apikey)
+    await page.locator('#viewers-status', { hasText: 'Dashboards open (not listed as clients): this one and 2 others.' }).waitFor()
+    t.same(await page.locator('#clients-list [data-client-id]').evaluateAll((items) => items.map((item) => Number(item.getAttribute('data-client-id')))),
+      [lamp.id], 'the device list holds the device only')
+    t.match(await text(page, '#clients-list'), /Lamp[\s\S]*Porch/)
+    t.notMatch(await text(page, '#clients-list'), /Dashboard/, 'no dashboard among the clients')
+    t.match(await text(page, '#clients-status'), /^1 active client, newest first/)
+  })
+
   t.test('the signed-in dashboard: screenshots at desktop and phone width; session end goes back to sign-in', async (t) => {
     const cred = await site(t)
     const page = await newPage(t, browser)
@@ -161,7 +185,8 @@ if (missing !== null) {
     await page.locator('#feed-list li').nth(23).waitFor()
     const last = await cred.post(sessions[3]!.sessionKey, { name: 'Door', location: 'Entrance', action: 'Opened' })
     await feedItem(page, last).waitFor()
-    await page.locator('#clients-list li').nth(4).waitFor()
+    await page.locator('#clients-list li').nth(3).waitFor()
+    await page.locator('#viewers-status', { hasText: 'this one' }).waitFor()
     mkdirSync(artifacts, { recursive: true })
     await page.screenshot({ path: `${artifacts}/dashboard.png`, fullPage: true })
 
@@ -171,8 +196,8 @@ if (missing !== null) {
     await page.setViewportSize({ width: 1280, height: 900 })
 
     // the session ends on the server (here: ended directly; a timeout or a revoked key does the same)
-    const me = Number(await page.locator('#clients-list li:has(.badge) [data-client-id]').getAttribute('data-client-id'))
-    await cred.repos.clients.end(me, Date.now())
+    const [me] = await cred.repos.clients.listActive(0, {}, 'viewer')
+    await cred.repos.clients.end(me!.id, Date.now())
     await page.locator('#sign-in-message', { hasText: 'Your session has ended' }).waitFor()
     t.ok(await page.locator('#sign-in').isVisible(), 'back to sign-in')
     t.equal(await page.locator('#overview').isVisible(), false)

@@ -11,9 +11,12 @@ import t, { type Test } from 'tap'
 import { postgresUnavailable, testDatabase } from '../helper.js'
 import { bin, request, run, sandbox, type Sandbox } from '../process-helper.js'
 
-// Six real servers under load, one after another: on a busy 2-core machine (tap runs other
-// test files beside this one) that can take longer than .taprc's per-file timeout.
+// Six real servers under load: on a busy 2-core machine (tap runs other test files beside this
+// one) that can take longer than .taprc's per-file timeout.
 t.setTimeout(300_000)
+// Each test has its own sandbox and database, and spends much of its time waiting (process
+// starts, fsync, signals): three at a time.
+t.jobs = 3
 import { openStream } from '../sse-client.js'
 
 /** Concurrent posting loops, each on its own keep-alive connection. */

@@ -27,6 +27,40 @@ forEachBackend(t, async (t, backend) => {
     t.same(again.json().clients.map((c: { id: number }) => c.id), [me.id, busy.id, idle.id])
   })
 
+  t.test('browsers signed in with viewer: true are listed apart from the devices', async (t) => {
+    const { app, session, key } = await build(t, {}, { backend })
+    const thermostat = await session('write', { device: 'Thermostat', location: 'Hall' })
+    const apikey = await key('read')
+    const viewers: number[] = []
+    for (let i = 0; i < 3; i++) {
+      const res = await app.inject({ method: 'POST', url: '/auth', payload: { apikey, device: 'Dashboard', location: 'Web browser', viewer: true } })
+      t.equal(res.statusCode, 201, 'a viewer signs in as any client does')
+      viewers.unshift(res.json().id)
+    }
+    const viewer = await app.inject({ method: 'POST', url: '/auth', payload: { apikey, viewer: true } })
+    const sessionKey = viewer.json().sessionKey as string
+    viewers.unshift(viewer.json().id)
+    const ids = async (url: string) => {
+      const res = await app.inject({ url, headers: bearer(sessionKey) })
+      t.equal(res.statusCode, 200, url)
+      return res.json().clients.map((client: { id: number }) => client.id)
+    }
+    t.same(await ids('/clients'), [thermostat.id], 'GET /clients: the devices only, however often a browser signed in')
+    t.same(await ids('/clients?viewers=true'), viewers, 'GET /clients?viewers=true: the viewers, newest first')
+    t.same(await ids('/clients?viewers=1&limit=2'), viewers.slice(0, 2), 'with the list parameters')
+    t.same(await ids('/clients?viewers=false'), [thermostat.id])
+    const me = await app.inject({ url: '/clients/me', headers: bearer(sessionKey) })
+    t.same(me.json().client.id, viewers[0], 'a viewer is a client for every other route')
+    const device = await app.inject({ method: 'POST', url: '/auth', payload: { apikey, device: 'Lamp', viewer: false } })
+    t.same(await ids('/clients'), [device.json().id, thermostat.id], 'viewer: false is a device')
+    const metrics = await app.inject({ url: '/metrics' })
+    t.match(metrics.body, /^cred_clients_active 2$/m, 'the metric counts the devices, as GET /clients lists them')
+    const wrong = await app.inject({ url: '/clients?viewers=maybe', headers: bearer(sessionKey) })
+    t.same(wrong.json(), { status: 400, message: 'querystring/viewers must be true or false (or 1 or 0)' })
+    const notBoolean = await app.inject({ method: 'POST', url: '/auth', payload: { apikey, viewer: 'yes' } })
+    t.same(notBoolean.json(), { status: 400, message: 'body/viewer must be boolean' })
+  })
+
   t.test('last_active is written at most once a second per client', async (t) => {
     const { app, session, repos } = await build(t, {}, { backend })
     const me = await session('read')

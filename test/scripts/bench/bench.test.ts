@@ -7,6 +7,8 @@ import { runBench } from '../../process-helper.js'
 import type { Report } from '../../../scripts/bench/http-load.js'
 
 t.setTimeout(240_000)
+// each run makes its own servers, files and databases: the short ones go beside the long one
+t.jobs = 3
 
 const bench = (t: Test, args: string[]) => runBench(t, 'bench', args)
 const benchDatabases = () => postgresAdmin(async (sql) =>

@@ -6,6 +6,8 @@ import { postgresAdmin, postgresUnavailable } from '../../helper.js'
 import { runBench } from '../../process-helper.js'
 
 t.setTimeout(180_000)
+// each run makes its own servers and databases: the short ones go beside the long one
+t.jobs = 3
 
 const databases = () => postgresAdmin(async (sql) =>
   (await sql<Array<{ name: string }>>`select datname as name from pg_database where datname like 'cred_bench_live_%'`).map((row) => row.name))

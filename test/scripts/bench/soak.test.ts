@@ -5,6 +5,8 @@ import { backends } from '../../helper.js'
 import { runBench } from '../../process-helper.js'
 
 t.setTimeout(120_000)
+// each run makes its own server and database
+t.jobs = 3
 
 for (const backend of backends) {
   t.test(`a few devices for a few seconds on ${backend}: nothing lost, the server exits cleanly`, async (t) => {

@@ -1,0 +1,1 @@
+ALTER TABLE `clients` ADD `kind` text DEFAULT 'device' NOT NULL;
