@@ -23,7 +23,9 @@ export const clients = pgTable('clients', {
   /** when the session was ended (DELETE /auth); null while it is usable */
   ended: bigint('ended', { mode: 'number' })
 }, (table) => [
-  index('clients_last_active_idx').on(table.lastActive)
+  index('clients_last_active_idx').on(table.lastActive),
+  // the MQTT bridge finds a device's client by its API key, device and location
+  index('clients_apikey_device_idx').on(table.apikeyId, table.device)
 ])
 
 export const subscriptions = pgTable('subscriptions', {
@@ -63,3 +65,13 @@ export const idempotencyKeys = pgTable('idempotency_keys', {
   primaryKey({ columns: [table.apikeyId, table.key] }),
   index('idempotency_keys_created_idx').on(table.created)
 ])
+
+/**
+ * What a bridge (the MQTT bridge: `name` 'mqtt') keeps across restarts: the id of the last event
+ * the broker acknowledged, and the API key its devices' clients belong to.
+ */
+export const bridges = pgTable('bridges', {
+  name: text('name').primaryKey(),
+  lastEventId: integer('last_event_id').notNull(),
+  apikeyId: integer('apikey_id').references(() => apikeys.id)
+})

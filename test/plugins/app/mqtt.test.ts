@@ -1,0 +1,163 @@
+import Fastify from 'fastify'
+import t, { type Test } from 'tap'
+import cred from '../../../app.js'
+import { resolveConfig } from '../../../config/resolve.js'
+import { openDatabase } from '../../../db/index.js'
+import type { SettingsInput } from '../../../schemas/config.js'
+import { bearer, build, forEachBackend, testDatabase, type Backend, type TestApp } from '../../helper.js'
+import {
+  device, freePort, mqttUnavailable, privateBroker, randomPrefix, sleep, subscribe, testBroker, waitUntil, type Received
+} from '../../mqtt-helper.js'
+
+if (mqttUnavailable !== null) t.plan(0, mqttUnavailable)
+
+/** The origin of the `uri` of published events in these tests. */
+const publicUrl = 'http://cred.example:5000'
+
+const mqttSettings = (url: string, topicPrefix: string) => ({ mqtt: { url, topicPrefix, publicUrl } })
+
+/** Builds cred with the bridge on, and waits until it bridges. */
+async function bridged (t: Test, url: string, topicPrefix: string, { backend = 'sqlite', settings = {} }: { backend?: Backend, settings?: SettingsInput } = {}): Promise<TestApp> {
+  const built = await build(t, { ...mqttSettings(url, topicPrefix), ...settings }, { backend })
+  await waitUntil('the bridge to connect', async () => (await built.app.inject({ url: '/health/ready' })).json().mqtt === 'connected')
+  return built
+}
+
+/** Posts an event as the client of `sessionKey`; returns its id. */
+async function post (app: TestApp['app'], sessionKey: string, event: Record<string, unknown>): Promise<number> {
+  const res = await app.inject({ method: 'POST', url: '/events', headers: bearer(sessionKey), payload: { event } })
+  if (res.statusCode !== 201) throw new Error(`post failed: ${res.body}`)
+  return (res.json() as { event: { id: number } }).event.id
+}
+
+const ids = (messages: Received[]) => messages.map((message) => (JSON.parse(message.payload) as { id: number }).id)
+
+t.test('cred → MQTT: every event, as the streams send it, on <prefix>/events/<name>/<location>', async (t) => {
+  forEachBackend(t, async (t, backend) => {
+    const prefix = randomPrefix()
+    const sub = await subscribe(t, testBroker, `${prefix}/events/#`)
+    const { app, session } = await bridged(t, testBroker, prefix, { backend })
+    const { sessionKey } = await session('write', { device: 'Light Switch', location: 'Living Room' })
+    const posted = [
+      await post(app, sessionKey, { name: 'Light', location: 'Living Room', action: 'Toggled', value: 'On' }),
+      // the characters that mean something in a topic are percent-encoded
+      await post(app, sessionKey, { name: 'a/b+c#d%e', location: 'Hall/1+#', value: 21.5 }),
+      // no location: an empty last level
+      await post(app, sessionKey, { name: 'Door' })
+    ]
+    const messages = await sub.received(3)
+    await sleep(300)
+    t.same(messages.map((m) => m.topic), [`${prefix}/events/Light/Living Room`, `${prefix}/events/a%2Fb%2Bc%23d%25e/Hall%2F1%2B%23`, `${prefix}/events/Door/`])
+    const { sessionKey: reader } = await session('read')
+    for (const [i, id] of posted.entries()) {
+      const res = await app.inject({ url: `/events/${id}`, headers: { ...bearer(reader), host: 'cred.example:5000' } })
+      t.equal(messages[i]!.payload, JSON.stringify(res.json().event), `event ${id}: the full form, exactly`)
+    }
+    t.match(JSON.parse(messages[0]!.payload), {
+      id: posted[0], device: 'Light Switch', name: 'Light', location: 'Living Room', action: 'Toggled', value: 'On', uri: `${publicUrl}/events/${posted[0]}`
+    })
+    t.equal(messages.length, 3, 'each once')
+  })
+})
+
+t.test('MQTT → cred: a device\'s post is stored as an event of its client, created once and active', async (t) => {
+  forEachBackend(t, async (t, backend) => {
+    const prefix = randomPrefix()
+    const { app, session } = await bridged(t, testBroker, prefix, { backend })
+    const { sessionKey: reader } = await session('read')
+    const sub = await subscribe(t, testBroker, `${prefix}/events/#`)
+    const stream = await device(t, testBroker)
+    await stream.publishAsync(`${prefix}/post/Living Room/Light Switch`, JSON.stringify({ name: 'Light', action: 'Toggled', value: 'On' }), { qos: 1 })
+    await stream.publishAsync(`${prefix}/post/Living Room/Light Switch`, JSON.stringify({ name: 'Light', action: 'Toggled', value: 'Off' }), { qos: 1 })
+    // percent-encoded levels, a number value, and an event location of its own
+    await stream.publishAsync(`${prefix}/post/Hall%2F1/Sensor%231`, JSON.stringify({ name: 'Temperature', value: 21.5, location: 'Attic' }), { qos: 1 })
+    // no location
+    await stream.publishAsync(`${prefix}/post//Doorbell`, JSON.stringify({ name: 'Ring' }), { qos: 1 })
+    const listed = async () => (await app.inject({ url: '/events?full=true', headers: bearer(reader) })).json().events as Array<Record<string, unknown>>
+    await waitUntil('4 events', async () => (await listed()).length === 4)
+    const events = (await listed()).reverse()
+    t.match(events, [
+      { device: 'Light Switch', name: 'Light', location: 'Living Room', action: 'Toggled', value: 'On' },
+      { device: 'Light Switch', name: 'Light', location: 'Living Room', action: 'Toggled', value: 'Off' },
+      { device: 'Sensor#1', name: 'Temperature', location: 'Attic', action: null, value: '21.5' },
+      { device: 'Doorbell', name: 'Ring', location: null, action: null, value: null }
+    ])
+    const clients = (await app.inject({ url: '/clients?full=true', headers: bearer(reader) })).json().clients as Array<Record<string, unknown>>
+    const bridgedClients = clients.filter((c) => c.device !== null)
+    t.same(bridgedClients.map((c) => [c.device, c.location]).sort(), [['Doorbell', null], ['Light Switch', 'Living Room'], ['Sensor#1', 'Hall/1']], 'one client per device and location, listed as active')
+    // and stored events go out like any other
+    const messages = await sub.received(4)
+    t.same(ids(messages), events.map((e) => Number(String(e.uri).split('/').pop())))
+  })
+})
+
+t.test('MQTT → cred: invalid posts are logged, counted and never stored; the bridge goes on', async (t) => {
+  const prefix = randomPrefix()
+  const { app, session } = await bridged(t, testBroker, prefix, { settings: { metrics: true } })
+  const { sessionKey: reader } = await session('read')
+  const client = await device(t, testBroker)
+  const topic = `${prefix}/post/Kitchen/Switch`
+  for (const payload of ['not json', '[1]', '{"action":"Toggled"}', JSON.stringify({ name: 'x'.repeat(241) }), '{"name":"Light","value":{"a":1}}', '{"name":""}']) {
+    await client.publishAsync(topic, payload, { qos: 1 })
+  }
+  await client.publishAsync(`${prefix}/post/Kitchen/${'d'.repeat(241)}`, '{"name":"Light"}', { qos: 1 })
+  await client.publishAsync(topic, '{"name":"Light","value":true}', { qos: 1 })
+  const listed = async () => (await app.inject({ url: '/events?full=true', headers: bearer(reader) })).json().events as Array<Record<string, unknown>>
+  await waitUntil('the valid post', async () => (await listed()).length === 1)
+  await sleep(300)
+  t.match(await listed(), [{ device: 'Switch', location: 'Kitchen', name: 'Light', value: 'true' }], 'only the valid post is stored')
+  const metrics = (await app.inject({ url: '/metrics' })).body
+  t.match(metrics, /^cred_mqtt_received_total\{outcome="invalid"\} 7$/m)
+  t.match(metrics, /^cred_mqtt_received_total\{outcome="stored"\} 1$/m)
+  t.match(metrics, /^cred_mqtt_connected 1$/m)
+})
+
+t.test('a broker that cannot be reached at start: cred serves, says so in /health/ready, and bridges once it is there', async (t) => {
+  const port = await freePort()
+  const prefix = randomPrefix()
+  const { app, session } = await build(t, { ...mqttSettings(`mqtt://127.0.0.1:${port}`, prefix), metrics: true })
+  const { sessionKey } = await session('write')
+  await waitUntil('the first failed attempt', async () => /ECONNREFUSED/.test((await app.inject({ url: '/health/ready' })).json().message))
+  const ready = await app.inject({ url: '/health/ready' })
+  t.equal(ready.statusCode, 200, 'still ready: HTTP is served')
+  t.match(ready.json(), { status: 200, mqtt: 'connecting', message: new RegExp(`^OK, but the MQTT broker at mqtt://127\\.0\\.0\\.1:${port} is not connected \\(.*ECONNREFUSED.*\\): retrying$`) })
+  t.match((await app.inject({ url: '/metrics' })).body, /^cred_mqtt_connected 0$/m)
+  const posted = [await post(app, sessionKey, { name: 'Light', value: 'On' }), await post(app, sessionKey, { name: 'Light', value: 'Off' })]
+  // the broker comes up on that port
+  const broker = await privateBroker(t, port)
+  const sub = await subscribe(t, broker.url, `${prefix}/events/#`)
+  await waitUntil('the bridge to connect', async () => (await app.inject({ url: '/health/ready' })).json().mqtt === 'connected', 20_000)
+  t.same(ids(await sub.received(2)), posted, 'what was posted meanwhile, once, in order')
+})
+
+t.test('the embedded plugin bridges only when the host passes mqtt', async (t) => {
+  const prefix = randomPrefix()
+  const sub = await subscribe(t, testBroker, `${prefix}/events/#`)
+  /** A host app with cred at /cred on a database of its own; posts one event and answers its id. */
+  async function host (settings: SettingsInput) {
+    const database = await testDatabase(t, 'sqlite')
+    const app = Fastify()
+    await app.register(cred, { prefix: '/cred', config: { ...settings, database } })
+    await app.ready()
+    t.teardown(() => app.close())
+    const repos = await openDatabase(resolveConfig({ database }, 'test').database)
+    t.teardown(() => repos.close())
+    const { apikey } = await repos.apikeys.create('write')
+    const auth = await app.inject({ method: 'POST', url: '/cred/auth', payload: { apikey } })
+    const post = async () => (await app.inject({ method: 'POST', url: '/cred/events', headers: bearer(auth.json().sessionKey), payload: { event: { name: 'Light' } } })).json().event.id as number
+    return { app, post }
+  }
+  const quiet = await host({})
+  t.same((await quiet.app.inject({ url: '/cred/health/ready' })).json(), { status: 200, message: 'OK' }, 'no bridge: nothing about MQTT')
+  await quiet.post()
+  await sleep(500)
+  t.same(sub.messages, [], 'nothing published')
+
+  const bridging = await host({ mqtt: { url: testBroker, topicPrefix: prefix } })
+  await waitUntil('the bridge to connect', async () => (await bridging.app.inject({ url: '/cred/health/ready' })).json().mqtt === 'connected')
+  const id = await bridging.post()
+  const [message] = await sub.received(1)
+  t.equal(message!.topic, `${prefix}/events/Light/`)
+  // without publicUrl: the host and port of the settings, and the host's prefix
+  t.match(JSON.parse(message!.payload), { id, name: 'Light', uri: `http://localhost:5000/cred/events/${id}` })
+})
