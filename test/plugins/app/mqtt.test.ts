@@ -4,7 +4,7 @@ import cred from '../../../app.js'
 import { resolveConfig } from '../../../config/resolve.js'
 import { openDatabase } from '../../../db/index.js'
 import type { SettingsInput } from '../../../schemas/config.js'
-import { bearer, build, forEachBackend, testDatabase, type Backend, type TestApp } from '../../helper.js'
+import { backends, bearer, build, forEachBackend, testDatabase, type Backend, type TestApp } from '../../helper.js'
 import {
   device, freePort, mqttUnavailable, privateBroker, randomPrefix, sleep, subscribe, testBroker, waitUntil, type Received
 } from '../../mqtt-helper.js'
@@ -160,4 +160,74 @@ t.test('the embedded plugin bridges only when the host passes mqtt', async (t) =
   t.equal(message!.topic, `${prefix}/events/Light/`)
   // without publicUrl: the host and port of the settings, and the host's prefix
   t.match(JSON.parse(message!.payload), { id, name: 'Light', uri: `http://localhost:5000/cred/events/${id}` })
+})
+
+t.test('a broker stopped while events are posted and started again: every event published once, in order', async (t) => {
+  const broker = await privateBroker(t)
+  const prefix = randomPrefix()
+  // a subscriber whose session and queued messages the broker keeps across its restart
+  const sub = await subscribe(t, broker.url, `${prefix}/events/#`, { clean: false, clientId: `test-${prefix}` })
+  const { app, session } = await bridged(t, broker.url, prefix, { settings: { metrics: true } })
+  const { sessionKey } = await session('write')
+  const posted: number[] = []
+  for (let i = 0; i < 5; i++) posted.push(await post(app, sessionKey, { name: 'Meter', value: i }))
+  await sub.received(5)
+  await broker.stop()
+  for (let i = 5; i < 10; i++) posted.push(await post(app, sessionKey, { name: 'Meter', value: i }))
+  await waitUntil('the bridge to see the broker gone', async () => (await app.inject({ url: '/health/ready' })).json().mqtt === 'connecting')
+  t.match((await app.inject({ url: '/metrics' })).body, /^cred_mqtt_connected 0$/m)
+  await broker.start()
+  await sub.received(10, 30_000)
+  await sleep(500)
+  t.same(ids(sub.messages), posted, 'every event once, in id order')
+  t.match((await app.inject({ url: '/metrics' })).body, /^cred_mqtt_published_total 10$/m)
+})
+
+t.test('a restart of cred publishes what was stored meanwhile, from the cursor, and nothing twice', async (t) => {
+  const prefix = randomPrefix()
+  const sub = await subscribe(t, testBroker, `${prefix}/events/#`)
+  const database = await testDatabase(t, 'sqlite')
+  const first = await build(t, mqttSettings(testBroker, prefix), { database })
+  await waitUntil('the bridge to connect', async () => (await first.app.inject({ url: '/health/ready' })).json().mqtt === 'connected')
+  const { sessionKey } = await first.session('write')
+  const posted: number[] = []
+  for (let i = 0; i < 3; i++) posted.push(await post(first.app, sessionKey, { name: 'Meter', value: i }))
+  await sub.received(3)
+  await first.app.close()
+  // stored while no instance bridges
+  const quiet = await build(t, {}, { database })
+  for (let i = 3; i < 5; i++) posted.push(await post(quiet.app, sessionKey, { name: 'Meter', value: i }))
+  await quiet.app.close()
+  const second = await build(t, mqttSettings(testBroker, prefix), { database })
+  await waitUntil('the bridge to connect', async () => (await second.app.inject({ url: '/health/ready' })).json().mqtt === 'connected')
+  await sub.received(5)
+  await sleep(500)
+  t.same(ids(sub.messages), posted, 'the two stored meanwhile, after the first three, none twice')
+})
+
+t.test('PostgreSQL, two instances on one database: one bridges; the other takes over when it stops', { skip: backends.includes('postgresql') ? false : 'PostgreSQL is not reachable' }, async (t) => {
+  const prefix = randomPrefix()
+  const sub = await subscribe(t, testBroker, `${prefix}/events/#`)
+  const database = await testDatabase(t, 'postgresql')
+  const a = await build(t, mqttSettings(testBroker, prefix), { backend: 'postgresql', database })
+  const b = await build(t, mqttSettings(testBroker, prefix), { backend: 'postgresql', database })
+  const stateOf = async (app: TestApp['app']) => (await app.inject({ url: '/health/ready' })).json().mqtt as string
+  await waitUntil('one instance to bridge', async () => [await stateOf(a.app), await stateOf(b.app)].includes('connected'))
+  await sleep(1500)
+  const states = [await stateOf(a.app), await stateOf(b.app)]
+  t.same(states.slice().sort(), ['connected', 'standby'], 'exactly one bridges')
+  const [leader, follower] = states[0] === 'connected' ? [a, b] : [b, a]
+  const { sessionKey } = await a.session('write')
+  const posted: number[] = []
+  // posted on either instance, published once by the one that bridges
+  for (let i = 0; i < 4; i++) posted.push(await post((i % 2 === 0 ? a : b).app, sessionKey, { name: 'Meter', value: i }))
+  await sub.received(4)
+  const stopped = Date.now()
+  await leader.app.close()
+  await waitUntil('the other instance to take over', async () => await stateOf(follower.app) === 'connected', 10_000)
+  t.ok(Date.now() - stopped < 5000, `taken over within 5 s (${Date.now() - stopped} ms)`)
+  for (let i = 4; i < 6; i++) posted.push(await post(follower.app, sessionKey, { name: 'Meter', value: i }))
+  await sub.received(6)
+  await sleep(500)
+  t.same(ids(sub.messages), posted, 'every event once, in order')
 })
