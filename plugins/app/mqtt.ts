@@ -141,7 +141,7 @@ export default fp(async function mqttBridge (fastify) {
       // the API key the devices' clients belong to: its secret is used by no one (who may post is the broker's business)
       apikeyId = (await repos.apikeys.create('write')).id
       await repos.bridge.saveApikey(BRIDGE, apikeyId)
-      log.info({ apikey: apikeyId }, `MQTT bridge: the clients of MQTT devices belong to API key ${apikeyId}`)
+      log.info({ apikeyId }, `MQTT bridge: the clients of MQTT devices belong to API key ${apikeyId}`)
     }
     const deviceKey = apikeyId
     let cursor = state.lastEventId

@@ -4,7 +4,8 @@ import cred from '../../../app.js'
 import { resolveConfig } from '../../../config/resolve.js'
 import { openDatabase } from '../../../db/index.js'
 import type { SettingsInput } from '../../../schemas/config.js'
-import { backends, bearer, build, forEachBackend, testDatabase, type Backend, type TestApp } from '../../helper.js'
+import { backends, bearer, build, forEachBackend, listen, testDatabase, type Backend, type TestApp } from '../../helper.js'
+import { openStream } from '../../sse-client.js'
 import {
   device, freePort, mqttUnavailable, privateBroker, randomPrefix, sleep, subscribe, testBroker, waitUntil, type Received
 } from '../../mqtt-helper.js'
@@ -38,6 +39,11 @@ t.test('cred → MQTT: every event, as the streams send it, on <prefix>/events/<
     const sub = await subscribe(t, testBroker, `${prefix}/events/#`)
     const { app, session } = await bridged(t, testBroker, prefix, { backend })
     const { sessionKey } = await session('write', { device: 'Light Switch', location: 'Living Room' })
+    const { sessionKey: reader } = await session('read')
+    // a stream, at the public URL's host, for the bytes a stream sends
+    const origin = await listen(app)
+    const stream = await openStream(`${origin}/events/stream`, { ...bearer(reader), host: 'cred.example:5000' })
+    t.teardown(() => stream.close())
     const posted = [
       await post(app, sessionKey, { name: 'Light', location: 'Living Room', action: 'Toggled', value: 'On' }),
       // the characters that mean something in a topic are percent-encoded
@@ -48,10 +54,9 @@ t.test('cred → MQTT: every event, as the streams send it, on <prefix>/events/<
     const messages = await sub.received(3)
     await sleep(300)
     t.same(messages.map((m) => m.topic), [`${prefix}/events/Light/Living Room`, `${prefix}/events/a%2Fb%2Bc%23d%25e/Hall%2F1%2B%23`, `${prefix}/events/Door/`])
-    const { sessionKey: reader } = await session('read')
+    const streamed = await stream.received(3)
     for (const [i, id] of posted.entries()) {
-      const res = await app.inject({ url: `/events/${id}`, headers: { ...bearer(reader), host: 'cred.example:5000' } })
-      t.equal(messages[i]!.payload, JSON.stringify(res.json().event), `event ${id}: the full form, exactly`)
+      t.equal(messages[i]!.payload, streamed[i]!.data, `event ${id}: the full form, exactly as the stream sends it`)
     }
     t.match(JSON.parse(messages[0]!.payload), {
       id: posted[0], device: 'Light Switch', name: 'Light', location: 'Living Room', action: 'Toggled', value: 'On', uri: `${publicUrl}/events/${posted[0]}`
