@@ -164,10 +164,8 @@ export default fp(async function mqttBridge (fastify) {
     const client: MqttClient = mqtt.connect(settings.url, options)
     // (MQTT.js calls this before it acknowledges a QoS 1 message: the acknowledgement waits for the commit)
     client.handleMessage = (packet, done) => {
-      received(packet).then(() => done(), (err: unknown) => {
-        log.error({ err, topic: packet.topic }, 'MQTT bridge: storing a post failed; the broker will send it again')
-        done(err as Error)
-      })
+      // (an error leaves the post unacknowledged: the broker sends it again on the next connection)
+      storing(packet).then(() => done(), (err: unknown) => done(err as Error))
     }
     client.on('connect', () => {
       client.options.reconnectPeriod = RECONNECT_MS[0]
@@ -263,8 +261,23 @@ export default fp(async function mqttBridge (fastify) {
       const clientId = await clientOf(topic.device, topic.location)
       const { name, location = topic.location, action = null, value = null } = event
       const posted: NewEventRecord = { clientId, device: topic.device, name, location, action, value: value === null ? null : String(value) }
-      await Promise.all([repos.events.create(posted), repos.clients.touch(clientId, Date.now())])
+      await repos.events.create(posted)
       metrics.mqttReceived('stored')
+      // after the commit, and not worth a retry (which would store the event again)
+      await repos.clients.touch(clientId, Date.now()).catch((err: unknown) => log.warn({ err }, 'MQTT bridge: marking a device active failed'))
+    }
+
+    /** Stores a post, trying again while the database cannot (posts are taken one at a time: the next waits). */
+    async function storing (packet: IPublishPacket): Promise<void> {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await received(packet)
+        } catch (err) {
+          if (!active) throw err
+          if (attempt === 0) log.error({ err, topic: packet.topic }, 'MQTT bridge: storing a post failed; trying again (it is acknowledged once stored)')
+          await sleep(Math.min(RECONNECT_MS[0] * 2 ** attempt, RECONNECT_MS[1]), stopping.signal)
+        }
+      }
     }
 
     let down: Promise<void> | undefined
