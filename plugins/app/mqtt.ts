@@ -225,7 +225,11 @@ export default fp(async function mqttBridge (fastify) {
         })
         .finally(() => { pumping = null })
     }
-    const committed = await repos.notifications.listen(() => pump(), () => pump())
+    const committed = await repos.notifications.listen(() => pump(), () => pump()).catch(async (err: unknown) => {
+      active = false
+      await client.endAsync(true).catch(() => {})
+      throw err
+    })
     const sweep = setInterval(pump, SWEEP_MS)
     sweep.unref()
 

@@ -4,7 +4,8 @@ import cred from '../../../app.js'
 import { resolveConfig } from '../../../config/resolve.js'
 import { openDatabase } from '../../../db/index.js'
 import type { SettingsInput } from '../../../schemas/config.js'
-import { backends, bearer, build, forEachBackend, listen, testDatabase, type Backend, type TestApp } from '../../helper.js'
+import { tcpProxy } from '../../db/tcp-proxy.js'
+import { backends, bearer, build, forEachBackend, listen, testDatabase, testPostgres, type Backend, type TestApp } from '../../helper.js'
 import { openStream } from '../../sse-client.js'
 import {
   device, freePort, mqttUnavailable, privateBroker, randomPrefix, sleep, subscribe, testBroker, waitUntil, type Received
@@ -235,4 +236,30 @@ t.test('PostgreSQL, two instances on one database: one bridges; the other takes 
   await sub.received(6)
   await sleep(500)
   t.same(ids(sub.messages), posted, 'every event once, in order')
+})
+
+t.test('PostgreSQL out of reach while devices post: every post is stored once it is back, none lost', { skip: backends.includes('postgresql') ? false : 'PostgreSQL is not reachable' }, async (t) => {
+  const proxy = await tcpProxy(t, testPostgres)
+  const database = await testDatabase(t, 'postgresql')
+  const prefix = randomPrefix()
+  const { app } = await build(t, mqttSettings(testBroker, prefix), { backend: 'postgresql', database: { ...database, port: proxy.port } })
+  await waitUntil('the bridge to connect', async () => (await app.inject({ url: '/health/ready' })).json().mqtt === 'connected')
+  // what was stored, read past the proxy
+  const direct = await openDatabase(resolveConfig({ database }, 'test').database)
+  t.teardown(() => direct.close())
+  const values = async () => (await direct.events.list({})).map((event) => Number(event.value)).sort((a, b) => a - b)
+  const client = await device(t, testBroker)
+  const publish = (value: number) => client.publishAsync(`${prefix}/post/Lab/Counter`, JSON.stringify({ name: 'Count', value }), { qos: 1 })
+  for (let i = 0; i < 3; i++) await publish(i)
+  await waitUntil('the first posts stored', async () => (await values()).length === 3)
+  await proxy.stop()
+  // the broker takes them (it acknowledges the device), and holds them for cred
+  for (let i = 3; i < 6; i++) await publish(i)
+  await sleep(1500)
+  await proxy.start()
+  await waitUntil('every post stored', async () => new Set(await values()).size === 6, 45_000)
+  await sleep(500)
+  const stored = await values()
+  t.same([...new Set(stored)], [0, 1, 2, 3, 4, 5], 'every post stored')
+  t.ok(stored.length - 6 <= 1, `at most one stored twice (a commit whose answer was cut off): ${stored.length - 6}`)
 })
