@@ -169,8 +169,11 @@ export default fp(async function mqttBridge (fastify) {
     }
     client.on('connect', () => {
       client.options.reconnectPeriod = RECONNECT_MS[0]
-      client.subscribe(postFilter(prefix), { qos: 1 }, (err) => {
-        if (err !== null && err !== undefined && active) log.error({ err }, 'MQTT bridge: subscribing to the devices\' posts failed')
+      client.subscribe(postFilter(prefix), { qos: 1 }, (err, granted) => {
+        if (!active) return
+        if (err !== null && err !== undefined) log.error({ err }, 'MQTT bridge: subscribing to the devices\' posts failed')
+        // 128: the broker refused (its ACL)
+        else if (granted?.some((grant) => grant.qos === 128) === true) log.error(`MQTT bridge: the broker refused the subscription to ${postFilter(prefix)} (its ACL?): devices' posts are not received`)
       })
       status.state = 'connected'
       status.problem = undefined
@@ -187,9 +190,8 @@ export default fp(async function mqttBridge (fastify) {
       if (status.state === 'connected') log.warn({ broker }, `MQTT bridge: the connection to ${broker} closed; reconnecting`)
       status.state = 'connecting'
       status.problem ??= 'the connection closed'
-    })
-    client.on('offline', () => {
-      // back off: each failed attempt waits twice as long, up to the last
+      // Back off: each failed attempt waits twice as long, up to the last. (MQTT.js sets its timer
+      // for the next attempt on 'close', before this listener: the new period counts from the one after.)
       client.options.reconnectPeriod = Math.min((client.options.reconnectPeriod ?? RECONNECT_MS[0]) * 2, RECONNECT_MS[1])
     })
 
