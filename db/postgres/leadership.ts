@@ -18,16 +18,19 @@ interface Holder { sql: postgres.Sql, closed: () => void }
 export function leadership (settings: PostgresSettings, timeouts: PostgresTimeouts) {
   const candidates = new Map<string, Holder>()
   function open (name: string): Holder {
-    const holder: Holder = { sql: undefined as unknown as postgres.Sql, closed: () => candidates.delete(name) }
+    let closed = () => { candidates.delete(name) }
     // onclose is an option postgres.js's own listen() uses; its types leave it out
     const options = {
       ...connectionOptions(settings, timeouts, timeouts.statementMs),
       idle_timeout: null,
       max_lifetime: null,
-      onclose: () => holder.closed()
+      onclose: () => closed()
     } as unknown as postgres.Options<Record<string, postgres.PostgresType>>
-    holder.sql = connect(settings, options, 1)
-    return holder
+    return {
+      sql: connect(settings, options, 1),
+      set closed (then: () => void) { closed = then },
+      get closed () { return closed }
+    }
   }
   const end = (holder: Holder) => holder.sql.end({ timeout: 0 }).catch(() => {})
 

@@ -186,7 +186,9 @@ t.test('a broker stopped while events are posted and started again: every event 
   await sub.received(10, 30_000)
   await sleep(500)
   t.same(ids(sub.messages), posted, 'every event once, in id order')
-  t.match((await app.inject({ url: '/metrics' })).body, /^cred_mqtt_published_total 10$/m)
+  const metrics = (await app.inject({ url: '/metrics' })).body
+  t.match(metrics, /^cred_mqtt_published_total 10$/m)
+  t.match(metrics, /^cred_mqtt_publish_lag_seconds_count 10$/m, 'the lag of each publication')
 })
 
 t.test('a restart of cred publishes what was stored meanwhile, from the cursor, and nothing twice', async (t) => {
