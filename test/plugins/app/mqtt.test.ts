@@ -38,6 +38,9 @@ t.test('cred → MQTT: every event, as the streams send it, on <prefix>/events/<
   forEachBackend(t, async (t, backend) => {
     const prefix = randomPrefix()
     const sub = await subscribe(t, testBroker, `${prefix}/events/#`)
+    // as devices filter: by name, any location (none included), and by location
+    const doors = await subscribe(t, testBroker, `${prefix}/events/Door/+`)
+    const livingRoom = await subscribe(t, testBroker, `${prefix}/events/+/Living Room`)
     const { app, session } = await bridged(t, testBroker, prefix, { backend })
     const { sessionKey } = await session('write', { device: 'Light Switch', location: 'Living Room' })
     const { sessionKey: reader } = await session('read')
@@ -63,6 +66,8 @@ t.test('cred → MQTT: every event, as the streams send it, on <prefix>/events/<
       id: posted[0], device: 'Light Switch', name: 'Light', location: 'Living Room', action: 'Toggled', value: 'On', uri: `${publicUrl}/events/${posted[0]}`
     })
     t.equal(messages.length, 3, 'each once')
+    t.same(ids(doors.messages), [posted[2]], 'an event without a location matches <name>/+')
+    t.same(ids(livingRoom.messages), [posted[0]], '+/<location> filters by location')
   })
 })
 
