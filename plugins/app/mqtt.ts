@@ -67,9 +67,10 @@ const problemOf = (part: string, errors: ErrorObject[] | null | undefined): stri
   return error === undefined ? `${part} is invalid` : `${part}${error.instancePath} ${error.message ?? 'is invalid'}`
 }
 
-/** A post's event, or why it is refused (one line). */
-function readPost (payload: Buffer, device: string, location: string | null): NewEvent | string {
+/** A post's event, or why it is refused (one line); `limit` is the largest payload read, in bytes, as `bodyLimit` is for HTTP. */
+function readPost (payload: Buffer, device: string, location: string | null, limit: number): NewEvent | string {
   if (!validDevice({ device, location })) return problemOf('topic', validDevice.errors)
+  if (payload.length > limit) return `payload is larger than ${limit} bytes (bodyLimit)`
   let event: unknown
   try {
     event = JSON.parse(payload.toString('utf8'))
@@ -258,7 +259,7 @@ export default fp(async function mqttBridge (fastify) {
         return
       }
       const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
-      const event = readPost(payload, topic.device, topic.location)
+      const event = readPost(payload, topic.device, topic.location, fastify.config.bodyLimit)
       if (typeof event === 'string') {
         log.warn({ topic: packet.topic, problem: event }, `MQTT bridge: a post on ${packet.topic} was refused: ${event}`)
         metrics.mqttReceived('invalid')

@@ -104,21 +104,27 @@ t.test('MQTT → cred: a device\'s post is stored as an event of its client, cre
 
 t.test('MQTT → cred: invalid posts are logged, counted and never stored; the bridge goes on', async (t) => {
   const prefix = randomPrefix()
-  const { app, session } = await bridged(t, testBroker, prefix, { settings: { metrics: true } })
-  const { sessionKey: reader } = await session('read')
   const client = await device(t, testBroker)
+  // a retained post, which the broker repeats to every new subscriber: not stored
+  const retained = `${prefix}/post/Hall/Old`
+  await client.publishAsync(retained, '{"name":"Light"}', { qos: 1, retain: true })
+  t.teardown(() => client.publishAsync(retained, '', { qos: 1, retain: true }))
+  const { app, session } = await bridged(t, testBroker, prefix, { settings: { metrics: true, bodyLimit: 2048 } })
+  const { sessionKey: reader } = await session('read')
   const topic = `${prefix}/post/Kitchen/Switch`
   for (const payload of ['not json', '[1]', '{"action":"Toggled"}', JSON.stringify({ name: 'x'.repeat(241) }), '{"name":"Light","value":{"a":1}}', '{"name":""}']) {
     await client.publishAsync(topic, payload, { qos: 1 })
   }
   await client.publishAsync(`${prefix}/post/Kitchen/${'d'.repeat(241)}`, '{"name":"Light"}', { qos: 1 })
+  // larger than bodyLimit
+  await client.publishAsync(topic, JSON.stringify({ name: 'Light', value: 'v'.repeat(3000) }), { qos: 1 })
   await client.publishAsync(topic, '{"name":"Light","value":true}', { qos: 1 })
   const listed = async () => (await app.inject({ url: '/events?full=true', headers: bearer(reader) })).json().events as Array<Record<string, unknown>>
   await waitUntil('the valid post', async () => (await listed()).length === 1)
   await sleep(300)
   t.match(await listed(), [{ device: 'Switch', location: 'Kitchen', name: 'Light', value: 'true' }], 'only the valid post is stored')
   const metrics = (await app.inject({ url: '/metrics' })).body
-  t.match(metrics, /^cred_mqtt_received_total\{outcome="invalid"\} 7$/m)
+  t.match(metrics, /^cred_mqtt_received_total\{outcome="invalid"\} 9$/m)
   t.match(metrics, /^cred_mqtt_received_total\{outcome="stored"\} 1$/m)
   t.match(metrics, /^cred_mqtt_connected 1$/m)
 })
