@@ -250,21 +250,17 @@ export default fp(async function mqttBridge (fastify) {
       return found
     }
     async function received (packet: IPublishPacket): Promise<void> {
-      const topic = postTopic(prefix, packet.topic)
-      if (topic === undefined) return
-      if (packet.retain) {
-        // a retained post is an old one the broker repeats to each new subscriber: stored already, or never meant to be
-        log.info({ topic: packet.topic }, 'MQTT bridge: a retained post was ignored (devices post without the retain flag)')
+      const refuse = (problem: string) => {
+        log.warn({ topic: packet.topic, problem }, `MQTT bridge: a post on ${packet.topic} was refused: ${problem}`)
         metrics.mqttReceived('invalid')
-        return
       }
+      const topic = postTopic(prefix, packet.topic)
+      if (topic === undefined) return refuse('the topic names no device (<prefix>/post/<location>/<device>)')
+      // a retained post is an old one the broker repeats to each new subscriber: stored already, or never meant to be
+      if (packet.retain) return refuse('it is retained (devices post without the retain flag)')
       const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
       const event = readPost(payload, topic.device, topic.location, fastify.config.bodyLimit)
-      if (typeof event === 'string') {
-        log.warn({ topic: packet.topic, problem: event }, `MQTT bridge: a post on ${packet.topic} was refused: ${event}`)
-        metrics.mqttReceived('invalid')
-        return
-      }
+      if (typeof event === 'string') return refuse(event)
       const clientId = await clientOf(topic.device, topic.location)
       const { name, location = topic.location, action = null, value = null } = event
       const posted: NewEventRecord = { clientId, device: topic.device, name, location, action, value: value === null ? null : String(value) }

@@ -1,11 +1,11 @@
-import Fastify from 'fastify'
+import Fastify, { type FastifyServerOptions } from 'fastify'
 import t, { type Test } from 'tap'
 import cred from '../../../app.js'
 import { resolveConfig } from '../../../config/resolve.js'
 import { openDatabase } from '../../../db/index.js'
 import type { SettingsInput } from '../../../schemas/config.js'
 import { tcpProxy } from '../../db/tcp-proxy.js'
-import { backends, bearer, build, forEachBackend, listen, testDatabase, testPostgres, type Backend, type TestApp } from '../../helper.js'
+import { backends, bearer, build, capturedLogs, forEachBackend, listen, testDatabase, testPostgres, type Backend, type TestApp } from '../../helper.js'
 import { openStream } from '../../sse-client.js'
 import {
   device, freePort, mqttUnavailable, privateBroker, randomPrefix, sleep, subscribe, testBroker, waitUntil, type Received
@@ -19,8 +19,8 @@ const publicUrl = 'http://cred.example:5000'
 const mqttSettings = (url: string, topicPrefix: string) => ({ mqtt: { url, topicPrefix, publicUrl } })
 
 /** Builds cred with the bridge on, and waits until it bridges. */
-async function bridged (t: Test, url: string, topicPrefix: string, { backend = 'sqlite', settings = {} }: { backend?: Backend, settings?: SettingsInput } = {}): Promise<TestApp> {
-  const built = await build(t, { ...mqttSettings(url, topicPrefix), ...settings }, { backend })
+async function bridged (t: Test, url: string, topicPrefix: string, { backend = 'sqlite', settings = {}, server }: { backend?: Backend, settings?: SettingsInput, server?: FastifyServerOptions } = {}): Promise<TestApp> {
+  const built = await build(t, { ...mqttSettings(url, topicPrefix), ...settings }, { backend, ...(server === undefined ? {} : { server }) })
   await waitUntil('the bridge to connect', async () => (await built.app.inject({ url: '/health/ready' })).json().mqtt === 'connected')
   return built
 }
@@ -109,13 +109,16 @@ t.test('MQTT → cred: invalid posts are logged, counted and never stored; the b
   const retained = `${prefix}/post/Hall/Old`
   await client.publishAsync(retained, '{"name":"Light"}', { qos: 1, retain: true })
   t.teardown(() => client.publishAsync(retained, '', { qos: 1, retain: true }))
-  const { app, session } = await bridged(t, testBroker, prefix, { settings: { metrics: true, bodyLimit: 2048 } })
+  const { logger, lines } = capturedLogs()
+  const { app, session } = await bridged(t, testBroker, prefix, { settings: { metrics: true, bodyLimit: 2048 }, server: { logger } })
   const { sessionKey: reader } = await session('read')
   const topic = `${prefix}/post/Kitchen/Switch`
   for (const payload of ['not json', '[1]', '{"action":"Toggled"}', JSON.stringify({ name: 'x'.repeat(241) }), '{"name":"Light","value":{"a":1}}', '{"name":""}']) {
     await client.publishAsync(topic, payload, { qos: 1 })
   }
   await client.publishAsync(`${prefix}/post/Kitchen/${'d'.repeat(241)}`, '{"name":"Light"}', { qos: 1 })
+  // no device
+  await client.publishAsync(`${prefix}/post/Kitchen/`, '{"name":"Light"}', { qos: 1 })
   // larger than bodyLimit
   await client.publishAsync(topic, JSON.stringify({ name: 'Light', value: 'v'.repeat(3000) }), { qos: 1 })
   await client.publishAsync(topic, '{"name":"Light","value":true}', { qos: 1 })
@@ -124,7 +127,11 @@ t.test('MQTT → cred: invalid posts are logged, counted and never stored; the b
   await sleep(300)
   t.match(await listed(), [{ device: 'Switch', location: 'Kitchen', name: 'Light', value: 'true' }], 'only the valid post is stored')
   const metrics = (await app.inject({ url: '/metrics' })).body
-  t.match(metrics, /^cred_mqtt_received_total\{outcome="invalid"\} 9$/m)
+  t.match(metrics, /^cred_mqtt_received_total\{outcome="invalid"\} 10$/m)
+  const refused = lines.filter((line) => /^MQTT bridge: a post on .+ was refused: /.test(String(line.msg)))
+  t.equal(refused.length, 10, 'each refusal logged')
+  t.match(refused.map((line) => line.problem), ['it is retained (devices post without the retain flag)', 'payload is not JSON', 'payload must be a JSON object',
+    "payload must have required property 'name'", 'payload/name must NOT have more than 240 characters'])
   t.match(metrics, /^cred_mqtt_received_total\{outcome="stored"\} 1$/m)
   t.match(metrics, /^cred_mqtt_connected 1$/m)
 })
