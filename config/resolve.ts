@@ -2,7 +2,7 @@ import { isIP } from 'node:net'
 import type { TSchema } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import {
-  Settings, DatabaseSettings, defaultSettings,
+  Settings, DatabaseSettings, MqttSettings, defaultSettings,
   type CredConfig, type DatabaseKind, type SettingsInput
 } from '../schemas/config.js'
 
@@ -17,6 +17,7 @@ export class ConfigError extends Error {
 const checkSettings = TypeCompiler.Compile(Settings)
 const settingsKeys = new Set(Object.keys(Settings.properties))
 const databaseKeys = new Set(Object.keys(DatabaseSettings.properties))
+const mqttKeys = new Set(Object.keys(MqttSettings.properties))
 
 /** SQLAlchemy-style names of the original ('postgresql+psycopg2', 'sqlite3', ...) to our two kinds. */
 export function databaseKind (type: string): DatabaseKind | null {
@@ -127,6 +128,39 @@ function trustedProxies (trustProxy: Settings['trustProxy'], source: string): Se
   return trustProxy
 }
 
+/** The settings of section `name` (e.g. `database:`), each key checked against `keys`. */
+function section (given: Record<string, unknown>, name: string, keys: Set<string>, source: string): Record<string, unknown> {
+  const value = given[name] ?? {}
+  if (!isPlainObject(value)) throw new ConfigError(source, name, `expected a mapping, got ${describeType(value)}`)
+  for (const key of Object.keys(value)) {
+    if (!keys.has(key)) throw new ConfigError(source, `${name}.${key}`, 'unknown setting')
+  }
+  return value
+}
+
+/** What the types cannot say of the `mqtt:` settings. */
+function checkMqtt ({ url, ca, topicPrefix, publicUrl }: Settings['mqtt'], source: string): void {
+  if (url !== '') {
+    let protocol: string
+    try {
+      protocol = new URL(url).protocol
+    } catch {
+      throw new ConfigError(source, 'mqtt.url', `'${url}' is not a URL: write mqtt://host[:port] or mqtts://host[:port]`)
+    }
+    if (protocol !== 'mqtt:' && protocol !== 'mqtts:') {
+      throw new ConfigError(source, 'mqtt.url', `'${url}' is not an MQTT broker's URL: write mqtt://host[:port] or mqtts://host[:port]`)
+    }
+    if (ca !== '' && protocol !== 'mqtts:') throw new ConfigError(source, 'mqtt.ca', 'a CA file is only used with an mqtts:// url')
+  }
+  // a wildcard or an empty level in the prefix would subscribe cred to topics that are not its own
+  if (topicPrefix.split('/').some((level) => level === '' || level.includes('+') || level.includes('#'))) {
+    throw new ConfigError(source, 'mqtt.topicPrefix', `'${topicPrefix}' must be topic levels separated by '/', none empty, without '+' or '#'`)
+  }
+  if (publicUrl !== '' && !/^https?:\/\/[^/?#@\\\s]+$/i.test(publicUrl)) {
+    throw new ConfigError(source, 'mqtt.publicUrl', `'${publicUrl}' is not scheme://host[:port] (http or https, without a path)`)
+  }
+}
+
 /**
  * Merges `input` over the defaults and validates the result.
  * `source` names where the settings came from, for error messages.
@@ -136,13 +170,8 @@ export function resolveConfig (input: SettingsInput | undefined, source: string,
   for (const key of Object.keys(given)) {
     if (!settingsKeys.has(key)) throw new ConfigError(source, key, 'unknown setting')
   }
-  const givenDatabase = given.database ?? {}
-  if (!isPlainObject(givenDatabase)) {
-    throw new ConfigError(source, 'database', `expected a mapping, got ${describeType(givenDatabase)}`)
-  }
-  for (const key of Object.keys(givenDatabase)) {
-    if (!databaseKeys.has(key)) throw new ConfigError(source, `database.${key}`, 'unknown setting')
-  }
+  const givenDatabase = section(given, 'database', databaseKeys, source)
+  const givenMqtt = section(given, 'mqtt', mqttKeys, source)
   let url: string | undefined
   let fromUrl: Partial<DatabaseSettings> = {}
   if (databaseUrl !== undefined && databaseUrl !== '') {
@@ -153,7 +182,8 @@ export function resolveConfig (input: SettingsInput | undefined, source: string,
   const merged = {
     ...defaultSettings,
     ...given,
-    database: { ...defaultSettings.database, ...givenDatabase, ...fromUrl }
+    database: { ...defaultSettings.database, ...givenDatabase, ...fromUrl },
+    mqtt: { ...defaultSettings.mqtt, ...givenMqtt }
   }
   // a port written as a quoted number is still a port
   if (typeof merged.port === 'string' && /^\d+$/.test(merged.port)) merged.port = Number(merged.port)
@@ -185,6 +215,7 @@ export function resolveConfig (input: SettingsInput | undefined, source: string,
     if (settings.sslcert === '') throw new ConfigError(source, 'sslcert', 'SSL is True but no certificate file is set')
     if (settings.sslkey === '') throw new ConfigError(source, 'sslkey', 'SSL is True but no key file is set')
   }
+  checkMqtt(settings.mqtt, source)
   return {
     ...settings,
     cors: corsOrigins(settings.cors, source),

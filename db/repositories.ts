@@ -182,6 +182,44 @@ export interface EventRepository {
   listAfter (after: number, limit: number, subscribedBy?: number): Promise<EventRecord[]>
 }
 
+/** What a bridge keeps across restarts (`BridgeRepository`). */
+export interface BridgeState {
+  /** the id of the last event the other side acknowledged */
+  lastEventId: number
+  /** the API key the bridge's devices' clients belong to (null: none yet) */
+  apikeyId: number | null
+}
+
+/** A role held by one process among those sharing the database (`BridgeRepository.lead`). */
+export interface Lease {
+  /** Gives the role up: another process may take it from now on. */
+  release (): Promise<void>
+}
+
+/**
+ * What a bridge to another system (the MQTT bridge, `name` 'mqtt') keeps in the database, and
+ * which one of the processes sharing the database runs it.
+ */
+export interface BridgeRepository {
+  /** The bridge's saved state, or undefined before its first start. */
+  state (name: string): Promise<BridgeState | undefined>
+  /** Saves the state of a bridge that has none yet. */
+  create (name: string, state: BridgeState): Promise<void>
+  /** Moves the bridge's cursor to `lastEventId`. */
+  saveCursor (name: string, lastEventId: number): Promise<void>
+  /** Sets the API key of the bridge's devices. */
+  saveApikey (name: string, apikeyId: number): Promise<void>
+  /** The client of `device` at `location` (null: none) of API key `apikeyId`, its session not ended. */
+  deviceClient (apikeyId: number, device: string, location: string | null): Promise<number | undefined>
+  /**
+   * Takes the role `name` when no other process sharing the database holds it: a lease, or
+   * undefined when another holds it now (try again later). While held, no other process gets
+   * it; `onLost` is called if the role is lost without `release` (the connection that held it
+   * dropped), and the role is free for others when this process dies.
+   */
+  lead (name: string, onLost: () => void): Promise<Lease | undefined>
+}
+
 /** Events committed, as `EventNotifications` tells them. */
 export interface CommittedEvents {
   /** the highest id committed, when known */
@@ -269,6 +307,7 @@ export interface Repositories {
   events: EventRepository
   access: AccessChanges
   notifications: EventNotifications
+  bridge: BridgeRepository
   /** Resolves when the database answers a trivial query; DatabaseUnavailableError when it cannot. */
   ping (): Promise<void>
   /**

@@ -6,7 +6,8 @@ import type { Permission } from '../schemas/apikeys.js'
 import type { AccessListeners } from './access.js'
 import {
   DatabaseUnavailableError,
-  type ApiKeyRecord, type ApiKeyRepository, type ClientKind, type ClientRepository, type EventNotifications, type EventRecord, type EventRepository,
+  type ApiKeyRecord, type ApiKeyRepository, type BridgeRepository, type ClientKind, type ClientRepository, type EventNotifications, type EventRecord,
+  type EventRepository,
   type ListFilter, type SessionRecord
 } from './repositories.js'
 import { hashSecret, newApiKey } from './secrets.js'
@@ -137,10 +138,26 @@ export function sharedRepositories (parts: DialectParts) {
     }
   }
 
+  const bridge: Omit<BridgeRepository, 'lead'> = {
+    state: (name: string) => first(run((s) => s.bridgeByName, { name })),
+    async create (name: string, { lastEventId, apikeyId }) {
+      await run((s) => s.bridgeInsert, { name, lastEventId, apikeyId })
+    },
+    async saveCursor (name: string, lastEventId: number) {
+      await run((s) => s.bridgeCursor, { name, lastEventId })
+    },
+    async saveApikey (name: string, apikeyId: number) {
+      await run((s) => s.bridgeApikey, { name, apikeyId })
+    },
+    deviceClient: async (apikeyId: number, device: string, location: string | null) =>
+      (await first(run((s) => s.deviceClient, { apikeyId, device, location: location ?? '' })))?.id
+  }
+
   return {
     apikeys,
     clients,
     events,
+    bridge,
     access: {
       listen: access.listen.bind(access),
       ended: async (clientIds: readonly number[]): Promise<number[]> => clientIds.length === 0

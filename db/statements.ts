@@ -39,6 +39,7 @@ export interface Tables<T extends Table = Table> {
     value: Col<string, false>,
     time: Col<number>
   }
+  bridges: T & { name: Col<string>, lastEventId: Col<number>, apikeyId: Col<number, false> }
 }
 
 /** What a select may read: columns and SQL expressions, by the property names of its rows. */
@@ -186,7 +187,7 @@ const placeholder = (name: string) => sql.placeholder(name)
  * SQL). A dialect may replace one with its own of the same rows: PostgreSQL replaces
  * `eventsSubscribed`.
  */
-export function statements<M extends Mode, T extends Table> (db: QueryDb<M, T>, { apikeys, clients, subscriptions, events }: Tables<T>, dialect: SqlDialect) {
+export function statements<M extends Mode, T extends Table> (db: QueryDb<M, T>, { apikeys, clients, subscriptions, events, bridges }: Tables<T>, dialect: SqlDialect) {
   const window = (id: AnyColumn) => idWindow(dialect, id)
   const byId = (id: AnyColumn) => eq(id, placeholder('id'))
   /** A list's two statements (see listPage), from a function making its query unordered. */
@@ -228,7 +229,17 @@ export function statements<M extends Mode, T extends Table> (db: QueryDb<M, T>, 
     eventsSubscribed: bothWays(() => db.select(eventColumns(events)).from(subscriptions).$dynamic()
       .innerJoin(events, subscriptionMatches(events, subscriptions))
       .where(and(eq(subscriptions.clientId, placeholder('clientId')), window(events.id))), events.id),
-    latestEventId: db.select({ id: max(events.id) }).from(events).$dynamic()
+    latestEventId: db.select({ id: max(events.id) }).from(events).$dynamic(),
+    bridgeByName: db.select({ lastEventId: bridges.lastEventId, apikeyId: bridges.apikeyId }).from(bridges).$dynamic()
+      .where(eq(bridges.name, placeholder('name'))),
+    bridgeInsert: db.insert(bridges).values({ name: placeholder('name'), lastEventId: placeholder('lastEventId'), apikeyId: placeholder('apikeyId') }),
+    bridgeCursor: db.update(bridges).set({ lastEventId: placeholder('lastEventId') }).where(eq(bridges.name, placeholder('name'))),
+    bridgeApikey: db.update(bridges).set({ apikeyId: placeholder('apikeyId') }).where(eq(bridges.name, placeholder('name'))),
+    // a bridged device's client: its location '' stands for none (a bridge passes '' for none)
+    deviceClient: db.select({ id: clients.id }).from(clients).$dynamic()
+      .where(and(eq(clients.apikeyId, placeholder('apikeyId')), eq(clients.device, placeholder('device')),
+        sql`coalesce(${clients.location}, '') = ${placeholder('location')}`, isNull(clients.ended)))
+      .orderBy(desc(clients.id)).limit(1)
   }
 }
 

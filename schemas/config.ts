@@ -11,6 +11,18 @@ export const DatabaseSettings = Type.Object({
   poolSize: Type.Integer({ minimum: 1, maximum: 1000, description: 'PostgreSQL connection pool size' })
 }, { additionalProperties: false })
 
+/** Settings of the `mqtt:` section: the bridge to an MQTT broker (docs/mqtt.md). */
+export const MqttSettings = Type.Object({
+  url: Type.String({ description: "the broker, mqtt://host[:port] or mqtts://host[:port]; '' (default) = no bridge" }),
+  username: Type.String({ description: "user name at the broker; '' = none" }),
+  password: Type.String({ description: "password at the broker; '' = none" }),
+  ca: Type.String({ description: "CA certificate file (PEM) that signed the broker's certificate, for mqtts://; '' = the system's CAs" }),
+  topicPrefix: Type.String({ minLength: 1, description: 'first topic level(s): events go to <topicPrefix>/events/..., devices post to <topicPrefix>/post/...' }),
+  publicUrl: Type.String({
+    description: "scheme://host[:port] of cred as devices reach it, for the `uri` of published events; '' = http(s)://<host>:<port> of these settings"
+  })
+}, { additionalProperties: false })
+
 export const Settings = Type.Object({
   SSL: Type.Boolean(),
   sslcert: Type.String({ description: 'PEM certificate file, required when SSL is True' }),
@@ -66,14 +78,16 @@ export const Settings = Type.Object({
   dashboard: Type.Boolean({
     description: 'serve the live dashboard web page at the root URL (True for cred-server; False when embedded, unless the host sets it)'
   }),
-  database: DatabaseSettings
+  database: DatabaseSettings,
+  mqtt: MqttSettings
 }, { additionalProperties: false })
 
+export type MqttSettings = Static<typeof MqttSettings>
 export type DatabaseSettings = Static<typeof DatabaseSettings>
 export type Settings = Static<typeof Settings>
 
 /** What a caller may pass: any subset of the settings, database section included. */
-export type SettingsInput = Partial<Omit<Settings, 'database'>> & { database?: Partial<DatabaseSettings> }
+export type SettingsInput = Partial<Omit<Settings, 'database' | 'mqtt'>> & { database?: Partial<DatabaseSettings>, mqtt?: Partial<MqttSettings> }
 
 export type DatabaseKind = 'sqlite' | 'postgresql'
 
@@ -120,5 +134,13 @@ export const defaultSettings: Settings = {
     port: '',
     database: 'cred-server.db',
     poolSize: 10
+  },
+  mqtt: {
+    url: '',
+    username: '',
+    password: '',
+    ca: '',
+    topicPrefix: 'cred',
+    publicUrl: ''
   }
 }

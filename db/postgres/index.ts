@@ -15,6 +15,7 @@ import {
   type PostgresSettings, type PostgresTimeouts
 } from './connection.js'
 import { eventInserts } from './event-inserts.js'
+import { leadership } from './leadership.js'
 import { lockNames } from './locks.js'
 import { migrateOnce } from './migrate.js'
 import { endedByPayload, ListenNotify, sessionsChannel } from './notifications.js'
@@ -165,6 +166,7 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
   })
 
   const writes = transactionWrites(call, sessions, access)
+  const leases = leadership(settings, timeouts)
   const ping = () => call(async ({ db }) => {
     await db.execute(sql`select 1`)
   })
@@ -182,8 +184,12 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
     },
     access: shared.access,
     notifications,
+    bridge: { ...shared.bridge, lead: leases.lead },
     ping,
     ready: () => readiness('PostgreSQL', ping, notifications),
-    close: pool.close
+    async close () {
+      await leases.close()
+      await pool.close()
+    }
   }
 }

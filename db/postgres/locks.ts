@@ -8,5 +8,7 @@ export const lockNames = {
   /** held by each event insert until it commits, so event ids commit in order */
   eventOrder: 'cred-server:event-order',
   /** held by each revocation until it commits, so the last admin key check holds across instances */
-  revocation: 'cred-server:revocation'
+  revocation: 'cred-server:revocation',
+  /** held on a dedicated connection by the instance that runs a bridge, followed by ':<bridge name>' */
+  bridge: 'cred-server:bridge'
 } as const

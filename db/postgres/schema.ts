@@ -25,7 +25,9 @@ export const clients = pgTable('clients', {
   /** 'viewer': a person's browser signed in to watch (the dashboard), listed apart from devices */
   kind: text('kind', { enum: ['device', 'viewer'] }).notNull().default('device')
 }, (table) => [
-  index('clients_last_active_idx').on(table.lastActive)
+  index('clients_last_active_idx').on(table.lastActive),
+  // the MQTT bridge finds a device's client by its API key, device and location
+  index('clients_apikey_device_idx').on(table.apikeyId, table.device)
 ])
 
 export const subscriptions = pgTable('subscriptions', {
@@ -65,3 +67,13 @@ export const idempotencyKeys = pgTable('idempotency_keys', {
   primaryKey({ columns: [table.apikeyId, table.key] }),
   index('idempotency_keys_created_idx').on(table.created)
 ])
+
+/**
+ * What a bridge (the MQTT bridge: `name` 'mqtt') keeps across restarts: the id of the last event
+ * the broker acknowledged, and the API key its devices' clients belong to.
+ */
+export const bridges = pgTable('bridges', {
+  name: text('name').primaryKey(),
+  lastEventId: integer('last_event_id').notNull(),
+  apikeyId: integer('apikey_id').references(() => apikeys.id)
+})

@@ -5,7 +5,7 @@ import { afterPendingIo, groupCommit } from '../batch.js'
 import { IDEMPOTENCY_WINDOW_MS, keyOf, keysOf, purgeSchedule, sortOut, type QueuedEvent } from '../idempotency.js'
 import { OwnCommits } from '../notifications.js'
 import { RecentEvents } from '../recent-events.js'
-import type { ClockOption, EventRecord, IdempotencyKey, NewClient, NewEventRecord, PostedEvent, Repositories, RevokeResult } from '../repositories.js'
+import type { ClockOption, EventRecord, IdempotencyKey, Lease, NewClient, NewEventRecord, PostedEvent, Repositories, RevokeResult } from '../repositories.js'
 import { hashSecret, newSessionKey } from '../secrets.js'
 import { SessionCache } from '../session-cache.js'
 import { prepareAll, readiness, sharedRepositories } from '../shared-repositories.js'
@@ -18,6 +18,25 @@ import * as schema from './schema.js'
 export { CHANGE_CHECK_MS } from './changes.js'
 export { openConnection } from './connection.js'
 export { sqliteDialect, sqliteQueries } from './queries.js'
+
+/**
+ * Roles held in this process (`BridgeRepository.lead`), by file and name: one process serves a
+ * SQLite file, so holding a role means holding it among the instances of this process.
+ */
+const heldRoles = new Set<string>()
+
+function lead (path: string, name: string): Lease | undefined {
+  const role = `${path}\0${name}`
+  if (heldRoles.has(role)) return undefined
+  heldRoles.add(role)
+  let held = true
+  return {
+    async release () {
+      if (held) heldRoles.delete(role)
+      held = false
+    }
+  }
+}
 
 type Prepared = ReturnType<typeof prepareAll<ReturnType<typeof sqliteQueries>>>
 
@@ -182,6 +201,7 @@ export function openSqlite (file: string, { clock = Date.now }: ClockOption = {}
     },
     access: shared.access,
     notifications,
+    bridge: { ...shared.bridge, lead: async (name: string) => lead(path, name) },
     ping,
     ready: () => readiness('SQLite', ping, notifications),
     async close () {

@@ -20,6 +20,8 @@ export interface ItemPresenter {
    * schema would, with each full-form event's JSON made once per record, not once per answer.
    */
   eventList: (reply: FastifyReply, events: EventItemOut[]) => EventListOut
+  /** an event's full form as JSON, exactly as a stream sends it as its data, its `uri` at `origin` (scheme://host[:port]) */
+  eventJson: (origin: string, event: EventRecord) => string
   client: (request: FastifyRequest, client: ClientRecord, full: boolean) => ClientItemOut
   clients: (request: FastifyRequest, clients: ClientRecord[], full: boolean) => ClientItemOut[]
   apikey: (request: FastifyRequest, apikey: ApiKeyRecord, full: boolean) => ApiKeyItemOut
@@ -116,6 +118,8 @@ export default fp(async function items (fastify) {
       reply.type('application/json; charset=utf-8').serializer(serializeEventList)
       return { status: 200, message: 'OK', events }
     },
+    // JSON.stringify, as live.ts writes a stream's data (the schema's serializer orders the keys otherwise)
+    eventJson: (origin, record) => JSON.stringify(event(`${origin}${root}`, record, true)),
     client: (request, record, full) => client(base(request), record, full),
     clients (request, records, full) {
       const baseUrl = base(request)

@@ -24,6 +24,10 @@ export interface CredMetrics {
   authAttempt (outcome: AuthOutcome): void
   /** an event posted at `time` (epoch ms) was just written to a live stream */
   delivered (time: number): void
+  /** the MQTT broker acknowledged an event committed at `time` (epoch ms) */
+  mqttPublished (time: number): void
+  /** an MQTT post was stored, or refused */
+  mqttReceived (outcome: 'stored' | 'invalid'): void
   /** the repositories, with every call timed and counted while in flight */
   timed (repos: Repositories): Repositories
 }
@@ -32,6 +36,8 @@ const off: CredMetrics = {
   eventPosted () {},
   authAttempt () {},
   delivered () {},
+  mqttPublished () {},
+  mqttReceived () {},
   timed: (repos) => repos
 }
 
@@ -122,6 +128,23 @@ export default fp(async function metrics (fastify) {
     return new Gauge({ name, help, registers, async collect () { this.set(await read()) } })
   }
 
+  // The MQTT bridge (plugins/app/mqtt.ts), when one is configured
+  const mqtt = fastify.config.mqtt.url === '' ? undefined : mqttMetrics()
+  function mqttMetrics () {
+    gauge('cred_mqtt_connected', '1 while this instance bridges and is connected to the MQTT broker, else 0 (another instance may bridge)',
+      () => fastify.mqttBridge.state === 'connected' ? 1 : 0)
+    gauge('cred_mqtt_bridging', '1 while this instance is the one that bridges (connected to the broker or not), else 0',
+      () => fastify.mqttBridge.state === 'connected' || fastify.mqttBridge.state === 'connecting' ? 1 : 0)
+    const received = new HotCounter<'outcome'>('cred_mqtt_received_total',
+      'Posts received from MQTT devices, by outcome: stored (as an event), invalid (refused and logged)', registers)
+    return {
+      published: new HotCounter('cred_mqtt_published_total', 'Events published to the MQTT broker (acknowledged by it)', registers).labels({}),
+      lag: new HotHistogram('cred_mqtt_publish_lag_seconds',
+        'Time from an event being stored (its time) to the MQTT broker acknowledging its publication', lagBuckets, registers).labels({}),
+      received: { stored: received.labels({ outcome: 'stored' }), invalid: received.labels({ outcome: 'invalid' }) }
+    }
+  }
+
   gauge('cred_streams_open', 'Server-Sent Events streams open on this instance', () => fastify.live.openStreams)
   gauge('cred_long_polls_waiting', 'Long polls (wait=) held on this instance, waiting for an event', () => fastify.live.waitingPolls)
 
@@ -183,6 +206,11 @@ export default fp(async function metrics (fastify) {
     eventPosted () { eventsPosted.inc() },
     authAttempt (outcome) { authOutcomes[outcome].inc() },
     delivered (time) { deliveryLag.observe(Math.max(0, Date.now() - time) / 1000) },
+    mqttPublished (time) {
+      mqtt?.published.inc()
+      mqtt?.lag.observe(Math.max(0, Date.now() - time) / 1000)
+    },
+    mqttReceived (outcome) { mqtt?.received[outcome].inc() },
     timed: (repos) => ({
       ...repos,
       apikeys: timedGroup('apikeys', repos.apikeys),

@@ -308,7 +308,15 @@ t.test('a bad config is a ConfigError: one line naming the file and the key', as
     ['trustProxy not an address', "trustProxy: 'proxy.example'\n", 'trustProxy', /'proxy\.example' is not an IP address, a CIDR range/],
     ['trustProxy a bad entry after a comma', "trustProxy: '10.0.0.1, 10.0.0.0/33'\n", 'trustProxy', /'10\.0\.0\.0\/33' is not/],
     ['trustProxy a bad list entry', "trustProxy: ['loopback', '::1/129']\n", 'trustProxy', /'::1\/129' is not/],
-    ['trustProxy a number of hops', 'trustProxy: 1\n', 'trustProxy', /number of proxy hops is not supported/]
+    ['trustProxy a number of hops', 'trustProxy: 1\n', 'trustProxy', /number of proxy hops is not supported/],
+    ['an unknown mqtt key', "mqtt:\n  url: 'mqtt://b'\n  qos: 2\n", 'mqtt.qos', /unknown setting/],
+    ['mqtt not a mapping', "mqtt: 'mqtt://b'\n", 'mqtt', /expected a mapping, got string/],
+    ['mqtt.url not an MQTT URL', "mqtt:\n  url: 'http://broker:1883'\n", 'mqtt.url', /'http:\/\/broker:1883' is not an MQTT broker's URL/],
+    ['mqtt.url not a URL', "mqtt:\n  url: 'broker'\n", 'mqtt.url', /'broker' is not a URL/],
+    ['mqtt.ca without mqtts', "mqtt:\n  url: 'mqtt://b'\n  ca: 'ca.pem'\n", 'mqtt.ca', /only used with an mqtts:\/\/ url/],
+    ['mqtt.topicPrefix with a wildcard', "mqtt:\n  topicPrefix: 'home/#'\n", 'mqtt.topicPrefix', /'home\/#' must be topic levels/],
+    ['mqtt.topicPrefix with an empty level', "mqtt:\n  topicPrefix: 'home/'\n", 'mqtt.topicPrefix', /must be topic levels/],
+    ['mqtt.publicUrl with a path', "mqtt:\n  publicUrl: 'http://cred/x'\n", 'mqtt.publicUrl', /is not scheme:\/\/host\[:port\]/]
   ]
   for (const [name, text, key, detail] of cases) {
     t.test(name, async (t) => {
