@@ -12,6 +12,8 @@ export default fp(async function crossOrigin (fastify, opts: { config: CredConfi
       '(any website a signed-in user opens can read events and post them, and with an admin session manage API keys): ' +
       'list the origins that need it instead')
   }
+  // Nothing listed: no CORS at all, and OPTIONS is a method like any other (405 where not answered).
+  if (Array.isArray(allowed) && allowed.length === 0) return
   await fastify.register(cors, {
     // A request from no listed origin gets no CORS header at all (not even Allow-Credentials),
     // and its preflight is not answered as one.
