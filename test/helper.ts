@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
+import Database from 'better-sqlite3'
 import Fastify, { type FastifyInstance, type FastifyServerOptions, type LightMyRequestResponse } from 'fastify'
 import mysql from 'mysql2/promise'
 import postgres from 'postgres'
@@ -132,6 +133,43 @@ export async function testDatabase (t: Test, backend: Backend): Promise<TestData
   // FORCE ends connections still open (an app not closed yet), so the drop never waits on them
   t.teardown(() => postgresAdmin((sql) => sql.unsafe(`drop database if exists "${database}" with (force)`)))
   return { type: 'postgresql', ...testPostgres, password: '', database }
+}
+
+/**
+ * Runs one SQL statement on a test database directly, on a connection of its own (what a
+ * hand-written statement is): for what the API cannot arrange or show. Identifiers quote with
+ * double quotes on every backend; MariaDB's text (stored as bytes) reads back as strings.
+ */
+export async function rawSql (database: TestDatabase, statement: string): Promise<Array<Record<string, unknown>>> {
+  if (database.type === 'sqlite3') {
+    const db = new Database(database.database)
+    try {
+      const prepared = db.prepare(statement)
+      if (prepared.reader) return prepared.all() as Array<Record<string, unknown>>
+      prepared.run()
+      return []
+    } finally {
+      db.close()
+    }
+  }
+  if (database.type === 'mariadb') {
+    const connection = await mysql.createConnection({ ...testMariadb, database: database.database })
+    try {
+      await connection.query("set session sql_mode = concat(@@sql_mode, ',ANSI_QUOTES')")
+      const [rows] = await connection.query(statement)
+      if (!Array.isArray(rows)) return []
+      return (rows as Array<Record<string, unknown>>).map((row) =>
+        Object.fromEntries(Object.entries(row).map(([column, value]) => [column, Buffer.isBuffer(value) ? value.toString('utf8') : value])))
+    } finally {
+      await connection.end()
+    }
+  }
+  const sql = postgres({ ...testPostgres, database: database.database, max: 1, onnotice: () => {} })
+  try {
+    return [...await sql.unsafe(statement)]
+  } finally {
+    await sql.end({ timeout: 1 })
+  }
 }
 
 export interface BuildOptions {

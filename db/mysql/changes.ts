@@ -134,6 +134,11 @@ export class PolledChanges implements EventNotifications {
     return this.own.delete(id)
   }
 
+  /** A connection to the database was lost: not listening until the next look succeeds. */
+  lost (): void {
+    this.healthy = false
+  }
+
   listening (): boolean {
     return this.listeners.size > 0 && this.healthy && performance.now() - this.lastAnswer < Math.max(1000, 5 * this.intervalMs)
   }

@@ -92,9 +92,10 @@ export function connectionOptions (settings: MysqlSettings, timeouts: MysqlTimeo
 /**
  * A pool of `max` connections (see `connectionOptions`). Several statements may be sent in one
  * round trip (the event inserts: ./event-inserts.ts); every connection reads committed data (READ COMMITTED), so that a statement after a lock is taken
- * sees what the lock's previous holder committed.
+ * sees what the lock's previous holder committed. `onLost` is called when a connection is
+ * closed by the server or fails.
  */
-export function connect (settings: MysqlSettings, timeouts: MysqlTimeouts, max: number): mysql.Pool {
+export function connect (settings: MysqlSettings, timeouts: MysqlTimeouts, max: number, onLost: () => void = () => {}): mysql.Pool {
   const pool = mysql.createPool({
     ...connectionOptions(settings, timeouts),
     connectionLimit: max,
@@ -106,6 +107,8 @@ export function connect (settings: MysqlSettings, timeouts: MysqlTimeouts, max: 
   pool.pool.on('connection', (connection) => {
     // a failure shows in the connection's next query
     connection.query('set session transaction isolation level read committed', () => {})
+    connection.on('end', onLost)
+    connection.on('error', onLost)
   })
   return pool
 }

@@ -33,9 +33,9 @@ const MAX_ID = 2_147_483_647
  * A connection pool with the repositories' statements on it, and a pool of one connection that
  * inserts events (groups are written one at a time under the order lock: one is enough).
  */
-function openPool (settings: MysqlSettings, timeouts: MysqlTimeouts) {
-  const client = connect(settings, timeouts, settings.poolSize)
-  const writer = connect(settings, timeouts, 1)
+function openPool (settings: MysqlSettings, timeouts: MysqlTimeouts, onLost: () => void) {
+  const client = connect(settings, timeouts, settings.poolSize, onLost)
+  const writer = connect(settings, timeouts, 1, onLost)
   const db = drizzle({ client })
   return {
     client,
@@ -120,7 +120,9 @@ function transactionWrites (call: <T>(work: (pool: Pool) => PromiseLike<T>) => P
 export async function openMysql (settings: MysqlSettings, { timeouts = defaultTimeouts, clock = Date.now }: MysqlOptions = {}): Promise<Repositories> {
   const facts = await migrateOnce(settings, timeouts)
   const where = describe(facts.target)
-  const pool = replaceablePool(() => openPool(settings, timeouts), {
+  // a connection the server closed may mean it went away: until the next look says otherwise,
+  // nothing is answered from memory
+  const pool = replaceablePool(() => openPool(settings, timeouts, () => changes.lost()), {
     name: facts.name, where, callMs: timeouts.callMs, isUnavailable, reason: (err) => reason(err, timeouts)
   })
   const { call } = pool

@@ -99,7 +99,7 @@ forEachBackend(t, async (t, backend) => {
     t.ok(m.text.includes(m.countLine('cred_db_query_duration_seconds', 'query="clients.create"', 1)))
     t.ok(m.text.includes(m.countLine('cred_db_query_duration_seconds', 'query="apikeys.findByKey"', 3)), 'one key lookup per /auth')
     t.equal(m.value('cred_db_calls_in_flight'), 0)
-    t.equal(m.value('cred_db_pool_size'), backend === 'postgresql' ? 10 : 1)
+    t.equal(m.value('cred_db_pool_size'), backend === 'sqlite' ? 1 : 10)
 
     for (const name of ['cred_process_resident_memory_bytes', 'cred_process_cpu_seconds_total', 'cred_nodejs_eventloop_lag_seconds', 'cred_nodejs_heap_size_used_bytes']) {
       t.ok(m.families.has(name), `process metric ${name}`)
