@@ -121,7 +121,9 @@ export class PolledChanges implements EventNotifications {
 
   /** This instance committed events up to `latest.events`, after the access_ended rows up to `latest.access`. */
   ownCommit (latest: Latest): void {
-    void this.serially(() => this.tell(latest))
+    // while nothing listens, nobody is told (the first look tells that anything may have changed)
+    if (this.listeners.size === 0) return
+    this.serially(() => this.tell(latest)).catch(() => {})
   }
 
   /** This instance's own end or revocation, told already: the access_ended row `id` is not told again. */
