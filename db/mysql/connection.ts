@@ -1,6 +1,6 @@
 import mysql from 'mysql2/promise'
 import type { CredConfig } from '../../schemas/config.js'
-import { errorCode, rootCause } from '../pool.js'
+import { deadline, errorCode, rootCause } from '../pool.js'
 import { DatabaseUnavailableError } from '../repositories.js'
 
 export type MysqlSettings = CredConfig['database']
@@ -95,6 +95,9 @@ export function connectionOptions (settings: MysqlSettings, timeouts: MysqlTimeo
  * sees what the lock's previous holder committed. `onLost` is called when a connection is
  * closed by the server or fails.
  */
+/** The connections each pool has opened and not seen end, to destroy when ending it takes too long. */
+const openConnections = new WeakMap<mysql.Pool, Set<{ destroy: () => void }>>()
+
 export function connect (settings: MysqlSettings, timeouts: MysqlTimeouts, max: number, onLost: () => void = () => {}): mysql.Pool {
   const pool = mysql.createPool({
     ...connectionOptions(settings, timeouts),
@@ -104,11 +107,27 @@ export function connect (settings: MysqlSettings, timeouts: MysqlTimeouts, max: 
     supportBigNumbers: true,
     bigNumberStrings: false
   })
+  const open = new Set<{ destroy: () => void }>()
+  openConnections.set(pool, open)
   pool.pool.on('connection', (connection) => {
+    open.add(connection)
     // a failure shows in the connection's next query
     connection.query('set session transaction isolation level read committed', () => {})
-    connection.on('end', onLost)
+    connection.on('end', () => {
+      open.delete(connection)
+      onLost()
+    })
     connection.on('error', onLost)
   })
   return pool
+}
+
+/**
+ * Ends `pool`: its connections say goodbye to the server. A server that went silent never
+ * answers that, so after `ms` they are destroyed instead, and ending never hangs.
+ */
+export async function endPool (pool: mysql.Pool, ms: number): Promise<void> {
+  await deadline(pool.end(), ms, () => new Error('the server did not answer the goodbye')).catch(() => {
+    for (const connection of openConnections.get(pool) ?? []) connection.destroy()
+  })
 }

@@ -13,7 +13,7 @@ import { SessionCache } from '../session-cache.js'
 import { isRowId, prepareAll, readiness, revokeUnderLock, sharedRepositories, withWrites } from '../shared-repositories.js'
 import { pageValues, statements, subscriptionsInsert } from '../statements.js'
 import { PolledChanges, type Latest } from './changes.js'
-import { connect, defaultTimeouts, describe, isUnavailable, reason, type MysqlSettings, type MysqlTimeouts } from './connection.js'
+import { connect, defaultTimeouts, describe, endPool, isUnavailable, reason, type MysqlSettings, type MysqlTimeouts } from './connection.js'
 import { eventInserts, lockOrder } from './event-inserts.js'
 import { migrateOnce } from './migrate.js'
 import { mysqlDialect, mysqlQueries } from './queries.js'
@@ -42,8 +42,9 @@ function openPool (settings: MysqlSettings, timeouts: MysqlTimeouts, onLost: () 
     writer,
     db,
     statements: prepareAll(mysqlQueries(db)),
-    end: async (_timeout: number) => {
-      await Promise.all([client.end(), writer.end()])
+    /** ends both, destroying what has not ended within `timeout` seconds */
+    end: async (timeout: number) => {
+      await Promise.all([endPool(client, timeout * 1000), endPool(writer, timeout * 1000)])
     }
   }
 }
