@@ -19,11 +19,12 @@ const settingsKeys = new Set(Object.keys(Settings.properties))
 const databaseKeys = new Set(Object.keys(DatabaseSettings.properties))
 const mqttKeys = new Set(Object.keys(MqttSettings.properties))
 
-/** SQLAlchemy-style names of the original ('postgresql+psycopg2', 'sqlite3', ...) to our two kinds. */
+/** SQLAlchemy-style names of the original ('postgresql+psycopg2', 'mysql+pymysql', 'sqlite3', ...) to our three kinds. */
 export function databaseKind (type: string): DatabaseKind | null {
   const base = type.trim().toLowerCase().split('+')[0]
   if (base === 'sqlite' || base === 'sqlite3') return 'sqlite'
   if (base === 'postgresql' || base === 'postgres') return 'postgresql'
+  if (base === 'mysql' || base === 'mariadb') return 'mysql'
   return null
 }
 
@@ -53,7 +54,7 @@ function isPlainObject (value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
-/** Reads `DATABASE_URL=postgres://user:pass@host:port/db` (or sqlite:path) into database settings. */
+/** Reads `DATABASE_URL=postgres://user:pass@host:port/db` (or mysql://, mariadb://, sqlite:path) into database settings. */
 export function databaseFromUrl (url: string, source: string): Partial<DatabaseSettings> & { url: string } {
   let parsed: URL
   try {
@@ -64,7 +65,7 @@ export function databaseFromUrl (url: string, source: string): Partial<DatabaseS
   const type = parsed.protocol.replace(/:$/, '')
   const kind = databaseKind(type)
   if (kind === null) {
-    throw new ConfigError(source, 'DATABASE_URL', `unknown database type '${type}' (use sqlite: or postgres://)`)
+    throw new ConfigError(source, 'DATABASE_URL', `unknown database type '${type}' (use sqlite:, postgres:// or mysql://)`)
   }
   if (kind === 'sqlite') {
     return { type, database: decodeURIComponent(parsed.pathname), url }
@@ -202,11 +203,11 @@ export function resolveConfig (input: SettingsInput | undefined, source: string,
   const kind = databaseKind(settings.database.type)
   if (kind === null) {
     throw new ConfigError(source, 'database.type',
-      `unknown database type '${settings.database.type}' (use 'sqlite3' or 'postgresql')`)
+      `unknown database type '${settings.database.type}' (use 'sqlite3', 'postgresql' or 'mysql')`)
   }
-  if (kind === 'postgresql' && !Object.hasOwn(givenDatabase, 'database') && !Object.hasOwn(fromUrl, 'database')) {
-    // the default name is SQLite's file name, never a PostgreSQL database worth connecting to
-    throw new ConfigError(source, 'database.database', 'name the PostgreSQL database to use')
+  if (kind !== 'sqlite' && !Object.hasOwn(givenDatabase, 'database') && !Object.hasOwn(fromUrl, 'database')) {
+    // the default name is SQLite's file name, never a server's database worth connecting to
+    throw new ConfigError(source, 'database.database', `name the ${kind === 'mysql' ? 'MariaDB / MySQL' : 'PostgreSQL'} database to use`)
   }
   if (settings.requestTimeout < settings.headersTimeout) {
     throw new ConfigError(source, 'requestTimeout', `must be at least headersTimeout (${settings.headersTimeout}), got ${settings.requestTimeout}`)

@@ -296,12 +296,14 @@ export interface AccessChanges {
 
 /** The data layer the service sees, whatever the database. */
 export interface Repositories {
-  /** the database's name, for people: 'SQLite', 'PostgreSQL' */
+  /** the database's name, for people: 'SQLite', 'PostgreSQL', 'MariaDB', 'MySQL' */
   readonly name: string
   /** where the data lives, for logs (file path, or host:port/database) */
   readonly location: string
   /** how many connections the repositories may open at once */
   readonly poolSize: number
+  /** what the database's settings weaken, in words, for the log at start (e.g. a commit not flushed) */
+  readonly warnings?: readonly string[]
   apikeys: ApiKeyRepository
   clients: ClientRepository
   events: EventRepository

@@ -7,8 +7,7 @@ import type { AccessListeners } from './access.js'
 import {
   DatabaseUnavailableError,
   type ApiKeyRecord, type ApiKeyRepository, type BridgeRepository, type ClientKind, type ClientRepository, type EventNotifications, type EventRecord,
-  type EventRepository,
-  type ListFilter, type SessionRecord
+  type EventRepository, type ListFilter, type RevokeResult, type SessionRecord
 } from './repositories.js'
 import { hashSecret, newApiKey } from './secrets.js'
 import type { SessionCache } from './session-cache.js'
@@ -165,6 +164,44 @@ export function sharedRepositories (parts: DialectParts) {
         : (await run((s) => s.sessionsEnded, idsValue(clientIds))).map((row) => row.id),
       look: parts.look
     }
+  }
+}
+
+/**
+ * Revokes key `id` at `now` with `queries` of a transaction that holds the dialect's
+ * revocation lock (so that the last admin key check holds across instances); `revoked` is
+ * called after this call revoked it (to tell other instances, in the same transaction).
+ */
+export async function revokeUnderLock (
+  queries: Pick<SharedStatements, 'apikeyById' | 'activeAdminCount' | 'apikeyRevoke'>, id: number, now: number, revoked: () => PromiseLike<unknown>
+): Promise<RevokeResult> {
+  const [key] = await queries.apikeyById.execute({ id })
+  if (key === undefined) return { outcome: 'not-found' }
+  if (key.revoked !== null) return { outcome: 'revoked', apikey: key }
+  if (key.permission === 'admin') {
+    const [admins] = await queries.activeAdminCount.execute()
+    if ((admins?.n ?? 0) <= 1) return { outcome: 'last-admin' }
+  }
+  await queries.apikeyRevoke.execute({ id, now })
+  await revoked()
+  return { outcome: 'revoked', apikey: { ...key, revoked: now } }
+}
+
+/** What a dialect writes its own way (see `withWrites`). */
+export interface DialectWrites {
+  revoke: ApiKeyRepository['revoke']
+  createClient: ClientRepository['create']
+  endClient: ClientRepository['end']
+  createEvent: EventRepository['create']
+}
+
+/** The repositories of a dialect: the shared methods, and its own writes. */
+export function withWrites (shared: ReturnType<typeof sharedRepositories>, writes: DialectWrites) {
+  return {
+    apikeys: { ...shared.apikeys, revoke: writes.revoke },
+    clients: { ...shared.clients, create: writes.createClient, end: writes.endClient },
+    events: { ...shared.events, create: writes.createEvent },
+    access: shared.access
   }
 }
 

@@ -257,7 +257,7 @@ export function returningInserts<M extends Mode> (db: ReturningDb<M>, { apikeys,
 }
 
 /** The rows of a new client's subscriptions, inserted in the transaction that inserts the client. */
-export function subscriptionsInsert<M extends Mode> (db: QueryDb<M>, { subscriptions }: Tables, clientId: number, list: Subscription[]) {
+export function subscriptionsInsert<M extends Mode, T extends Table = Table> (db: QueryDb<M, T>, { subscriptions }: Tables<T>, clientId: number, list: Subscription[]) {
   return db.insert(subscriptions).values(list.map((s) => ({ clientId, eventName: s.eventName, location: s.location })))
 }
 

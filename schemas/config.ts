@@ -2,13 +2,20 @@ import { Type, type Static } from '@sinclair/typebox'
 
 /** Settings of the `database:` section (or the flat layout's keys after `type:`). */
 export const DatabaseSettings = Type.Object({
-  type: Type.String({ description: "'sqlite3' (default) or 'postgresql' (also 'postgres', 'postgresql+psycopg2', ...)" }),
+  type: Type.String({
+    description: "'sqlite3' (default), 'postgresql' (also 'postgres', 'postgresql+psycopg2', ...) or 'mysql' (also 'mariadb', 'mysql+pymysql', ...)"
+  }),
   user: Type.String(),
   password: Type.String(),
   host: Type.String(),
   port: Type.Union([Type.String(), Type.Integer({ minimum: 0, maximum: 65535 })]),
-  database: Type.String({ description: 'SQLite file path, or PostgreSQL database name' }),
-  poolSize: Type.Integer({ minimum: 1, maximum: 1000, description: 'PostgreSQL connection pool size' })
+  database: Type.String({ description: 'SQLite file path, or PostgreSQL / MariaDB database name' }),
+  poolSize: Type.Integer({ minimum: 1, maximum: 1000, description: 'PostgreSQL / MariaDB connection pool size' }),
+  pollInterval: Type.Integer({
+    minimum: 10,
+    maximum: 1000,
+    description: "MariaDB / MySQL: ms between an instance's checks for other instances' events and ended sessions"
+  })
 }, { additionalProperties: false })
 
 /** Settings of the `mqtt:` section: the bridge to an MQTT broker (docs/mqtt.md). */
@@ -89,7 +96,7 @@ export type Settings = Static<typeof Settings>
 /** What a caller may pass: any subset of the settings, database section included. */
 export type SettingsInput = Partial<Omit<Settings, 'database' | 'mqtt'>> & { database?: Partial<DatabaseSettings>, mqtt?: Partial<MqttSettings> }
 
-export type DatabaseKind = 'sqlite' | 'postgresql'
+export type DatabaseKind = 'sqlite' | 'postgresql' | 'mysql'
 
 /** Settings after validation, with the derived values the service uses. */
 export interface CredConfig extends Settings {
@@ -133,7 +140,8 @@ export const defaultSettings: Settings = {
     host: '',
     port: '',
     database: 'cred-server.db',
-    poolSize: 10
+    poolSize: 10,
+    pollInterval: 100
   },
   mqtt: {
     url: '',

@@ -3,7 +3,9 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
+import Database from 'better-sqlite3'
 import Fastify, { type FastifyInstance, type FastifyServerOptions, type LightMyRequestResponse } from 'fastify'
+import mysql from 'mysql2/promise'
 import postgres from 'postgres'
 import type { Test } from 'tap'
 import cred from '../app.js'
@@ -35,7 +37,7 @@ export interface TestApp {
   json: (res: LightMyRequestResponse) => any
 }
 
-export type Backend = 'sqlite' | 'postgresql'
+export type Backend = 'sqlite' | 'postgresql' | 'mariadb'
 
 /** The PostgreSQL server of the tests (trust auth, as `.ci/run` sets it up); each test gets its own database there. */
 export const testPostgres = { host: '127.0.0.1', port: 5432, user: 'postgres' } as const
@@ -64,34 +66,110 @@ export const postgresUnavailable: string | null = await postgresAdmin(async (sql
   return problem
 })
 
+/** The MariaDB server of the tests (root, no password, as `.ci/run` sets it up); each test gets its own database there. */
+export const testMariadb = { host: '127.0.0.1', port: 3306, user: 'root' } as const
+
+/** Runs `work` on a short-lived connection to the MariaDB server (no database), for CREATE/DROP DATABASE. */
+export async function mariadbAdmin<T> (work: (connection: mysql.Connection) => Promise<T>): Promise<T> {
+  const connection = await mysql.createConnection({ ...testMariadb, connectTimeout: 3000 })
+  try {
+    return await work(connection)
+  } finally {
+    await connection.end().catch(() => connection.destroy())
+  }
+}
+
+/**
+ * Why the MariaDB tests cannot run here, or null when they can. In CI (`CI=true`) an
+ * unreachable server fails every test file instead: the MariaDB run must happen.
+ */
+export const mariadbUnavailable: string | null = await mariadbAdmin(async (connection) => {
+  await connection.query('select 1')
+  return null
+}).catch((err: unknown) => {
+  const problem = `MariaDB for the tests at ${testMariadb.host}:${testMariadb.port} (user ${testMariadb.user}) cannot be reached: ${(err as Error).message}`
+  if (process.env.CI === 'true') throw new Error(`${problem}; in CI the MariaDB tests must run`)
+  console.error(`# ${problem}. The MariaDB tests are SKIPPED (with CI=true this is an error).`)
+  return problem
+})
+
 /** The backends the API suite runs against. */
-export const backends: Backend[] = postgresUnavailable === null ? ['sqlite', 'postgresql'] : ['sqlite']
+export const backends: Backend[] = [
+  'sqlite',
+  ...(postgresUnavailable === null ? ['postgresql' as const] : []),
+  ...(mariadbUnavailable === null ? ['mariadb' as const] : [])
+]
+
+/** Whether `backend` is a server several instances share (PostgreSQL, MariaDB), rather than a file. */
+export const isServer = (backend: Backend): boolean => backend !== 'sqlite'
 
 /**
  * Waits until a change made to a session's row through another connection is seen: SQLite
  * within CHANGE_CHECK_MS (the connection reads `data_version` at most that often); a
- * PostgreSQL instance uses a session it looked up for up to a second (db/session-cache.ts)
- * unless the change came with a notification.
+ * PostgreSQL or MariaDB instance uses a session it looked up for up to a second
+ * (db/session-cache.ts) unless the change came with a notification (an access_ended row).
  */
 export const sessionChangeSeen = (backend: Backend) =>
-  new Promise((resolve) => setTimeout(resolve, backend === 'postgresql' ? 1100 : CHANGE_CHECK_MS + 1))
+  new Promise((resolve) => setTimeout(resolve, isServer(backend) ? 1100 : CHANGE_CHECK_MS + 1))
 
 /** Runs `fn` as one subtest per backend: the same tests, every database. */
 export function forEachBackend (t: Test, fn: (t: Test, backend: Backend) => Promise<void>): void {
   for (const backend of backends) t.test(backend, (t) => fn(t, backend))
 }
 
-/** Database settings naming one test database (its file, or its PostgreSQL database). */
+/** Database settings naming one test database (its file, or its PostgreSQL or MariaDB database). */
 export type TestDatabase = NonNullable<SettingsInput['database']> & { type: string, database: string }
 
 /** Database settings for a fresh, empty database of `backend`, removed when the test ends. */
 export async function testDatabase (t: Test, backend: Backend): Promise<TestDatabase> {
   if (backend === 'sqlite') return { type: 'sqlite3', database: join(tempDir(t), 'cred-test.db') }
   const database = `cred_test_${randomBytes(8).toString('hex')}`
+  if (backend === 'mariadb') {
+    await mariadbAdmin((connection) => connection.query(`create database \`${database}\``))
+    t.teardown(() => mariadbAdmin((connection) => connection.query(`drop database if exists \`${database}\``)))
+    return { type: 'mariadb', ...testMariadb, password: '', database }
+  }
   await postgresAdmin((sql) => sql.unsafe(`create database "${database}"`))
   // FORCE ends connections still open (an app not closed yet), so the drop never waits on them
   t.teardown(() => postgresAdmin((sql) => sql.unsafe(`drop database if exists "${database}" with (force)`)))
   return { type: 'postgresql', ...testPostgres, password: '', database }
+}
+
+/**
+ * Runs one SQL statement on a test database directly, on a connection of its own (what a
+ * hand-written statement is): for what the API cannot arrange or show. Identifiers quote with
+ * double quotes on every backend; MariaDB's text (stored as bytes) reads back as strings.
+ */
+export async function rawSql (database: TestDatabase, statement: string): Promise<Array<Record<string, unknown>>> {
+  if (database.type === 'sqlite3') {
+    const db = new Database(database.database)
+    try {
+      const prepared = db.prepare(statement)
+      if (prepared.reader) return prepared.all() as Array<Record<string, unknown>>
+      prepared.run()
+      return []
+    } finally {
+      db.close()
+    }
+  }
+  if (database.type === 'mariadb') {
+    const connection = await mysql.createConnection({ ...testMariadb, database: database.database })
+    try {
+      await connection.query("set session sql_mode = concat(@@sql_mode, ',ANSI_QUOTES')")
+      const [rows] = await connection.query(statement)
+      if (!Array.isArray(rows)) return []
+      return (rows as Array<Record<string, unknown>>).map((row) =>
+        Object.fromEntries(Object.entries(row).map(([column, value]) => [column, Buffer.isBuffer(value) ? value.toString('utf8') : value])))
+    } finally {
+      await connection.end()
+    }
+  }
+  const sql = postgres({ ...testPostgres, database: database.database, max: 1, onnotice: () => {} })
+  try {
+    return [...await sql.unsafe(statement)]
+  } finally {
+    await sql.end({ timeout: 1 })
+  }
 }
 
 export interface BuildOptions {

@@ -5,9 +5,8 @@
 // lists, in stream catch-up and live; and the tables are intact afterwards.
 import Database from 'better-sqlite3'
 import fc from 'fast-check'
-import postgres from 'postgres'
 import t from 'tap'
-import { bearer, build, forEachBackend, testPostgres, type Backend, type TestApp } from './helper.js'
+import { bearer, build, forEachBackend, rawSql, type Backend, type TestApp } from './helper.js'
 import { openStream } from './sse-client.js'
 
 const seed = Number(process.env.FUZZ_SEED ?? 20260512)
@@ -58,14 +57,11 @@ async function tables (test: TestApp, backend: Backend): Promise<Record<string, 
     }
     return counts
   }
-  const sql = postgres({ ...testPostgres, database: test.database.database, max: 1, onnotice: () => {} })
-  try {
-    const present = await sql<Array<{ tablename: string }>>`select tablename from pg_tables where schemaname = 'public'`
-    for (const name of names) {
-      if (present.some((row) => row.tablename === name)) counts[name] = Number((await sql.unsafe(`select count(*) as n from "${name}"`))[0]!.n)
-    }
-  } finally {
-    await sql.end({ timeout: 1 })
+  const present = await rawSql(test.database, backend === 'mariadb'
+    ? 'select table_name as tablename from information_schema.tables where table_schema = database()'
+    : "select tablename from pg_tables where schemaname = 'public'")
+  for (const name of names) {
+    if (present.some((row) => row.tablename === name)) counts[name] = Number((await rawSql(test.database, `select count(*) as n from "${name}"`))[0]!.n)
   }
   return counts
 }

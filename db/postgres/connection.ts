@@ -1,6 +1,9 @@
 import postgres from 'postgres'
 import type { CredConfig } from '../../schemas/config.js'
+import { errorCode, rootCause } from '../pool.js'
 import { DatabaseUnavailableError } from '../repositories.js'
+
+export { deadline } from '../pool.js'
 
 export type PostgresSettings = CredConfig['database']
 
@@ -39,18 +42,6 @@ const connectionCodes = new Set([
  * credentials (28) and a read-only server after a failover (25006).
  */
 const unavailableStates = /^(08|53|57|28|3D000$|25006$)/
-
-/** The driver's error under drizzle's "Failed query" wrapper. */
-function rootCause (err: unknown): unknown {
-  let current = err
-  for (let depth = 0; depth < 5 && current instanceof Error && current.cause !== undefined; depth++) current = current.cause
-  return current
-}
-
-function errorCode (err: unknown): string | undefined {
-  const code = (err as { code?: unknown } | null)?.code
-  return typeof code === 'string' ? code : undefined
-}
 
 /** Whether `err` means the database cannot be reached or cannot serve now (rather than a fault of the statement). */
 export function isUnavailable (err: unknown): boolean {
@@ -122,50 +113,5 @@ export function targetOf (client: postgres.Sql): Target {
   return { host: client.options.host[0] ?? 'localhost', port: client.options.port[0] ?? 5432, database: client.options.database }
 }
 
-/** `work`, or a rejection with `expired()` once `ms` have passed without an answer. */
-export function deadline<T> (work: Promise<T>, ms: number, expired: () => Error): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(expired()), ms)
-    work.then(resolve, reject).finally(() => clearTimeout(timer))
-  })
-}
-
 export const noAnswer = (timeouts: PostgresTimeouts) =>
   Object.assign(new Error(`no answer within ${timeouts.connectSeconds} s`), { code: 'CONNECT_TIMEOUT' })
-
-/**
- * Work on a connection pool that `open` makes, and makes again when a call gets no answer.
- * Connection trouble becomes DatabaseUnavailableError; so does a call unanswered after
- * `callMs`, and then the pool it ran on is replaced and ended, its connections with it, so
- * the next call starts afresh. The pool reconnects by itself on the next call once the server
- * is back.
- */
-export function replaceablePool<Pool extends { end: (timeout: number) => Promise<unknown> }> (
-  open: () => Pool, where: string, timeouts: PostgresTimeouts
-) {
-  let pool = open()
-  let closed = false
-  return {
-    call<T> (work: (pool: Pool) => PromiseLike<T>): Promise<T> {
-      const used = pool
-      return deadline(Promise.resolve(work(used)), timeouts.callMs, () => {
-        if (pool === used && !closed) {
-          pool = open()
-          void used.end(0).catch(() => {})
-        }
-        return new DatabaseUnavailableError(`PostgreSQL at ${where} did not answer within ${timeouts.callMs} ms`)
-      }).catch((err: unknown) => {
-        throw isUnavailable(err)
-          ? new DatabaseUnavailableError(`PostgreSQL at ${where} is unavailable: ${reason(err, timeouts)}`, { cause: err })
-          : err
-      })
-    },
-    async close () {
-      closed = true
-      // Queries still running get a second to finish (the server has answered its requests by
-      // now). The bound matters: postgres.js keeps a query that failed because its socket
-      // closed as that connection's current one, and an unbounded end() waits for it forever.
-      await pool.end(1)
-    }
-  }
-}

@@ -2,16 +2,17 @@ import { sql } from 'drizzle-orm'
 import { drizzle } from 'drizzle-orm/postgres-js'
 import type { PgTable } from 'drizzle-orm/pg-core'
 import { AccessListeners } from '../access.js'
+import { replaceablePool } from '../pool.js'
 import { afterPendingIo, groupCommit } from '../batch.js'
 import type { QueuedEvent } from '../idempotency.js'
 import { NotifiedRecentEvents } from '../recent-events.js'
 import type { ClockOption, IdempotencyKey, NewClient, NewEventRecord, PostedEvent, Repositories, RevokeResult } from '../repositories.js'
 import { hashSecret, newSessionKey } from '../secrets.js'
 import { SessionCache } from '../session-cache.js'
-import { isRowId, prepareAll, readiness, sharedRepositories } from '../shared-repositories.js'
+import { isRowId, prepareAll, readiness, revokeUnderLock, sharedRepositories, withWrites } from '../shared-repositories.js'
 import { pageValues, returningInserts, statements, subscriptionsInsert } from '../statements.js'
 import {
-  connect, connectionOptions, defaultTimeouts, describe, replaceablePool,
+  connect, connectionOptions, defaultTimeouts, describe, isUnavailable, reason,
   type PostgresSettings, type PostgresTimeouts
 } from './connection.js'
 import { eventInserts } from './event-inserts.js'
@@ -74,17 +75,8 @@ function transactionWrites (call: <T>(work: (pool: Pool) => PromiseLike<T>) => P
       if (!isRowId(id, MAX_ID)) return { outcome: 'not-found' }
       return db.transaction(async (tx): Promise<RevokeResult> => {
         await tx.execute(sql`select pg_advisory_xact_lock(hashtextextended(${lockNames.revocation}, 0))`)
-        const queries = statements<'async', PgTable>(tx, schema, postgresDialect)
-        const [key] = await queries.apikeyById.execute({ id })
-        if (key === undefined) return { outcome: 'not-found' }
-        if (key.revoked !== null) return { outcome: 'revoked', apikey: key }
-        if (key.permission === 'admin') {
-          const [admins] = await queries.activeAdminCount.execute()
-          if ((admins?.n ?? 0) <= 1) return { outcome: 'last-admin' }
-        }
-        await queries.apikeyRevoke.execute({ id, now })
-        await tx.execute(sql`select pg_notify(${sessionsChannel}, ${`apikey:${id}`})`)
-        return { outcome: 'revoked', apikey: { ...key, revoked: now } }
+        return revokeUnderLock(statements<'async', PgTable>(tx, schema, postgresDialect), id, now,
+          () => tx.execute(sql`select pg_notify(${sessionsChannel}, ${`apikey:${id}`})`))
       }).finally(() => sessions.clear())
     }).then((result) => {
       if (result.outcome === 'revoked') access.ended({ apikeyIds: [id] })
@@ -122,7 +114,9 @@ function transactionWrites (call: <T>(work: (pool: Pool) => PromiseLike<T>) => P
  */
 export async function openPostgres (settings: PostgresSettings, { timeouts = defaultTimeouts, clock = Date.now }: PostgresOptions = {}): Promise<Repositories> {
   const where = describe(await migrateOnce(settings, timeouts))
-  const pool = replaceablePool(() => openPool(settings, timeouts), where, timeouts)
+  const pool = replaceablePool(() => openPool(settings, timeouts), {
+    name: 'PostgreSQL', where, callMs: timeouts.callMs, isUnavailable, reason: (err) => reason(err, timeouts)
+  })
   const { call } = pool
   const access = new AccessListeners()
   const notifications = new ListenNotify(settings, timeouts, {
@@ -175,14 +169,11 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
     name: 'PostgreSQL',
     location: where,
     poolSize: settings.poolSize,
-    apikeys: { ...shared.apikeys, revoke: writes.revoke },
-    clients: { ...shared.clients, create: writes.createClient, end: writes.endClient },
-    events: {
-      ...shared.events,
+    ...withWrites(shared, {
+      ...writes,
       // grouped, under the event-order lock: see ./event-inserts.ts
-      create: (event: NewEventRecord, idempotency?: IdempotencyKey) => insertEvent(idempotency === undefined ? event : { ...event, idempotency })
-    },
-    access: shared.access,
+      createEvent: (event: NewEventRecord, idempotency?: IdempotencyKey) => insertEvent(idempotency === undefined ? event : { ...event, idempotency })
+    }),
     notifications,
     bridge: { ...shared.bridge, lead: leases.lead },
     ping,

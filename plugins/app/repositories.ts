@@ -16,6 +16,7 @@ export default fp(async function repositories (fastify, opts: { embedded?: boole
     await repos.close()
   })
   fastify.log.info({ database: repos.name, location: repos.location }, `database ready: ${repos.name} at ${repos.location}`)
+  for (const warning of repos.warnings ?? []) fastify.log.warn(warning)
   if (await repos.apikeys.count() === 0) {
     fastify.log.warn(opts.embedded === true
       ? 'no API keys exist yet: create the first one with createApiKey(config, \'admin\') from \'cred-server\', given the config you register cred with'

@@ -1,5 +1,5 @@
 // Real processes for the benchmarks and the tests: the built bins (dist/) started, waited for,
-// their logs read and their ends awaited; temporary files and PostgreSQL databases; command
+// their logs read and their ends awaited; temporary files and PostgreSQL / MariaDB databases; command
 // lines; what /proc says about a process. Whatever is started here is cleaned up on success,
 // error and Ctrl-C, and (what can be done at once) on exit.
 import { spawn, type ChildProcess } from 'node:child_process'
@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import mysql from 'mysql2/promise'
 import postgres from 'postgres'
 
 export type Bin = 'cred-server' | 'cred-gen'
@@ -104,7 +105,7 @@ export function stopProcess (child: ChildProcess): Promise<void> {
 export async function cleanUp (): Promise<void> {
   await Promise.all([...children].map((child) => stopProcess(child)))
   for (const [name, url] of databases) {
-    await postgresAdmin(url, (sql) => sql.unsafe(`drop database if exists "${name}" with (force)`))
+    await dropDatabase(url, name)
       .catch((err: unknown) => progress(`could not drop database ${name}: ${(err as Error).message}`))
     databases.delete(name)
   }
@@ -153,18 +154,48 @@ export async function postgresAdmin<T> (url: string, work: (sql: postgres.Sql) =
 export const postgresProblem = (url: string): Promise<string | null> =>
   postgresAdmin(url, async (sql) => { await sql`select 1` }).then(() => null, (err: unknown) => (err as Error).message)
 
-export interface DatabaseConfig { type: 'sqlite3' | 'postgresql', database: string, host?: string, port?: number, user?: string, password?: string }
+export interface DatabaseConfig { type: 'sqlite3' | 'postgresql' | 'mariadb', database: string, host?: string, port?: number, user?: string, password?: string }
 
-/** A fresh database `<prefix><random>` on the server of `url`, dropped at clean-up. */
+// ---------------------------------------------------------------------------------------------
+// MariaDB / MySQL (a URL mysql://user:password@host:port)
+
+const isMariadb = (url: string) => /^(mysql|mariadb):/.test(url)
+
+export async function mariadbAdmin<T> (url: string, work: (connection: mysql.Connection) => Promise<T>): Promise<T> {
+  const server = new URL(url)
+  const connection = await mysql.createConnection({
+    host: server.hostname,
+    port: Number(server.port === '' ? 3306 : server.port),
+    user: decodeURIComponent(server.username),
+    password: decodeURIComponent(server.password),
+    connectTimeout: 3000
+  })
+  try {
+    return await work(connection)
+  } finally {
+    await connection.end().catch(() => connection.destroy())
+  }
+}
+
+/** null when the server answers, else why not. */
+export const mariadbProblem = (url: string): Promise<string | null> =>
+  mariadbAdmin(url, async (connection) => { await connection.query('select 1') }).then(() => null, (err: unknown) => (err as Error).message)
+
+const dropDatabase = (url: string, name: string) => isMariadb(url)
+  ? mariadbAdmin(url, (connection) => connection.query(`drop database if exists \`${name}\``))
+  : postgresAdmin(url, (sql) => sql.unsafe(`drop database if exists "${name}" with (force)`))
+
+/** A fresh database `<prefix><random>` on the server of `url` (PostgreSQL, or MariaDB for mysql://), dropped at clean-up. */
 export async function createDatabase (url: string, prefix = 'cred_bench_'): Promise<DatabaseConfig> {
   const name = `${prefix}${randomBytes(6).toString('hex')}`
-  await postgresAdmin(url, (sql) => sql.unsafe(`create database "${name}"`))
+  if (isMariadb(url)) await mariadbAdmin(url, (connection) => connection.query(`create database \`${name}\``))
+  else await postgresAdmin(url, (sql) => sql.unsafe(`create database "${name}"`))
   databases.set(name, url)
   const server = new URL(url)
   return {
-    type: 'postgresql',
+    type: isMariadb(url) ? 'mariadb' : 'postgresql',
     host: server.hostname,
-    port: Number(server.port === '' ? 5432 : server.port),
+    port: Number(server.port === '' ? (isMariadb(url) ? 3306 : 5432) : server.port),
     user: decodeURIComponent(server.username),
     password: decodeURIComponent(server.password),
     database: name

@@ -11,15 +11,15 @@ import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import {
   cleanUp, cleanUpOnSignals, commandLine, cpuSeconds, createDatabase, createKey, expectJson, formatTable, inParallel, machineBusySeconds, openFiles,
-  openFilesLimit, postgresProblem, progress, rssKb, sleep, startServer, stopProcess, tempDir, track, writeConfig, type DatabaseConfig, type ServerProcess
+  mariadbProblem, openFilesLimit, postgresProblem, progress, rssKb, sleep, startServer, stopProcess, tempDir, track, writeConfig, type DatabaseConfig, type ServerProcess
 } from './harness.js'
 import { newReport, quantile, startBaseline } from './http-load.js'
 import type { FromClient, StreamSpec, Tally, ToClient } from './live-client.js'
 
 const usage = `Usage: npm run bench:live -- [options]   (node dist/scripts/bench/live.js after npm run build)
 
-Opens event streams on cred-server (one on SQLite; two on PostgreSQL, the streams split
-between them, the events posted to the first), 1 % of them on /events/stream, the others
+Opens event streams on cred-server (one on SQLite; two on PostgreSQL and two on MariaDB, the
+streams split between them, the events posted to the first), 1 % of them on /events/stream, the others
 subscribed to one name each; posts events at a steady rate and times every delivery; then the
 same with a raw node:http SSE broadcast. Reports latency, loss, the servers' RSS and CPU.
 
@@ -32,6 +32,8 @@ same with a raw node:http SSE broadcast. Reports latency, loss, the servers' RSS
   --drain S         seconds to wait for the last deliveries (default 10)
   --postgres URL    PostgreSQL server (default postgres://postgres@127.0.0.1:5432/postgres)
   --no-postgres     skip the PostgreSQL run
+  --mariadb URL     MariaDB / MySQL server (default mysql://root@127.0.0.1:3306)
+  --no-mariadb      skip the MariaDB run
   --no-sqlite       skip the SQLite run
   --cpu-prof DIR    run the cred-servers with node --cpu-prof, writing profiles to DIR
   --time-limit S    give up (and clean up) after S seconds (default 600)
@@ -51,6 +53,8 @@ const { values, number } = commandLine('bench:live', usage, {
   drain: '10',
   postgres: 'postgres://postgres@127.0.0.1:5432/postgres',
   'no-postgres': '',
+  mariadb: 'mysql://root@127.0.0.1:3306',
+  'no-mariadb': '',
   'no-sqlite': '',
   'cpu-prof': null,
   'time-limit': '600',
@@ -65,13 +69,14 @@ const options = {
   perClient: Math.floor(number('per-client', 1)),
   drainMs: number('drain', 0) * 1000,
   postgres: values['no-postgres'] === true ? null : String(values.postgres),
+  mariadb: values['no-mariadb'] === true ? null : String(values.mariadb),
   sqlite: values['no-sqlite'] !== true,
   nodeArgs: typeof values['cpu-prof'] === 'string' ? ['--cpu-prof', '--cpu-prof-dir', resolve(values['cpu-prof'])] : []
 }
 
 /** One server (cred, or the raw broadcast) holding the streams and delivering the events. */
 interface Phase {
-  run: 'sqlite' | 'postgresql'
+  run: 'sqlite' | 'postgresql' | 'mariadb'
   server: 'cred' | 'raw'
   streams: { opened: number, failed: number, perInstance: number, openSeconds: number }
   events: { posted: number, failed: number }
@@ -181,7 +186,7 @@ async function measure (run: Phase['run'], server: Phase['server'], layout: Layo
   }
 }
 
-/** A run: cred's instances on `database` (two on PostgreSQL), then the raw broadcast laid out alike. */
+/** A run: cred's instances on `database` (two on PostgreSQL or MariaDB), then the raw broadcast laid out alike. */
 async function runOn (run: Phase['run'], database: DatabaseConfig): Promise<Phase[]> {
   const count = run === 'sqlite' ? 1 : 2
   const dir = tempDir()
@@ -253,7 +258,7 @@ function table (phases: Phase[], note: string): string {
     ['other CPU meanwhile', (p) => `${p.cpuPercent.other} % of a core`],
     ['server open files', (p) => p.serverOpenFiles.join(' / ')]
   ]
-  const header = ['', ...phases.map((p) => `${p.run === 'sqlite' ? 'SQLite' : 'PostgreSQL, 2 instances'}: ${p.server === 'cred' ? 'cred' : 'raw node:http'}`)]
+  const header = ['', ...phases.map((p) => `${{ sqlite: 'SQLite', postgresql: 'PostgreSQL, 2 instances', mariadb: 'MariaDB, 2 instances' }[p.run]}: ${p.server === 'cred' ? 'cred' : 'raw node:http'}`)]
   const out = [
     `cred live delivery: ${cpus().length} cores (${cpus()[0]?.model.trim() ?? 'unknown CPU'}), Node ${process.version}; ${note}`,
     'cred\'s RSS is read after a full GC; the raw broadcast\'s without. Other CPU: the rest of the machine (PostgreSQL, anything else).',
@@ -284,6 +289,11 @@ try {
     const problem = await postgresProblem(options.postgres)
     if (problem !== null) progress(`PostgreSQL is not reachable (${problem}): skipping it`)
     else phases.push(...await createDatabase(options.postgres, 'cred_bench_live_').then((database) => runOn('postgresql', database)).catch((err: unknown) => { failed('postgresql', err); return [] }))
+  }
+  if (options.mariadb !== null) {
+    const problem = await mariadbProblem(options.mariadb)
+    if (problem !== null) progress(`MariaDB is not reachable (${problem}): skipping it`)
+    else phases.push(...await createDatabase(options.mariadb, 'cred_bench_live_').then((database) => runOn('mariadb', database)).catch((err: unknown) => { failed('mariadb', err); return [] }))
   }
 } finally {
   await cleanUp()

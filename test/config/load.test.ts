@@ -242,6 +242,15 @@ t.test("the original README's flat layout, verbatim", async (t) => {
   t.match(resolved, { host: '*', port: 5000, database: { kind: 'postgresql', host: 'localhost', port: '5432', user: 'scott' } })
 })
 
+t.test('MariaDB / MySQL: every type name, nested and flat', async (t) => {
+  for (const type of ['mysql', 'mariadb', 'mysql+pymysql', 'mysql+mysqldb', 'mysql+mysqlconnector', 'MySQL']) {
+    const nested = resolveConfig(parseCredrc(`database:\n  type: '${type}'\n  user: cred\n  host: db.example\n  port: 3306\n  database: credevents\n`, 'rc'), 'rc')
+    t.match(nested.database, { type, kind: 'mysql', user: 'cred', host: 'db.example', port: 3306, database: 'credevents', pollInterval: 100 }, `nested ${type}`)
+    const flat = resolveConfig(parseCredrc(`host: '*'\nport: 5000\ntype: '${type}'\nuser: cred\npassword: pw\nhost: db.example\nport: '3306'\ndatabase: credevents\npollInterval: 50\n`, 'rc'), 'rc')
+    t.match(flat, { host: '*', port: 5000, database: { kind: 'mysql', user: 'cred', password: 'pw', host: 'db.example', port: '3306', database: 'credevents', pollInterval: 50 } }, `flat ${type}`)
+  }
+})
+
 t.test('parseCredrc: a key given twice, or both layouts at once, is an error', async (t) => {
   const twice = configError(t, () => parseCredrc('port: 1\nport: 2\n', 'rc'))
   t.equal(twice.key, 'port')
@@ -272,9 +281,16 @@ t.test('DATABASE_URL overrides the database section', async (t) => {
 
   const bad = configError(t, () => loadConfig(undefined, { cwd: p.cwd, env: { ...p.env, DATABASE_URL: 'not a url' } }))
   t.equal(bad.key, 'DATABASE_URL')
-  const unknown = configError(t, () => loadConfig(undefined, { cwd: p.cwd, env: { ...p.env, DATABASE_URL: 'mysql://u:p@h/db' } }))
+  const unknown = configError(t, () => loadConfig(undefined, { cwd: p.cwd, env: { ...p.env, DATABASE_URL: 'mssql://u:p@h/db' } }))
   t.equal(unknown.key, 'DATABASE_URL', 'an unknown type in DATABASE_URL is blamed on DATABASE_URL, not on the file')
-  t.match(unknown.message, /mysql/)
+  t.match(unknown.message, /'mssql'.*mysql:\/\//)
+  for (const scheme of ['mysql', 'mariadb']) {
+    const url = `${scheme}://cred:s%2Fcret@db.example:3307/credevents`
+    const my = loadConfig(undefined, { cwd: p.cwd, env: { ...p.env, DATABASE_URL: url } })
+    t.match(my.config.database, {
+      kind: 'mysql', type: scheme, user: 'cred', password: 's/cret', host: 'db.example', port: '3307', database: 'credevents', url
+    }, `DATABASE_URL=${scheme}://`)
+  }
 })
 
 t.test('a bad config is a ConfigError: one line naming the file and the key', async (t) => {
@@ -288,9 +304,11 @@ t.test('a bad config is a ConfigError: one line naming the file and the key', as
     ['logLevel not a level', 'logLevel: verbose\n', 'logLevel', /one of fatal, error, warn, info, debug, trace, silent/],
     ['database section a list', 'database:\n  - a\n', 'database', /mapping/],
     ['empty database section', 'port: 5000\ndatabase:\n', 'database', /mapping/],
-    ['unknown database type', "database:\n  type: 'mysql'\n", 'database.type', /unknown database type 'mysql'/],
+    ['unknown database type', "database:\n  type: 'oracle'\n", 'database.type', /unknown database type 'oracle' \(use 'sqlite3', 'postgresql' or 'mysql'\)/],
     ['unknown database type, flat', "type: 'oracle'\nuser: ''\n", 'database.type', /unknown database type 'oracle'/],
     ['PostgreSQL without a database name', 'database:\n  type: postgresql\n  host: localhost\n', 'database.database', /name the PostgreSQL database/],
+    ['MariaDB without a database name', 'database:\n  type: mariadb\n  host: localhost\n', 'database.database', /name the MariaDB \/ MySQL database/],
+    ['pollInterval too short', 'database:\n  pollInterval: 1\n', 'database.pollInterval', /greater or equal to 10, got number 1/],
     ['broken YAML', "port: 5000\nhost: '*\n", 'host', /unreadable YAML at line \d+/],
     ['broken YAML, flow', 'port: [1,\n', 'port', /unreadable YAML at line \d+/],
     ['not a mapping', '- port\n- 5000\n', null, /mapping/],

@@ -6,21 +6,25 @@ import { fileURLToPath } from 'node:url'
 import Database from 'better-sqlite3'
 import { drizzle as drizzleSqlite } from 'drizzle-orm/better-sqlite3'
 import { migrate as migrateSqlite } from 'drizzle-orm/better-sqlite3/migrator'
+import { drizzle as drizzleMysql } from 'drizzle-orm/mysql2'
+import { migrate as migrateMysql } from 'drizzle-orm/mysql2/migrator'
 import { drizzle as drizzlePg } from 'drizzle-orm/postgres-js'
 import { migrate as migratePg } from 'drizzle-orm/postgres-js/migrator'
+import mysql from 'mysql2/promise'
 import postgres from 'postgres'
 import t from 'tap'
 import type { Test } from 'tap'
 import { resolveConfig } from '../../config/resolve.js'
 import { openDatabase } from '../../db/index.js'
-import { forEachBackend, tempDir, testDatabase, testPostgres, type Backend, type TestDatabase } from '../helper.js'
+import { forEachBackend, tempDir, testDatabase, testMariadb, testPostgres, type Backend, type TestDatabase } from '../helper.js'
 
 interface Journal { entries: Array<{ tag: string }> }
 
 /** A copy of the migrations of `backend` with only the first `count` of them. */
 function firstMigrations (t: Test, backend: Backend, count: number): string {
   const folder = join(tempDir(t), 'migrations')
-  cpSync(fileURLToPath(new URL(`../../db/${backend === 'sqlite' ? 'sqlite' : 'postgres'}/migrations`, import.meta.url)), folder, { recursive: true })
+  const dialect = { sqlite: 'sqlite', postgresql: 'postgres', mariadb: 'mysql' }[backend]
+  cpSync(fileURLToPath(new URL(`../../db/${dialect}/migrations`, import.meta.url)), folder, { recursive: true })
   const journalFile = join(folder, 'meta', '_journal.json')
   const journal = JSON.parse(readFileSync(journalFile, 'utf8')) as Journal
   writeFileSync(journalFile, JSON.stringify({ ...journal, entries: journal.entries.slice(0, count) }))
@@ -39,6 +43,16 @@ async function makeDatabase (database: TestDatabase, migrationsFolder: string, s
     }
     return
   }
+  if (database.type === 'mariadb') {
+    const connection = await mysql.createConnection({ ...testMariadb, database: database.database })
+    try {
+      await migrateMysql(drizzleMysql({ client: connection }), { migrationsFolder })
+      for (const statement of statements) await connection.query(statement)
+    } finally {
+      await connection.end()
+    }
+    return
+  }
   const sql = postgres({ ...testPostgres, database: database.database, max: 1, onnotice: () => {} })
   try {
     await migratePg(drizzlePg({ client: sql }), { migrationsFolder })
@@ -49,9 +63,11 @@ async function makeDatabase (database: TestDatabase, migrationsFolder: string, s
 }
 
 forEachBackend(t, async (t, backend) => {
-  t.test('a database of the schema before idempotency keys (migrations 0000-0001) is brought up to date, its data kept', async (t) => {
+  // SQLite and PostgreSQL: the schema before idempotency keys (0000-0001); MariaDB: before its lock row (0000)
+  const earlier = backend === 'mariadb' ? 1 : 2
+  t.test(`a database of an earlier schema (migrations up to ${earlier - 1}) is brought up to date, its data kept`, async (t) => {
     const database = await testDatabase(t, backend)
-    await makeDatabase(database, firstMigrations(t, backend, 2), [
+    await makeDatabase(database, firstMigrations(t, backend, earlier), [
       "insert into apikeys (key_hash, permission, created) values ('a-hash', 'write', 1700000000000)",
       "insert into clients (device, location, session_hash, apikey_id, created, last_active) values ('Switch', 'Hall', 's-hash', 1, 1700000000000, 1700000000000)",
       "insert into events (client_id, device, name, location, action, value, time) values (1, 'Switch', 'Light', 'Hall', 'Toggled', 'On', 1700000000000)"

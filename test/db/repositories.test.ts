@@ -1,12 +1,14 @@
 // The repositories behave the same on every backend: the same tests, run against each.
 import { createHash } from 'node:crypto'
 import Database from 'better-sqlite3'
+import mysql from 'mysql2/promise'
 import postgres from 'postgres'
 import t from 'tap'
 import type { Test } from 'tap'
 import { resolveConfig } from '../../config/resolve.js'
 import { openDatabase, type AccessEnded, type CommittedEvents, type EventRecord, type ListFilter, type Repositories } from '../../db/index.js'
 import { IDEMPOTENCY_WINDOW_MS, PURGE_INTERVAL_MS } from '../../db/idempotency.js'
+import { openMysql } from '../../db/mysql/index.js'
 import { openPostgres } from '../../db/postgres/index.js'
 import { CHANGE_CHECK_MS, openSqlite } from '../../db/sqlite/index.js'
 import { forEachBackend, testDatabase, type Backend } from '../helper.js'
@@ -31,7 +33,9 @@ async function open (t: Test, backend: Backend, sameAs?: Repositories, clock?: (
   const settings = resolveConfig({ database }, 'test').database
   const repos = clock === undefined
     ? await openDatabase(settings)
-    : settings.kind === 'postgresql' ? await openPostgres(settings, { clock }) : openSqlite(settings.database, { clock })
+    : settings.kind === 'postgresql'
+      ? await openPostgres(settings, { clock })
+      : settings.kind === 'mysql' ? await openMysql(settings, { clock }) : openSqlite(settings.database, { clock })
   databases.set(repos, database)
   t.teardown(() => repos.close())
   if (settings.kind === 'sqlite') {
@@ -44,6 +48,22 @@ async function open (t: Test, backend: Backend, sameAs?: Repositories, clock?: (
         if (prepared.reader) return prepared.all() as Array<Record<string, unknown>>
         prepared.run()
         return []
+      }
+    }
+  }
+  if (settings.kind === 'mysql') {
+    // double quotes name columns (`key`), as on the other two
+    const connection = await mysql.createConnection({ host: settings.host, port: Number(settings.port), user: settings.user, database: settings.database })
+    t.teardown(() => connection.end())
+    await connection.query("set session sql_mode = concat(@@sql_mode, ',ANSI_QUOTES')")
+    return {
+      repos,
+      raw: async (statement) => {
+        const [rows] = await connection.query(statement)
+        // text is stored as bytes (db/mysql/schema.ts)
+        return Array.isArray(rows)
+          ? (rows as Array<Record<string, unknown>>).map((row) => Object.fromEntries(Object.entries(row).map(([k, v]) => [k, Buffer.isBuffer(v) ? v.toString('utf8') : v])))
+          : []
       }
     }
   }
@@ -238,7 +258,7 @@ forEachBackend(t, async (t, backend) => {
 
     const stored = await raw('select id, value from events order by id')
     t.same(stored.map((row) => [Number(row.id), row.value]), [[first.id, '1'], [once.id, 'x'], [fromB.id, '3'], [next.id, '4']], 'only the new events are stored')
-    const keys = async () => (await raw('select apikey_id, key, event_id, created from idempotency_keys order by apikey_id, key'))
+    const keys = async () => (await raw('select apikey_id, "key", event_id, created from idempotency_keys order by apikey_id, "key"'))
       .map((row) => [Number(row.apikey_id), row.key, Number(row.event_id), Number(row.created)])
     const kept = [[a.id, 'k', next.id, start + IDEMPOTENCY_WINDOW_MS], [b.id, 'k', fromB.id, start + IDEMPOTENCY_WINDOW_MS - 1]]
     t.same(await keys(), [kept[0], [a.id, 'once', once.id, start], kept[1]], '\'k\' names its new event; \'once\', expired, is left until the next purge')
@@ -270,6 +290,36 @@ forEachBackend(t, async (t, backend) => {
     t.same((await repos.events.list({})).map((event) => event.id), everything, 'the newest events held: each new one once, no replay')
     t.same((await repos.events.list({ after: earlier.id })).map((event) => event.id), everything.slice(0, -1))
     t.same((await other.repos.events.list({})).map((event) => event.id), everything, 'as the other instance lists them')
+  })
+
+  t.test('text: stored and compared exactly — case, accents, trailing spaces; 4-byte characters in every field', async (t) => {
+    const { repos } = await open(t, backend)
+    const key = await repos.apikeys.create('write')
+    const rare = '😀 𠜎 ẞ'
+    const { id: subscriber } = await repos.clients.create({
+      device: `dev ${rare}`,
+      location: `Hall ${rare}`,
+      apikeyId: key.id,
+      subscriptions: [{ eventName: 'Light', location: null }, { eventName: 'Door', location: 'Hall' }, { eventName: rare, location: rare }]
+    })
+    const byName = (a: { eventName: string }, b: { eventName: string }) => a.eventName < b.eventName ? -1 : 1
+    t.same((await repos.clients.subscriptions(subscriber)).sort(byName), [
+      { eventName: 'Door', location: 'Hall' }, { eventName: 'Light', location: null }, { eventName: rare, location: rare }
+    ], 'subscriptions read back exactly')
+    t.match(await repos.clients.get(subscriber), { device: `dev ${rare}`, location: `Hall ${rare}` }, 'device and location read back exactly')
+    const post = (name: string, location: string | null = null) =>
+      repos.events.create({ clientId: subscriber, device: rare, name, location, action: rare, value: `${rare} ` })
+    const misses = [
+      await post('light'), await post('LIGHT'), await post('Light '), await post(' Light'), await post('Lïght'),
+      await post('Door', 'hall'), await post('Door', 'Hall '), await post('Door', 'Häll'), await post(rare, `${rare} `), await post('😁', rare)
+    ]
+    const hits = [await post('Light'), await post('Light', 'Hall'), await post('Door', 'Hall'), await post(rare, rare)]
+    t.same((await repos.events.listSubscribed(subscriber, {})).map((event) => event.id), hits.map((event) => event.id).reverse(),
+      'only the exact name (and location) match: not light, LIGHT, "Light ", " Light", Lïght, hall, "Hall ", Häll')
+    t.same((await repos.events.listAfter(0, 100, subscriber)).map((event) => event.id), hits.map((event) => event.id), 'the streams\' catch-up too')
+    for (const event of [...misses, ...hits]) {
+      t.same(await repos.events.get(event.id), { ...event }, `event ${event.id} (${JSON.stringify(event.name)}) reads back exactly`)
+    }
   })
 
   t.test('events: reads see what another connection committed', async (t) => {
@@ -337,7 +387,14 @@ forEachBackend(t, async (t, backend) => {
     const last = await post(repos)
     t.ok(await soon(async () => told.some((committed) => committed.latest === last.id)), 'the last commit is told')
     const toldEvents = told.flatMap((committed) => committed.events ?? [])
-    if (repos.notifications.everyCommit) {
+    if (backend === 'mariadb') {
+      // a look every pollInterval tells what committed since the last one, by its highest id:
+      // the other's commit and this instance's next one may be told as one
+      const latests = told.map((committed) => committed.latest!)
+      t.equal(latests[0], mine.id, 'this instance\'s commit, told at once')
+      t.equal(latests.at(-1), last.id, 'the last commit')
+      t.ok(latests.every((id, i) => i === 0 || id > latests[i - 1]!), `in ascending order: ${JSON.stringify(latests)}`)
+    } else if (repos.notifications.everyCommit) {
       t.same(told.map((committed) => committed.latest), [mine.id, theirs.id, last.id], 'each commit, this instance\'s and the other\'s, by its highest id')
     } else {
       t.ok(toldAtOnce, 'told before create() resolved')
@@ -413,7 +470,7 @@ forEachBackend(t, async (t, backend) => {
     t.equal(heard.length, count, 'a removed listener hears nothing')
   })
 
-  t.test('access: another instance\'s end and revocation are heard (PostgreSQL: by name; SQLite: as a change to re-check)', async (t) => {
+  t.test('access: another instance\'s end and revocation are heard (PostgreSQL, MariaDB: by name; SQLite: as a change to re-check)', async (t) => {
     const { repos, other } = await twoListening(t, backend)
     const heard: AccessEnded[] = []
     t.teardown(repos.access.listen((ended) => heard.push(ended)))
@@ -432,10 +489,10 @@ forEachBackend(t, async (t, backend) => {
       return false
     }
     await other.repos.clients.end(id, Date.now())
-    t.ok(await heardSoon(backend === 'postgresql' ? { clientIds: [id] } : 'unknown'), `the end: ${JSON.stringify(heard)}`)
+    t.ok(await heardSoon(backend === 'sqlite' ? 'unknown' : { clientIds: [id] }), `the end: ${JSON.stringify(heard)}`)
     heard.length = 0
     await other.repos.apikeys.revoke(key.id, Date.now())
-    t.ok(await heardSoon(backend === 'postgresql' ? { apikeyIds: [key.id] } : 'unknown'), `the revocation: ${JSON.stringify(heard)}`)
+    t.ok(await heardSoon(backend === 'sqlite' ? 'unknown' : { apikeyIds: [key.id] }), `the revocation: ${JSON.stringify(heard)}`)
     heard.length = 0
     repos.access.look()
     t.same(heard, [], 'nothing more once seen')

@@ -8,7 +8,7 @@ import { Agent, request as httpRequest, type ClientRequest, type IncomingHttpHea
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { postgresUnavailable, testDatabase } from '../helper.js'
+import { mariadbUnavailable, postgresUnavailable, testDatabase, type Backend } from '../helper.js'
 import { bin, request, run, sandbox, type Sandbox } from '../process-helper.js'
 
 // Six real servers under load: on a busy 2-core machine (tap runs other test files beside this
@@ -113,9 +113,10 @@ function credrc (t: Test, database = "database:\n  database: 'cred.db'\n", extra
   return box
 }
 
-async function postgresCredrc (t: Test): Promise<Sandbox> {
-  const db = await testDatabase(t, 'postgresql')
-  return credrc(t, `database:\n  type: postgresql\n  host: '${db.host}'\n  port: ${db.port}\n  user: '${db.user}'\n  database: '${db.database}'\n`)
+/** A sandbox whose credrc uses a fresh database on the test server of `backend`. */
+async function serverCredrc (t: Test, backend: 'postgresql' | 'mariadb'): Promise<Sandbox> {
+  const db = await testDatabase(t, backend)
+  return credrc(t, `database:\n  type: ${backend}\n  host: '${db.host}'\n  port: ${db.port}\n  user: '${db.user}'\n  database: '${db.database}'\n`)
 }
 
 async function writeKey (t: Test, box: Sandbox): Promise<string> {
@@ -390,12 +391,17 @@ t.test('SIGKILL while 8 connections post events: every acknowledged event surviv
 
 t.test('SIGKILL while 8 connections post events: every acknowledged event survives, whole and once (PostgreSQL)',
   { skip: postgresUnavailable ?? false }, async (t) => {
-    await sigkill(t, await postgresCredrc(t))
+    await sigkill(t, await serverCredrc(t, 'postgresql'))
+  })
+
+t.test('SIGKILL while 8 connections post events: every acknowledged event survives, whole and once (MariaDB)',
+  { skip: mariadbUnavailable ?? false }, async (t) => {
+    await sigkill(t, await serverCredrc(t, 'mariadb'))
   })
 
 const shuttingDown = { status: 503, message: 'Service Unavailable: the server is shutting down' }
 
-async function sigterm (t: Test, box: Sandbox, backend: 'sqlite' | 'postgresql') {
+async function sigterm (t: Test, box: Sandbox, backend: Backend) {
   const apikey = await writeKey(t, box)
   const first = await launch(t, box)
   const { origin } = first
@@ -528,7 +534,12 @@ t.test('SIGTERM while 8 connections post events: no request in flight fails, exi
 
 t.test('SIGTERM while 8 connections post events: no request in flight fails, exit 0, nothing lost (PostgreSQL)',
   { skip: postgresUnavailable ?? false }, async (t) => {
-    await sigterm(t, await postgresCredrc(t), 'postgresql')
+    await sigterm(t, await serverCredrc(t, 'postgresql'), 'postgresql')
+  })
+
+t.test('SIGTERM while 8 connections post events: no request in flight fails, exit 0, nothing lost (MariaDB)',
+  { skip: mariadbUnavailable ?? false }, async (t) => {
+    await sigterm(t, await serverCredrc(t, 'mariadb'), 'mariadb')
   })
 
 t.test('a request still in progress when the grace period runs out: exit 1 with a log line', async (t) => {

@@ -1,10 +1,8 @@
 // Streams and long polls end with their session: DELETE /auth and revoked keys, on every
 // instance, and the limits of what one session and one key may hold open (plugins/app/live.ts).
-import Database from 'better-sqlite3'
 import type { FastifyInstance } from 'fastify'
-import postgres from 'postgres'
 import t from 'tap'
-import { backends, bearer, build, forEachBackend, listen, postEvent as post, testPostgres } from '../../helper.js'
+import { backends, bearer, build, forEachBackend, listen, postEvent as post, rawSql } from '../../helper.js'
 import { openStream } from '../../sse-client.js'
 
 const ids = (messages: Array<{ id?: string }>) => messages.map((m) => Number(m.id))
@@ -35,16 +33,6 @@ async function pollsWaiting (app: FastifyInstance, count: number): Promise<void>
 /** A long poll over HTTP: its status and JSON body once it answers. */
 const longPoll = (url: string, sessionKey: string) =>
   fetch(url, { headers: bearer(sessionKey) }).then(async (res) => ({ status: res.status, body: await res.json() as unknown }))
-
-/** Runs `work` on a connection of its own to the test database `database` (what a hand-written UPDATE is). */
-async function postgresAt (database: string, work: (sql: postgres.Sql) => Promise<void>): Promise<void> {
-  const sql = postgres({ ...testPostgres, database, max: 1, onnotice: () => {} })
-  try {
-    await work(sql)
-  } finally {
-    await sql.end({ timeout: 1 })
-  }
-}
 
 const notAuthenticated = { status: 401, body: { status: 401, message: 'Not Authenticated' } }
 
@@ -122,7 +110,7 @@ forEachBackend(t, async (t, backend) => {
   })
 
   t.test('a revocation written to the database by hand (no notification) ends streams and long polls within a second', async (t) => {
-    const { app, repos, config } = await build(t, {}, { backend })
+    const { app, repos, database } = await build(t, {}, { backend })
     const base = await listen(app)
     const key = await repos.apikeys.create('read')
     const revoked = await authWith(app, key.apikey)
@@ -136,17 +124,8 @@ forEachBackend(t, async (t, backend) => {
     t.equal(await gauge(app, 'cred_streams_open'), 2, 'nothing ended while the sessions are valid')
 
     const now = Date.now()
-    if (backend === 'sqlite') {
-      const db = new Database(config.database.database)
-      db.prepare('update apikeys set revoked = ? where id = ?').run(now, key.id)
-      db.prepare('update clients set ended = ? where id = ?').run(now, ended.id)
-      db.close()
-    } else {
-      await postgresAt(config.database.database, async (sql) => {
-        await sql`update apikeys set revoked = ${now} where id = ${key.id}`
-        await sql`update clients set ended = ${now} where id = ${ended.id}`
-      })
-    }
+    await rawSql(database, `update apikeys set revoked = ${now} where id = ${key.id}`)
+    await rawSql(database, `update clients set ended = ${now} where id = ${ended.id}`)
     t.ok(await before(Promise.all([stream.ended, endedStream.ended, poll]), delay(1000)), 'ended within a second, by the sweep')
     t.same(await poll, notAuthenticated)
   })
@@ -195,43 +174,45 @@ forEachBackend(t, async (t, backend) => {
   })
 })
 
-t.test('on PostgreSQL, ending a session or revoking a key on one instance ends its streams and long polls on another within a second; nothing posted after reaches them', { skip: backends.includes('postgresql') ? false : 'PostgreSQL is not reachable' }, async (t) => {
-  const a = await build(t, {}, { backend: 'postgresql' })
-  const b = await build(t, {}, { backend: 'postgresql', database: a.database })
-  const baseB = await listen(b.app)
-  const key = await a.repos.apikeys.create('read')
-  const revokedSession = await authWith(b.app, key.apikey, { subscribe: { Light: {} } })
-  const endedSession = await authWith(b.app, (await a.repos.apikeys.create('read')).apikey)
-  const bystander = await b.session('read')
-  const writer = await a.session('write')
-  const admin = await a.session('admin')
-  const revokedStreams = [
-    await openStream(`${baseB}/events/stream`, bearer(revokedSession.sessionKey)),
-    await openStream(`${baseB}/clients/${revokedSession.id}/subscribedevents/stream`, bearer(revokedSession.sessionKey))
-  ]
-  const endedStream = await openStream(`${baseB}/events/stream`, bearer(endedSession.sessionKey))
-  const other = await openStream(`${baseB}/events/stream`, bearer(bystander.sessionKey))
-  t.teardown(() => { for (const stream of [...revokedStreams, endedStream, other]) stream.close() })
-  const first = await post(a.app, writer.sessionKey, { name: 'Light' })
-  for (const stream of [...revokedStreams, endedStream, other]) t.same(ids(await stream.received(1)), [first], 'live on B')
+for (const backend of ['postgresql', 'mariadb'] as const) {
+  t.test(`on ${backend}, ending a session or revoking a key on one instance ends its streams and long polls on another within a second; nothing posted after reaches them`, { skip: backends.includes(backend) ? false : `${backend} is not reachable` }, async (t) => {
+    const a = await build(t, {}, { backend })
+    const b = await build(t, {}, { backend, database: a.database })
+    const baseB = await listen(b.app)
+    const key = await a.repos.apikeys.create('read')
+    const revokedSession = await authWith(b.app, key.apikey, { subscribe: { Light: {} } })
+    const endedSession = await authWith(b.app, (await a.repos.apikeys.create('read')).apikey)
+    const bystander = await b.session('read')
+    const writer = await a.session('write')
+    const admin = await a.session('admin')
+    const revokedStreams = [
+      await openStream(`${baseB}/events/stream`, bearer(revokedSession.sessionKey)),
+      await openStream(`${baseB}/clients/${revokedSession.id}/subscribedevents/stream`, bearer(revokedSession.sessionKey))
+    ]
+    const endedStream = await openStream(`${baseB}/events/stream`, bearer(endedSession.sessionKey))
+    const other = await openStream(`${baseB}/events/stream`, bearer(bystander.sessionKey))
+    t.teardown(() => { for (const stream of [...revokedStreams, endedStream, other]) stream.close() })
+    const first = await post(a.app, writer.sessionKey, { name: 'Light' })
+    for (const stream of [...revokedStreams, endedStream, other]) t.same(ids(await stream.received(1)), [first], 'live on B')
 
-  const ended = await a.app.inject({ method: 'DELETE', url: '/auth', headers: bearer(endedSession.sessionKey) })
-  t.equal(ended.statusCode, 204, 'the session ended through A')
-  const oneSecond = delay(1000)
-  const afterEnd = await post(a.app, writer.sessionKey, { name: 'Light' })
-  t.ok(await before(endedStream.ended, oneSecond), 'B closed its stream within a second')
-  t.same(ids(await other.received(2)), [first, afterEnd])
-  t.same(ids(endedStream.messages), [first], 'B never delivered the event posted after the sign-out')
+    const ended = await a.app.inject({ method: 'DELETE', url: '/auth', headers: bearer(endedSession.sessionKey) })
+    t.equal(ended.statusCode, 204, 'the session ended through A')
+    const oneSecond = delay(1000)
+    const afterEnd = await post(a.app, writer.sessionKey, { name: 'Light' })
+    t.ok(await before(endedStream.ended, oneSecond), 'B closed its stream within a second')
+    t.same(ids(await other.received(2)), [first, afterEnd])
+    t.same(ids(endedStream.messages), [first], 'B never delivered the event posted after the sign-out')
 
-  for (const stream of revokedStreams) t.same(ids(await stream.received(2)), [first, afterEnd], 'before the revocation, the key\'s sessions on B receive it')
-  const poll = longPoll(`${baseB}/events?after=${afterEnd}&wait=30`, revokedSession.sessionKey)
-  await pollsWaiting(b.app, 1)
-  const revoked = await a.app.inject({ method: 'DELETE', url: `/apikeys/${key.id}`, headers: bearer(admin.sessionKey) })
-  t.equal(revoked.statusCode, 200, 'the key revoked on A')
-  const anotherSecond = delay(1000)
-  const afterRevoke = await post(a.app, writer.sessionKey, { name: 'Light' })
-  t.ok(await before(Promise.all([...revokedStreams.map((stream) => stream.ended), poll]), anotherSecond), 'B ended them within a second')
-  t.same(await poll, notAuthenticated, 'the long poll on B answers 401')
-  t.same(ids(await other.received(3)), [first, afterEnd, afterRevoke], 'B delivered the later event to a valid session')
-  for (const stream of revokedStreams) t.same(ids(stream.messages), [first, afterEnd], 'and never to the revoked key\'s')
-})
+    for (const stream of revokedStreams) t.same(ids(await stream.received(2)), [first, afterEnd], 'before the revocation, the key\'s sessions on B receive it')
+    const poll = longPoll(`${baseB}/events?after=${afterEnd}&wait=30`, revokedSession.sessionKey)
+    await pollsWaiting(b.app, 1)
+    const revoked = await a.app.inject({ method: 'DELETE', url: `/apikeys/${key.id}`, headers: bearer(admin.sessionKey) })
+    t.equal(revoked.statusCode, 200, 'the key revoked on A')
+    const anotherSecond = delay(1000)
+    const afterRevoke = await post(a.app, writer.sessionKey, { name: 'Light' })
+    t.ok(await before(Promise.all([...revokedStreams.map((stream) => stream.ended), poll]), anotherSecond), 'B ended them within a second')
+    t.same(await poll, notAuthenticated, 'the long poll on B answers 401')
+    t.same(ids(await other.received(3)), [first, afterEnd, afterRevoke], 'B delivered the later event to a valid session')
+    for (const stream of revokedStreams) t.same(ids(stream.messages), [first, afterEnd], 'and never to the revoked key\'s')
+  })
+}

@@ -157,39 +157,41 @@ t.test('idle streams get heartbeat comments at the configured interval', async (
   t.equal(stream.messages.length, 0, 'heartbeats are not events')
 })
 
-t.test('on PostgreSQL, an event posted to one instance reaches a stream on another', { skip: backends.includes('postgresql') ? false : 'PostgreSQL is not reachable' }, async (t) => {
-  const a = await build(t, {}, { backend: 'postgresql' })
-  const b = await build(t, {}, { backend: 'postgresql', database: a.database })
-  const baseB = await listen(b.app)
-  const reader = await b.session('read', { subscribe: { Light: {} } })
-  const writer = await a.session('write')
-  const all = await openStream(`${baseB}/events/stream`, bearer(reader.sessionKey))
-  const mine = await openStream(`${baseB}/clients/${reader.id}/subscribedevents/stream`, bearer(reader.sessionKey))
-  t.teardown(() => { all.close(); mine.close() })
-  const posted = []
-  for (const name of ['Light', 'Door', 'Light']) posted.push(await post(a.app, writer.sessionKey, { name }))
-  t.same(ids(await all.received(3)), posted, 'every event, in order, on the other instance')
-  t.same(ids(await mine.received(2)), [posted[0], posted[2]], 'the subscribed stream too')
-  const poll = b.app.inject({ url: `/events?after=${posted[2]}&wait=30`, headers: bearer(reader.sessionKey) })
-  await new Promise((resolve) => setTimeout(resolve, 100))
-  const next = await post(a.app, writer.sessionKey, { name: 'Bell' })
-  t.same((await poll).json().events.map((e: { id: number }) => e.id), [next], 'a long poll on B wakes for a post on A')
+for (const backend of ['postgresql', 'mariadb'] as const) {
+  t.test(`on ${backend}, an event posted to one instance reaches a stream on another`, { skip: backends.includes(backend) ? false : `${backend} is not reachable` }, async (t) => {
+    const a = await build(t, {}, { backend })
+    const b = await build(t, {}, { backend, database: a.database })
+    const baseB = await listen(b.app)
+    const reader = await b.session('read', { subscribe: { Light: {} } })
+    const writer = await a.session('write')
+    const all = await openStream(`${baseB}/events/stream`, bearer(reader.sessionKey))
+    const mine = await openStream(`${baseB}/clients/${reader.id}/subscribedevents/stream`, bearer(reader.sessionKey))
+    t.teardown(() => { all.close(); mine.close() })
+    const posted = []
+    for (const name of ['Light', 'Door', 'Light']) posted.push(await post(a.app, writer.sessionKey, { name }))
+    t.same(ids(await all.received(3)), posted, 'every event, in order, on the other instance')
+    t.same(ids(await mine.received(2)), [posted[0], posted[2]], 'the subscribed stream too')
+    const poll = b.app.inject({ url: `/events?after=${posted[2]}&wait=30`, headers: bearer(reader.sessionKey) })
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const next = await post(a.app, writer.sessionKey, { name: 'Bell' })
+    t.same((await poll).json().events.map((e: { id: number }) => e.id), [next], 'a long poll on B wakes for a post on A')
 
-  // while nothing on B listens, B reads nothing on notifications; what opens later misses nothing
-  all.close()
-  mine.close()
-  await new Promise((resolve) => setTimeout(resolve, 100))
-  const unheard = [await post(a.app, writer.sessionKey, { name: 'Light' }), await post(a.app, writer.sessionKey, { name: 'Light' })]
-  await new Promise((resolve) => setTimeout(resolve, 100))
-  const later = await openStream(`${baseB}/clients/${reader.id}/subscribedevents/stream`, { ...bearer(reader.sessionKey), 'last-event-id': String(next) })
-  t.teardown(later.close)
-  const live = await post(a.app, writer.sessionKey, { name: 'Light' })
-  t.same(ids(await later.received(3)), [...unheard, live], 'the events posted meanwhile (caught up), then the live one, once each')
-  const fresh = await openStream(`${baseB}/events/stream`, bearer(reader.sessionKey))
-  t.teardown(fresh.close)
-  const last = await post(a.app, writer.sessionKey, { name: 'Door' })
-  t.same(ids(await fresh.received(1)), [last], 'a new stream gets only what comes after it opened')
-})
+    // while nothing on B listens, B reads nothing on notifications; what opens later misses nothing
+    all.close()
+    mine.close()
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const unheard = [await post(a.app, writer.sessionKey, { name: 'Light' }), await post(a.app, writer.sessionKey, { name: 'Light' })]
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const later = await openStream(`${baseB}/clients/${reader.id}/subscribedevents/stream`, { ...bearer(reader.sessionKey), 'last-event-id': String(next) })
+    t.teardown(later.close)
+    const live = await post(a.app, writer.sessionKey, { name: 'Light' })
+    t.same(ids(await later.received(3)), [...unheard, live], 'the events posted meanwhile (caught up), then the live one, once each')
+    const fresh = await openStream(`${baseB}/events/stream`, bearer(reader.sessionKey))
+    t.teardown(fresh.close)
+    const last = await post(a.app, writer.sessionKey, { name: 'Door' })
+    t.same(ids(await fresh.received(1)), [last], 'a new stream gets only what comes after it opened')
+  })
+}
 
 t.test('on PostgreSQL, a listener that lost its connection listens again and catches up', { skip: backends.includes('postgresql') ? false : 'PostgreSQL is not reachable' }, async (t) => {
   const a = await build(t, {}, { backend: 'postgresql' })

@@ -4,7 +4,7 @@ import parsePrometheusTextFormat, { type HistogramSample, type MetricFamily, typ
 import t, { type Test } from 'tap'
 import cred from '../../../app.js'
 import { tcpProxy } from '../../db/tcp-proxy.js'
-import { backends, bearer, build, forEachBackend, tempDir, testDatabase, testPostgres, type TestApp } from '../../helper.js'
+import { backends, bearer, build, forEachBackend, tempDir, testDatabase, testMariadb, testPostgres, type TestApp } from '../../helper.js'
 import { openStream } from '../../sse-client.js'
 
 /** GET /metrics (at `root`), checked to be Prometheus text, and parsed by a Prometheus text parser. */
@@ -99,7 +99,7 @@ forEachBackend(t, async (t, backend) => {
     t.ok(m.text.includes(m.countLine('cred_db_query_duration_seconds', 'query="clients.create"', 1)))
     t.ok(m.text.includes(m.countLine('cred_db_query_duration_seconds', 'query="apikeys.findByKey"', 3)), 'one key lookup per /auth')
     t.equal(m.value('cred_db_calls_in_flight'), 0)
-    t.equal(m.value('cred_db_pool_size'), backend === 'postgresql' ? 10 : 1)
+    t.equal(m.value('cred_db_pool_size'), backend === 'sqlite' ? 1 : 10)
 
     for (const name of ['cred_process_resident_memory_bytes', 'cred_process_cpu_seconds_total', 'cred_nodejs_eventloop_lag_seconds', 'cred_nodejs_heap_size_used_bytes']) {
       t.ok(m.families.has(name), `process metric ${name}`)
@@ -245,18 +245,20 @@ t.test('two instances in one process count separately', async (t) => {
   t.ok(a.families.has('cred_process_resident_memory_bytes') && b.families.has('cred_process_resident_memory_bytes'), 'both have the process metrics')
 })
 
-t.test('with the database away, a scrape still answers; active clients is NaN', { skip: backends.includes('postgresql') ? false : 'needs PostgreSQL' }, async (t) => {
-  const database = await testDatabase(t, 'postgresql')
-  const proxy = await tcpProxy(t, testPostgres)
-  const test = await build(t, {}, { database: { ...database, port: proxy.port } })
-  await login(test)
-  t.equal((await scrape(t, test.app)).value('cred_clients_active'), 1)
-  await proxy.stop()
-  const m = await scrape(t, test.app)
-  t.ok(Number.isNaN(m.value('cred_clients_active')), 'NaN: unknown')
-  t.ok(m.families.has('cred_process_resident_memory_bytes'), 'the other metrics are there')
-  await proxy.start()
-})
+for (const backend of ['postgresql', 'mariadb'] as const) {
+  t.test(`with the database away (${backend}), a scrape still answers; active clients is NaN`, { skip: backends.includes(backend) ? false : `needs ${backend}` }, async (t) => {
+    const database = await testDatabase(t, backend)
+    const proxy = await tcpProxy(t, backend === 'postgresql' ? testPostgres : testMariadb)
+    const test = await build(t, {}, { database: { ...database, port: proxy.port } })
+    await login(test)
+    t.equal((await scrape(t, test.app)).value('cred_clients_active'), 1)
+    await proxy.stop()
+    const m = await scrape(t, test.app)
+    t.ok(Number.isNaN(m.value('cred_clients_active')), 'NaN: unknown')
+    t.ok(m.families.has('cred_process_resident_memory_bytes'), 'the other metrics are there')
+    await proxy.start()
+  })
+}
 
 t.test('the Grafana dashboard in docs/ uses only metrics that /metrics serves', async (t) => {
   const dashboard = JSON.parse(readFileSync(new URL('../../../docs/grafana-dashboard.json', import.meta.url), 'utf8')) as {

@@ -1,16 +1,19 @@
 // `npm run bench:live` end to end, small: cred and the raw broadcast each deliver every event to
 // every stream, measured alike, the streams spread over client processes. The numbers mean
 // nothing at this size. Runs the built script (dist/: run `npm run build` first).
+import type { RowDataPacket } from 'mysql2'
 import t from 'tap'
-import { postgresAdmin, postgresUnavailable } from '../../helper.js'
+import { mariadbAdmin, mariadbUnavailable, postgresAdmin, postgresUnavailable } from '../../helper.js'
 import { runBench } from '../../process-helper.js'
 
-t.setTimeout(180_000)
+t.setTimeout(300_000)
 // each run makes its own servers and databases: the short ones go beside the long one
 t.jobs = 3
 
 const databases = () => postgresAdmin(async (sql) =>
   (await sql<Array<{ name: string }>>`select datname as name from pg_database where datname like 'cred_bench_live_%'`).map((row) => row.name))
+const mariadbDatabases = async () => (await mariadbAdmin((connection) => connection.query<RowDataPacket[]>(
+  "select schema_name as name from information_schema.schemata where schema_name like 'cred\\_bench\\_live\\_%'")))[0].map((row) => String(row.name))
 
 interface Phase {
   run: string
@@ -25,15 +28,17 @@ interface Phase {
   problems: string[]
 }
 
-t.test('cred and the raw broadcast, on SQLite and over two PostgreSQL instances', async (t) => {
+t.test('cred and the raw broadcast, on SQLite and over two PostgreSQL and two MariaDB instances', async (t) => {
   const withPostgres = postgresUnavailable === null
+  const withMariadb = mariadbUnavailable === null
   const before = withPostgres ? await databases() : []
+  const beforeMariadb = withMariadb ? await mariadbDatabases() : []
   // 30 streams over 3 client processes of at most 12
   const { code, stdout, stderr } = await runBench(t, 'live', ['--json', '--streams', '30', '--events', '8', '--rate', '20', '--per-client', '12', '--drain', '5',
-    ...(withPostgres ? [] : ['--no-postgres'])])
+    ...(withPostgres ? [] : ['--no-postgres']), ...(withMariadb ? [] : ['--no-mariadb'])])
   t.equal(code, 0, 'exits 0', { stderr: stderr.slice(-4000) })
   const out = JSON.parse(stdout) as { phases: Phase[] }
-  const layouts = withPostgres ? [['sqlite', 1], ['postgresql', 2]] as const : [['sqlite', 1]] as const
+  const layouts = [['sqlite', 1], ...(withPostgres ? [['postgresql', 2]] : []), ...(withMariadb ? [['mariadb', 2]] : [])] as const
   t.same(out.phases.map((phase) => `${phase.run} ${phase.server}`), layouts.flatMap(([run]) => [`${run} cred`, `${run} raw`]), 'cred, then the raw broadcast, on each')
   for (const phase of out.phases) {
     const what = `${phase.run} ${phase.server}`
@@ -51,10 +56,11 @@ t.test('cred and the raw broadcast, on SQLite and over two PostgreSQL instances'
   }
   t.match(stdout, /"openFilesLimit": \d+/)
   if (withPostgres) t.same(await databases(), before, 'its database dropped afterwards')
+  if (withMariadb) t.same(await mariadbDatabases(), beforeMariadb, 'the MariaDB one too')
 })
 
 t.test('the table names the p99 of each against the other', async (t) => {
-  const { code, stdout, stderr } = await runBench(t, 'live', ['--no-postgres', '--streams', '8', '--events', '4', '--rate', '20', '--drain', '5'])
+  const { code, stdout, stderr } = await runBench(t, 'live', ['--no-postgres', '--no-mariadb', '--streams', '8', '--events', '4', '--rate', '20', '--drain', '5'])
   t.equal(code, 0, 'exits 0', { stderr: stderr.slice(-4000) })
   t.match(stdout, /^latency p99 +[\d.]+ ms +[\d.]+ ms$/m)
   t.match(stdout, /^sqlite: p99 [\d.]+ ms against the raw broadcast's [\d.]+ ms: [\d.]+x$/m)

@@ -8,7 +8,8 @@ t.setTimeout(120_000)
 // each run makes its own server and database
 t.jobs = 3
 
-for (const backend of backends) {
+// npm run soak has no MariaDB option (yet): SQLite and PostgreSQL
+for (const backend of backends.filter((backend) => backend !== 'mariadb')) {
   t.test(`a few devices for a few seconds on ${backend}: nothing lost, the server exits cleanly`, async (t) => {
     const { code, stdout, stderr } = await runBench(t, 'soak', ['--json', '--devices', '6', '--seconds', '2', '--post-interval', '0.5', '--poll-interval', '0.2', '--drain', '5',
       ...(backend === 'postgresql' ? ['--postgres'] : [])])
