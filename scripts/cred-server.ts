@@ -257,6 +257,9 @@ async function main () {
     // arriving on the others meanwhile with its own 503 (closeGracefully)
     forceCloseConnections: 'idle',
     return503OnClosing: false,
+    // opening the database may wait for another instance applying the migrations, bounded by
+    // the database's own timeouts: Fastify's 10 s for a plugin would cut that off with an obscure error
+    pluginTimeout: 120_000,
     // the few errors Fastify's router, or Node's parser, answers before any plugin runs, in cred's envelope too
     frameworkErrors,
     clientErrorHandler,

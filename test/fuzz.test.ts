@@ -39,7 +39,7 @@ interface FuzzApp {
  */
 async function fuzzApp (t: Test, backend: Backend): Promise<FuzzApp> {
   const config = resolveConfig({ database: await testDatabase(t, backend), authRateLimit: 1_000_000 }, 'fuzz test')
-  const app = Fastify({ logger: false, frameworkErrors })
+  const app = Fastify({ logger: false, frameworkErrors, pluginTimeout: 60_000 })
   await app.register(cred, { config })
   await app.ready()
   const repos = await openDatabase(config.database)

@@ -187,7 +187,8 @@ export async function build (t: Test, settings: SettingsInput = {}, { backend = 
   const input: SettingsInput = { ...settings, database: { ...database ?? await testDatabase(t, backend), ...settings.database } }
   const config = resolveConfig(input, 'test')
   const { kind: _kind, url: _url, ...sameDatabase } = config.database
-  const app = Fastify({ logger: false, ...server })
+  // a server database's first start (its migrations) can take more than Fastify's 10 s on a busy machine
+  const app = Fastify({ logger: false, pluginTimeout: 60_000, ...server })
   await app.register(cred, { config, ...(prefix === undefined ? {} : { prefix }) })
   await app.ready()
   const repos = await openDatabase(config.database)

@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import type { Test } from 'tap'
 import { tempDir } from './helper.js'
+import { endSafeStores } from '../lib/mqtt-store.js'
 
 /** The shared broker of the tests (`.ci/run` starts it). */
 export const testBroker = 'mqtt://127.0.0.1:1883'
@@ -49,7 +50,7 @@ export interface Subscriber {
 
 /** A client subscribed to `filter` at QoS 1 that collects what arrives; ended when the test ends. */
 export async function subscribe (t: Test, url: string, filter: string, options: IClientOptions = {}): Promise<Subscriber> {
-  const client = await mqtt.connectAsync(url, { reconnectPeriod: 200, connectTimeout: 3000, ...options })
+  const client = await mqtt.connectAsync(url, { reconnectPeriod: 200, connectTimeout: 3000, ...endSafeStores(), ...options })
   t.teardown(() => client.endAsync(true))
   const messages: Received[] = []
   client.on('message', (topic, payload, packet) => messages.push({ topic, payload: payload.toString('utf8'), retain: packet.retain }))
@@ -66,7 +67,7 @@ export async function subscribe (t: Test, url: string, filter: string, options: 
 
 /** A client that publishes as a device would; ended when the test ends. */
 export async function device (t: Test, url: string, options: IClientOptions = {}): Promise<MqttClient> {
-  const client = await mqtt.connectAsync(url, { reconnectPeriod: 200, connectTimeout: 3000, ...options })
+  const client = await mqtt.connectAsync(url, { reconnectPeriod: 200, connectTimeout: 3000, ...endSafeStores(), ...options })
   t.teardown(() => client.endAsync(true))
   return client
 }

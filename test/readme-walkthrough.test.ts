@@ -116,7 +116,7 @@ t.test('README: the curl walk-through and live delivery print what the README sh
     for (const deadline = Date.now() + ms; !condition() && Date.now() < deadline;) await new Promise((resolve) => setTimeout(resolve, 50))
   }
 
-  const steps = readmeSteps('Walk-through with curl', 'API')
+  const steps = readmeSteps('Walk-through with curl', 'MQTT')
   t.ok(steps.length >= 10, `the README's walk-through has its commands (${steps.length})`)
   // a stream (`curl -N`) or a long poll (`wait=`) stays open while the next commands run
   const open: Array<{ step: Step, shell: ReturnType<typeof spawnShell>, stream: boolean }> = []

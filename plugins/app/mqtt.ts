@@ -5,6 +5,7 @@ import fp from 'fastify-plugin'
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt'
 import { ConfigError } from '../../config/resolve.js'
 import type { EventRecord, Lease, NewEventRecord } from '../../db/index.js'
+import { endSafeStores } from '../../lib/mqtt-store.js'
 import { eventTopic, postFilter, postTopic } from '../../lib/mqtt-topics.js'
 import { Nullable, StoredText } from '../../schemas/common.js'
 import { NAME_MAX, NewEvent } from '../../schemas/events.js'
@@ -157,6 +158,7 @@ export default fp(async function mqttBridge (fastify) {
       // wrong credentials are retried too (with the backoff): the operator may fix the broker's side
       reconnectOnConnackError: true,
       connectTimeout: 5000,
+      ...endSafeStores(),
       ...(settings.username === '' ? {} : { username: settings.username }),
       ...(settings.password === '' ? {} : { password: settings.password }),
       ...(ca === undefined ? {} : { ca })

@@ -15,7 +15,7 @@ type DatabaseInput = NonNullable<SettingsInput['database']>
 
 /** One cred instance: the plugin in its own Fastify, as each cred-server process runs it. */
 export async function instance (t: Test, database: DatabaseInput): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false })
+  const app = Fastify({ logger: false, pluginTimeout: 60_000 })
   await app.register(cred, { config: { database } })
   await app.ready()
   t.teardown(() => app.close())
