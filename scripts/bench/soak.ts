@@ -145,6 +145,8 @@ try {
   const streaming = devices.filter((_, i) => i % 2 === 0)
   await Promise.all(streaming.map((device) => openStream(server.origin, device)))
   rss.connected = await mb(server, true)
+  // the peak is the highest reading of all (RSS may shrink when memory goes back to the system)
+  rss.peak = rss.connected
   const sampler = setInterval(() => { rss.peak = Math.max(rss.peak, Math.round(rssKb(server.pid) / 102.4) / 10) }, 1000)
 
   progress(`posting for ${options.seconds} s`)
