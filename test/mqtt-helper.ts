@@ -104,13 +104,13 @@ export interface PrivateBroker {
  * that sessions and queued messages survive a restart); stopped by its process id when the
  * test ends.
  */
-export async function privateBroker (t: Test, port?: number): Promise<PrivateBroker> {
+export async function privateBroker (t: Test, port?: number, { settings = ['allow_anonymous true'], scheme = 'mqtt' }: { settings?: string[], scheme?: 'mqtt' | 'mqtts' } = {}): Promise<PrivateBroker> {
   const dir = tempDir(t, 'cred-mosquitto-')
   port ??= await freePort()
   const conf = join(dir, 'mosquitto.conf')
   writeFileSync(conf, [
     `listener ${port} 127.0.0.1`,
-    'allow_anonymous true',
+    ...settings,
     'persistence true',
     `persistence_location ${dir}/`,
     'log_dest none',
@@ -119,7 +119,7 @@ export async function privateBroker (t: Test, port?: number): Promise<PrivateBro
   const command = process.env.MOSQUITTO ?? '/usr/sbin/mosquitto'
   let child: ChildProcess | undefined
   const broker: PrivateBroker = {
-    url: `mqtt://127.0.0.1:${port}`,
+    url: `${scheme}://127.0.0.1:${port}`,
     port,
     async start () {
       const started = spawn(command, ['-c', conf], { stdio: 'ignore' })
