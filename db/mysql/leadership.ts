@@ -29,8 +29,9 @@ export function leadership (settings: MysqlSettings, timeouts: MysqlTimeouts) {
       candidates.set(name, connection)
     }
     const held = connection
+    const lock = roleLock(targetOf(settings).database, name)
     try {
-      const [rows] = await deadline(held.query<mysql.RowDataPacket[]>('select get_lock(?, 0) as locked', [roleLock(targetOf(settings).database, name)]), timeouts.callMs, noAnswer)
+      const [rows] = await deadline(held.query<mysql.RowDataPacket[]>('select get_lock(?, 0) as locked', [lock]), timeouts.callMs, noAnswer)
       if (Number(rows[0]?.locked) !== 1) return undefined
     } catch (err) {
       if (candidates.get(name) === held) candidates.delete(name)
@@ -58,7 +59,9 @@ export function leadership (settings: MysqlSettings, timeouts: MysqlTimeouts) {
         if (!holding) return
         holding = false
         clearInterval(check)
-        // ending the session releases the lock
+        // released before the session ends, so that the next asker gets it at once (the server
+        // frees a lock of an ended session only once it has seen the session end)
+        await deadline(held.query('do release_lock(?)', [lock]), timeouts.callMs, noAnswer).catch(() => {})
         await held.end().catch(() => { held.destroy() })
       }
     }
