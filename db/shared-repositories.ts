@@ -51,11 +51,14 @@ export interface DialectParts {
   /** the newest events in memory (./recent-events.ts): undefined where they cannot answer now */
   recent: { list (filter: ListFilter): EventRecord[] | undefined, latestId (): number | undefined }
   sessions: SessionCache
-  /** Called before a session is answered from memory: throws when the database cannot tell whether it is current. */
-  sessionsCurrent (): void
+  /**
+   * Called before a session is answered from memory: throws when the database cannot tell whether
+   * it is current. Unset where notifications (or the looks) keep the cache current.
+   */
+  sessionsCurrent? (): void
   access: AccessListeners
-  /** `AccessChanges.look` */
-  look (): void
+  /** `AccessChanges.look`; unset where notifications (or the looks) tell the listeners, in commit order */
+  look? (): void
 }
 
 /** Whether `id` may name a row: ids above `maxId` never do, and are not sent to the database. */
@@ -93,7 +96,7 @@ export function sharedRepositories (parts: DialectParts) {
 
   function findBySession (sessionKey: string): Promise<SessionRecord | undefined> {
     try {
-      parts.sessionsCurrent()
+      parts.sessionsCurrent?.()
     } catch (err) {
       return Promise.reject(err)
     }
@@ -105,7 +108,7 @@ export function sharedRepositories (parts: DialectParts) {
     findBySession,
     cachedSession (sessionKey: string) {
       try {
-        parts.sessionsCurrent()
+        parts.sessionsCurrent?.()
       } catch {
         return undefined // findBySession reports it
       }
@@ -162,7 +165,7 @@ export function sharedRepositories (parts: DialectParts) {
       ended: async (clientIds: readonly number[]): Promise<number[]> => clientIds.length === 0
         ? []
         : (await run((s) => s.sessionsEnded, idsValue(clientIds))).map((row) => row.id),
-      look: parts.look
+      look: parts.look ?? (() => {})
     }
   }
 }

@@ -53,18 +53,21 @@ export async function postgresAdmin<T> (work: (sql: postgres.Sql) => Promise<T>)
 }
 
 /**
- * Why the PostgreSQL tests cannot run here, or null when they can. In CI
- * (`CI=true`) an unreachable server fails every test file instead: the PostgreSQL run must happen.
+ * Why the tests of `name` cannot run here (`probe` rejected), or null when they can. In CI
+ * (`CI=true`) an unreachable server fails every test file instead: those tests must run.
  */
-export const postgresUnavailable: string | null = await postgresAdmin(async (sql) => {
-  await sql`select 1`
-  return null
-}).catch((err: unknown) => {
-  const problem = `PostgreSQL for the tests at ${testPostgres.host}:${testPostgres.port} (user ${testPostgres.user}) cannot be reached: ${(err as Error).message}`
-  if (process.env.CI === 'true') throw new Error(`${problem}; in CI the PostgreSQL tests must run`)
-  console.error(`# ${problem}. The PostgreSQL tests are SKIPPED (with CI=true this is an error).`)
-  return problem
-})
+export function unreachable (name: string, where: string, probe: () => Promise<unknown>): Promise<string | null> {
+  return probe().then(() => null, (err: unknown) => {
+    const problem = `${name} for the tests at ${where} cannot be reached: ${(err as Error).message}`
+    if (process.env.CI === 'true') throw new Error(`${problem}; in CI the ${name} tests must run`)
+    console.error(`# ${problem}. The ${name} tests are SKIPPED (with CI=true this is an error).`)
+    return problem
+  })
+}
+
+/** Why the PostgreSQL tests cannot run here, or null when they can. */
+export const postgresUnavailable: string | null = await unreachable('PostgreSQL', `${testPostgres.host}:${testPostgres.port} (user ${testPostgres.user})`,
+  () => postgresAdmin((sql) => sql`select 1`))
 
 /** The MariaDB server of the tests (root, no password, as `.ci/run` sets it up); each test gets its own database there. */
 export const testMariadb = { host: '127.0.0.1', port: 3306, user: 'root' } as const
@@ -79,19 +82,9 @@ export async function mariadbAdmin<T> (work: (connection: mysql.Connection) => P
   }
 }
 
-/**
- * Why the MariaDB tests cannot run here, or null when they can. In CI (`CI=true`) an
- * unreachable server fails every test file instead: the MariaDB run must happen.
- */
-export const mariadbUnavailable: string | null = await mariadbAdmin(async (connection) => {
-  await connection.query('select 1')
-  return null
-}).catch((err: unknown) => {
-  const problem = `MariaDB for the tests at ${testMariadb.host}:${testMariadb.port} (user ${testMariadb.user}) cannot be reached: ${(err as Error).message}`
-  if (process.env.CI === 'true') throw new Error(`${problem}; in CI the MariaDB tests must run`)
-  console.error(`# ${problem}. The MariaDB tests are SKIPPED (with CI=true this is an error).`)
-  return problem
-})
+/** Why the MariaDB tests cannot run here, or null when they can. */
+export const mariadbUnavailable: string | null = await unreachable('MariaDB', `${testMariadb.host}:${testMariadb.port} (user ${testMariadb.user})`,
+  () => mariadbAdmin((connection) => connection.query('select 1')))
 
 /** The backends the API suite runs against. */
 export const backends: Backend[] = [

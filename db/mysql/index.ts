@@ -180,11 +180,8 @@ export async function openMysql (settings: MysqlSettings, { timeouts = defaultTi
     maxId: MAX_ID,
     recent,
     sessions,
-    // the looks keep the cache current
-    sessionsCurrent: () => {},
-    access,
-    // the looks tell the listeners, in commit order
-    look: () => {}
+    // (the looks keep the cache current and tell the listeners)
+    access
   })
 
   const writes = transactionWrites(call, sessions, access, () => changes)

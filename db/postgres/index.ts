@@ -152,11 +152,8 @@ export async function openPostgres (settings: PostgresSettings, { timeouts = def
     maxId: MAX_ID,
     recent,
     sessions,
-    // the notifications keep the cache current
-    sessionsCurrent: () => {},
-    access,
-    // the notifications tell the listeners, in commit order
-    look: () => {}
+    // (the notifications keep the cache current and tell the listeners)
+    access
   })
 
   const writes = transactionWrites(call, sessions, access)
