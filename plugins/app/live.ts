@@ -51,13 +51,9 @@ export interface StreamOptions {
 
 const PAGE = 500
 
-/** An event's SSE message (its full item as data), made once per item: a live event goes to every stream alike. */
-const sseMessages = new WeakMap<object, string>()
-function sseMessage (item: { id: number }): string {
-  let message = sseMessages.get(item)
-  if (message === undefined) sseMessages.set(item, message = `id: ${item.id}\nevent: event\ndata: ${JSON.stringify(item)}\n\n`)
-  return message
-}
+/** An event's SSE message (its full item as data), as bytes: bare, and as one HTTP/1.1 chunk. */
+interface Frame { origin: string, bare: Buffer, chunk: Buffer }
+const crlf = Buffer.from('\r\n')
 
 interface Listener { matcher: EventMatcher, deliver: Deliver }
 
@@ -441,6 +437,19 @@ export default fp(async function live (fastify) {
 
   const bufferLimit = fastify.config.streamBufferLimit
 
+  // A live event goes to every stream alike: its message is made once per origin (the streams of
+  // one host share it), not once per stream.
+  const frames = new WeakMap<EventRecord, Frame>()
+  function frameOf (event: EventRecord, origin: string): Frame {
+    let frame = frames.get(event)
+    if (frame === undefined || frame.origin !== origin) {
+      const bare = Buffer.from(`id: ${event.id}\nevent: event\ndata: ${fastify.items.eventJson(origin, event)}\n\n`)
+      frame = { origin, bare, chunk: Buffer.concat([Buffer.from(`${bare.length.toString(16)}\r\n`), bare, crlf]) }
+      frames.set(event, frame)
+    }
+    return frame
+  }
+
   async function stream (request: FastifyRequest, reply: FastifyReply, { matcher, after, catchUp }: StreamOptions): Promise<void> {
     let ended = false
     const release = hold(reply, () => {
@@ -451,7 +460,15 @@ export default fp(async function live (fastify) {
     sse.keepAlive()
     sse.sendHeaders(200)
     // a first comment flushes the response head, so clients (and proxies) see the stream open now
-    reply.raw.write(': connected\n\n')
+    const { raw } = reply
+    raw.write(': connected\n\n')
+    const socket = raw.socket
+    if (socket === null) {
+      // the client is gone already
+      release()
+      return
+    }
+    const origin = `${request.protocol}://${request.host}`
     let lastSent = after
     let live = false
     let missed = false
@@ -464,35 +481,42 @@ export default fp(async function live (fastify) {
       release()
       sse.close()
     }
-    // Written to the response as it is: the same bytes @fastify/sse's send() would make, but made
-    // once per event rather than once per stream, and with no promise per delivery. False: wait for 'drain'.
-    const write = (event: EventRecord): boolean => reply.raw.write(sseMessage(fastify.items.event(request, event, true)))
+    // A message goes to the socket as the bytes of one HTTP/1.1 chunk (or bare, where the response
+    // is not chunked: HTTP/1.0), after what the response wrote before it. The response's own
+    // write would cork the socket, defer the write to the next tick and send four pieces.
+    // False: wait for 'drain'.
+    const write = raw.chunkedEncoding
+      ? (event: EventRecord): boolean => socket.write(frameOf(event, origin).chunk)
+      : (event: EventRecord): boolean => socket.write(frameOf(event, origin).bare)
     const drained = () => new Promise<void>((resolve) => {
-      if (reply.raw.destroyed) return resolve()
+      if (socket.destroyed) return resolve()
       const done = () => {
-        reply.raw.off('drain', done).off('close', done)
+        socket.off('drain', done).off('close', done)
         resolve()
       }
-      reply.raw.on('drain', done).on('close', done)
+      socket.on('drain', done).on('close', done)
     })
     const send = async (event: EventRecord) => {
       if (!write(event)) await drained()
     }
+    /** Writes a live event unless it went out already; false: the socket is full. */
+    const deliverNow = (event: EventRecord): boolean => {
+      if (event.id <= lastSent) return true
+      lastSent = event.id
+      fastify.metrics.delivered(event.time)
+      return write(event)
+    }
+    const waitForDrain = () => {
+      writing = true
+      drained().then(() => {
+        writing = false
+        pump()
+      })
+    }
+    // what queued while the socket was full
     const pump = () => {
-      if (writing) return
-      while (queue.length > 0 && sse.isConnected) {
-        const event = queue.shift()!
-        if (event.id <= lastSent) continue
-        lastSent = event.id
-        fastify.metrics.delivered(event.time)
-        if (!write(event)) {
-          writing = true
-          drained().then(() => {
-            writing = false
-            pump()
-          })
-          return
-        }
+      while (!writing && queue.length > 0 && sse.isConnected) { // eslint-disable-line no-unmodified-loop-condition
+        if (!deliverNow(queue.shift()!)) waitForDrain()
       }
     }
     const remove = fanout.add({
@@ -502,13 +526,15 @@ export default fp(async function live (fastify) {
           missed = true
           return
         }
+        if (!writing) {
+          if (sse.isConnected && !deliverNow(event)) waitForDrain()
+          return
+        }
         queue.push(event)
         if (queue.length > bufferLimit) {
           request.log.warn({ bufferLimit }, 'stream closed: the client fell too far behind (it can reconnect with Last-Event-ID)')
           end()
-          return
         }
-        pump()
       }
     })
     streams.add(end)

@@ -120,6 +120,43 @@ t.test('a stream that stops reading is cut off at the buffer limit; others keep 
   t.ok(ordered, 'what it did get was in order')
 })
 
+t.test('a stream that stops reading for a while, within the buffer limit, then gets every event once, in order', async (t) => {
+  const { app, session } = await build(t, { streamBufferLimit: 5000 })
+  const base = await listen(app)
+  const writer = await session('write')
+  const slow = await openStream(`${base}/events/stream`, bearer(writer.sessionKey))
+  t.teardown(() => slow.close())
+  slow.pause()
+  // large enough to fill the socket's buffers, so that the server waits for them to drain
+  const big = { name: 'Bulk', location: 'l'.repeat(240), action: 'a'.repeat(240), value: 'v'.repeat(4096) }
+  const posted: number[] = []
+  for (let i = 0; i < 1500; i++) posted.push(await post(app, writer.sessionKey, big))
+  slow.resume()
+  t.same(ids(await slow.received(posted.length, 30_000)), posted)
+})
+
+t.test('an HTTP/1.0 client gets the stream unchunked, until the server closes it', async (t) => {
+  const { app, session } = await build(t)
+  const base = new URL(await listen(app))
+  const writer = await session('write')
+  const { connect } = await import('node:net')
+  const socket = connect(Number(base.port), base.hostname)
+  let text = ''
+  socket.setEncoding('utf8').on('data', (data: string) => { text += data })
+  const closed = new Promise((resolve) => socket.on('close', resolve))
+  socket.write(`GET /events/stream HTTP/1.0\r\nAuthorization: Bearer ${writer.sessionKey}\r\n\r\n`)
+  while (!text.includes(': connected')) await new Promise((resolve) => setTimeout(resolve, 10))
+  const id = await post(app, writer.sessionKey, { name: 'Old', value: 'http' })
+  while (!text.includes('\n\n', text.indexOf(`id: ${id}`))) await new Promise((resolve) => setTimeout(resolve, 10))
+  await app.close()
+  await closed
+  t.match(text, /^HTTP\/1\.1 200 OK\r\n/)
+  t.notMatch(text, /transfer-encoding/i)
+  const body = text.slice(text.indexOf('\r\n\r\n') + 4)
+  t.equal(body.slice(0, body.indexOf('data: ')), `: connected\n\nid: ${id}\nevent: event\n`, 'the messages as they are, no chunk sizes')
+  t.match(JSON.parse(body.slice(body.indexOf('data: ') + 6, body.indexOf('\n\n', body.indexOf('data: ')))), { id, name: 'Old', value: 'http' })
+})
+
 t.test('a session may hold at most maxStreamsPerSession streams', async (t) => {
   const { app, session } = await build(t, { maxStreamsPerSession: 2 })
   const base = await listen(app)
