@@ -9,7 +9,9 @@ import type { Test } from 'tap'
 import { loadConfig } from '../../config/load.js'
 import { resolveConfig } from '../../config/resolve.js'
 import { DatabaseUnavailableError, openDatabase } from '../../db/index.js'
+import { ACCESS_ENDED_KEEP_MS } from '../../db/mysql/changes.js'
 import { openMysql } from '../../db/mysql/index.js'
+import type { AccessEnded } from '../../db/repositories.js'
 import { bearer, capturedLogs, build, mariadbUnavailable, rawSql, tempDir, testDatabase, testMariadb } from '../helper.js'
 import { auth, eventually, handle, instance, postEvent, serverTests } from './servers.js'
 
@@ -131,6 +133,32 @@ if (mariadbUnavailable !== null) {
       while (!text.includes(`"${name}"`)) text += new TextDecoder().decode((await body.read()).value)
       t.ok(Date.now() - started < 300, `${name} reached the stream in ${Date.now() - started} ms`)
     }
+  })
+
+  t.test('access_ended rows older than the keep time go at the next end; another instance is still told of a revocation', async (t) => {
+    const database = await testDatabase(t, 'mariadb')
+    const a = await handle(t, database)
+    // rows of ends long past (as years of DELETE /auth leave), and one of a second ago
+    const old = Date.now() - ACCESS_ENDED_KEEP_MS - 60_000
+    await rawSql(database, `insert into access_ended (client_id, created) values ${Array.from({ length: 50 }, (_, i) => `(${i + 1}, ${old})`).join(', ')}`)
+    await rawSql(database, `insert into access_ended (client_id, created) values (999, ${Date.now() - 1000})`)
+    const b = await handle(t, database)
+    const heard: AccessEnded[] = []
+    const stop = b.access.listen((ended) => heard.push(ended))
+    t.teardown(stop)
+    const listening = await b.notifications.listen(() => {}, () => {})
+    t.teardown(() => listening.close())
+    heard.length = 0
+
+    const key = await a.apikeys.create('write')
+    const client = await a.clients.create({ device: 'dev', location: null, apikeyId: key.id, subscriptions: [] })
+    t.ok(await b.clients.findBySession(client.sessionKey), 'the session works on B')
+    t.match(await a.apikeys.revoke(key.id, Date.now()), { outcome: 'revoked' }, 'revoked on A')
+    const rows = await rawSql(database, 'select client_id, apikey_id from access_ended order by id')
+    t.same(rows.map((row) => [row.client_id, row.apikey_id]), [[999, null], [null, key.id]], 'the old rows are gone; the recent one and the revocation stay')
+    t.ok(await eventually(async () => heard.length > 0), 'B is told')
+    t.same(heard, [{ apikeyIds: [key.id] }], 'of the revocation itself')
+    t.equal(await b.clients.findBySession(client.sessionKey), undefined, 'B refuses the session')
   })
 
   t.test('innodb_flush_log_at_trx_commit other than 1: a warning at start naming the setting', async (t) => {
