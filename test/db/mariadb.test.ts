@@ -10,6 +10,7 @@ import { loadConfig } from '../../config/load.js'
 import { resolveConfig } from '../../config/resolve.js'
 import { DatabaseUnavailableError, openDatabase } from '../../db/index.js'
 import { ACCESS_ENDED_KEEP_MS } from '../../db/mysql/changes.js'
+import { connect, endPool, openConnection, SQL_MODE } from '../../db/mysql/connection.js'
 import { openMysql } from '../../db/mysql/index.js'
 import type { AccessEnded } from '../../db/repositories.js'
 import { bearer, capturedLogs, build, mariadbUnavailable, rawSql, tempDir, testDatabase, testMariadb } from '../helper.js'
@@ -159,6 +160,21 @@ if (mariadbUnavailable !== null) {
     t.ok(await eventually(async () => heard.length > 0), 'B is told')
     t.same(heard, [{ apikeyIds: [key.id] }], 'of the revocation itself')
     t.equal(await b.clients.findBySession(client.sessionKey), undefined, 'B refuses the session')
+  })
+
+  t.test('every connection cred opens works in one SQL mode, whatever the server\'s default, as on MySQL 8', async (t) => {
+    const database = await testDatabase(t, 'mariadb')
+    const settings = resolveConfig({ database }, 'test').database
+    const [server] = await rawSql(database, 'select @@global.sql_mode as mode')
+    t.not(server!.mode, SQL_MODE, 'the server\'s own default differs (MariaDB\'s lacks ONLY_FULL_GROUP_BY)')
+    const pool = connect(settings, { connectSeconds: 5, callMs: 5000 }, 2)
+    t.teardown(() => endPool(pool, 1000))
+    const [rows] = await pool.query<mysql.RowDataPacket[]>('select @@session.sql_mode as mode, @@session.tx_isolation as isolation')
+    t.same(rows[0], { mode: SQL_MODE, isolation: 'READ-COMMITTED' }, 'a connection of a pool')
+    const single = await openConnection(settings, { connectSeconds: 5, callMs: 5000 })
+    t.teardown(() => single.end())
+    const [singleRows] = await single.query<mysql.RowDataPacket[]>('select @@session.sql_mode as mode')
+    t.equal(singleRows[0]!.mode, SQL_MODE, 'a connection of its own (migrations, roles)')
   })
 
   t.test('innodb_flush_log_at_trx_commit other than 1: a warning at start naming the setting', async (t) => {
