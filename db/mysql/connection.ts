@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import mysql from 'mysql2/promise'
 import type { CredConfig } from '../../schemas/config.js'
 import { deadline, errorCode, rootCause } from '../pool.js'
@@ -66,7 +67,7 @@ export function reason (err: unknown, timeouts: MysqlTimeouts): string {
     case 'PROTOCOL_CONNECTION_LOST': return 'the server closed the connection (PROTOCOL_CONNECTION_LOST)'
     // MySQL 8's caching_sha2_password, for a user the server has not seen since it started
     case 'PUBLIC_KEY_RETRIEVAL_NOT_ALLOWED':
-      return "the server asks for the user's full caching_sha2_password authentication, which without TLS needs its RSA public key, and cred does not fetch that over an unencrypted connection: see docs/mariadb.md, MySQL 8 (PUBLIC_KEY_RETRIEVAL_NOT_ALLOWED)"
+      return "the server asks for the user's full caching_sha2_password authentication, which without TLS needs its RSA public key: set database.serverPublicKey to a copy of it (docs/mariadb.md, MySQL 8) (PUBLIC_KEY_RETRIEVAL_NOT_ALLOWED)"
     default: {
       const message = (cause instanceof Error ? cause.message : String(cause)).split('\n')[0]!.trim()
       return code === undefined || message.includes(code) ? message : `${message} (${code})`
@@ -89,10 +90,16 @@ export function targetOf (settings: MysqlSettings): Target {
   return { host: settings.host === '' ? 'localhost' : settings.host, port: port === '' ? 3306 : Number(port), database: settings.database }
 }
 
-/** Where and how to connect: text goes both ways as utf8mb4 (4-byte characters too). */
+/**
+ * Where and how to connect: text goes both ways as utf8mb4 (4-byte characters too). With
+ * `serverPublicKey`, a MySQL 8 caching_sha2_password user's full authentication encrypts the
+ * password with that key, which mysql2 otherwise refuses to fetch from the server over a
+ * connection without TLS (see `reason`).
+ */
 export function connectionOptions (settings: MysqlSettings, timeouts: MysqlTimeouts): mysql.ConnectionOptions {
   const target = targetOf(settings)
   return {
+    ...(settings.serverPublicKey === '' ? {} : { serverPublicKey: readFileSync(settings.serverPublicKey, 'utf8') }),
     host: target.host,
     port: target.port,
     user: settings.user === '' ? undefined : settings.user,
