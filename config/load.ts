@@ -7,7 +7,7 @@ import type { CredConfig, SettingsInput } from '../schemas/config.js'
 import { ConfigError, resolveConfig } from './resolve.js'
 
 /** Keys the original's flat layout places after `type:`, which belong to the database. */
-const flatDatabaseKeys = new Set(['type', 'user', 'password', 'host', 'port', 'database', 'poolSize', 'pollInterval'])
+const flatDatabaseKeys = new Set(['type', 'user', 'password', 'host', 'port', 'database', 'poolSize', 'pollInterval', 'serverPublicKey'])
 
 /**
  * Parses a credrc file. Both layouts load: the nested one (a `database:` mapping) and the
@@ -39,7 +39,7 @@ export function parseCredrc (text: string, source: string): SettingsInput {
       continue
     }
     if (key === 'type') inFlatDatabase = true
-    const isDatabaseKey = inFlatDatabase ? flatDatabaseKeys.has(key) : ['type', 'user', 'password', 'database', 'poolSize', 'pollInterval'].includes(key)
+    const isDatabaseKey = inFlatDatabase ? flatDatabaseKeys.has(key) : ['type', 'user', 'password', 'database', 'poolSize', 'pollInterval', 'serverPublicKey'].includes(key)
     if (isDatabaseKey) assign(database, key, value, source, 'database.')
     else assign(top, key, value, source)
   }

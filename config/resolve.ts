@@ -209,6 +209,9 @@ export function resolveConfig (input: SettingsInput | undefined, source: string,
     // the default name is SQLite's file name, never a server's database worth connecting to
     throw new ConfigError(source, 'database.database', `name the ${kind === 'mysql' ? 'MariaDB / MySQL' : 'PostgreSQL'} database to use`)
   }
+  if (settings.database.serverPublicKey !== '' && kind !== 'mysql') {
+    throw new ConfigError(source, 'database.serverPublicKey', "a server's public key is only used with MySQL (type 'mysql')")
+  }
   if (settings.requestTimeout < settings.headersTimeout) {
     throw new ConfigError(source, 'requestTimeout', `must be at least headersTimeout (${settings.headersTimeout}), got ${settings.requestTimeout}`)
   }

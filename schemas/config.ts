@@ -15,6 +15,9 @@ export const DatabaseSettings = Type.Object({
     minimum: 10,
     maximum: 1000,
     description: "MariaDB / MySQL: ms between an instance's checks for other instances' events and ended sessions"
+  }),
+  serverPublicKey: Type.String({
+    description: "MySQL 8: file (PEM) of the server's RSA public key, for caching_sha2_password users over a connection without TLS; '' = none"
   })
 }, { additionalProperties: false })
 
@@ -141,7 +144,8 @@ export const defaultSettings: Settings = {
     port: '',
     database: 'cred-server.db',
     poolSize: 10,
-    pollInterval: 100
+    pollInterval: 100,
+    serverPublicKey: ''
   },
   mqtt: {
     url: '',

@@ -184,7 +184,7 @@ async function explainPostgres () {
   url.pathname = `/${name}`
   try {
     await (await openPostgres({
-      type: 'postgresql', kind: 'postgresql', url: url.toString(), user: '', password: '', host: '', port: '', database: '', poolSize: 1, pollInterval: 100
+      type: 'postgresql', kind: 'postgresql', url: url.toString(), user: '', password: '', host: '', port: '', database: '', poolSize: 1, pollInterval: 100, serverPublicKey: ''
     })).close()
     const sql = postgres(url.toString(), { max: 1, onnotice: () => {} })
     try {

@@ -1,5 +1,22 @@
 import { DatabaseUnavailableError, type AccessEnded, type CommittedEvents, type EventNotifications } from '../repositories.js'
 
+/**
+ * How long access_ended rows are kept: older ones are purged (../mysql/index.ts, by whichever
+ * instance writes the next row, at most once a minute). A poller reads only the rows above the
+ * last it saw, and reads them within LOOK_GAP_MS of the look that saw it, or not at all (see
+ * `PolledChanges`): a row is purged long after every poller that could still need it has read
+ * it, with minutes to spare for instances whose clocks disagree (`created` is the writer's time,
+ * the purge compares it with the purger's).
+ */
+export const ACCESS_ENDED_KEEP_MS = 10 * 60 * 1000
+
+/**
+ * The longest a poller trusts the access_ended rows above the last it saw: when more time has
+ * passed since the look that saw it (a stalled process, looks that kept failing slowly), rows
+ * it has not read may have been purged, and it tells that anything may have ended instead.
+ */
+export const LOOK_GAP_MS = 60 * 1000
+
 /** What one look at the database finds: the highest event id and the highest access_ended row. */
 export interface Latest {
   events: number
@@ -47,6 +64,8 @@ export class PolledChanges implements EventNotifications {
   readonly everyCommit = true
   private readonly listeners = new Set<{ onEvents: (committed: CommittedEvents) => void, onConnected: () => void }>()
   private told: Latest = { events: 0, access: 0 }
+  /** when the read that found `told.access` began */
+  private toldAt = 0
   private healthy = false
   private lastAnswer = 0
   private queue: Promise<void> = Promise.resolve()
@@ -57,7 +76,9 @@ export class PolledChanges implements EventNotifications {
   constructor (
     private readonly reads: ChangeReads,
     private readonly intervalMs: number,
-    private readonly heard: Heard
+    private readonly heard: Heard,
+    /** a monotonic clock in ms (tests pass their own) */
+    private readonly now: () => number = () => performance.now()
   ) {}
 
   private schedule (): void {
@@ -80,27 +101,32 @@ export class PolledChanges implements EventNotifications {
   /** Looks once. The first look, or the first after the database was away: what changed before went unnoticed. */
   private async look (): Promise<void> {
     let latest: Latest
+    const started = this.now()
     try {
       latest = await this.reads.latest()
     } catch (err) {
       this.healthy = false
       throw err
     }
-    this.lastAnswer = performance.now()
+    this.lastAnswer = this.now()
     if (!this.healthy) {
       this.healthy = true
       this.told = latest
+      this.toldAt = started
       this.own.clear()
       this.heard.ended('unknown')
       this.heard.connected()
       for (const listener of this.listeners) listener.onConnected()
       return
     }
-    await this.tell(latest)
+    await this.tell(latest, started)
   }
 
-  /** Tells the ends up to `latest.access`, then the events up to `latest.events`. */
-  private async tell (latest: Latest): Promise<void> {
+  /**
+   * Tells the ends up to `latest.access`, then the events up to `latest.events`. `readAt`: when
+   * the look that found `latest` began (an own commit's has none: what it saw is not newer).
+   */
+  private async tell (latest: Latest, readAt?: number): Promise<void> {
     if (latest.access > this.told.access) {
       let ended: AccessEnded[]
       try {
@@ -109,9 +135,12 @@ export class PolledChanges implements EventNotifications {
         // anything up to latest.access may have ended: re-check everything
         ended = ['unknown']
       }
+      // rows it did not read may have been purged meanwhile: re-check everything
+      if (this.now() - this.toldAt > LOOK_GAP_MS) ended = ['unknown']
       this.told.access = latest.access
       for (const each of ended) this.heard.ended(each)
     }
+    if (readAt !== undefined) this.toldAt = readAt
     if (latest.events > this.told.events) {
       this.told.events = latest.events
       this.heard.events(latest.events)
@@ -142,7 +171,7 @@ export class PolledChanges implements EventNotifications {
   }
 
   listening (): boolean {
-    return this.listeners.size > 0 && this.healthy && performance.now() - this.lastAnswer < Math.max(1000, 5 * this.intervalMs)
+    return this.listeners.size > 0 && this.healthy && this.now() - this.lastAnswer < Math.max(1000, 5 * this.intervalMs)
   }
 
   async listen (onEvents: (committed: CommittedEvents) => void, onConnected: () => void) {

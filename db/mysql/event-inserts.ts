@@ -65,7 +65,12 @@ export interface Stored {
  * that committed late. Each group takes the `order` row lock first and holds it until it
  * commits, as PostgreSQL's advisory lock: its ids are taken and committed before the next
  * group starts. A group's rows are numbered consecutively, `increment` apart (the server's
- * auto_increment_increment): nothing else inserts events while the lock is held.
+ * auto_increment_increment), from the first id each insert statement answers (LAST_INSERT_ID;
+ * neither server needs RETURNING, which MySQL 8 lacks): nothing else inserts events while the
+ * lock is held. That is what makes it hold under every innodb_autoinc_lock_mode: 1 (MariaDB's
+ * default) numbers the rows of one multi-row insert consecutively in any case, but 2
+ * (interleaved, MySQL 8's default) may interleave the ids of multi-row inserts into one table
+ * that run at the same time, and under the lock none do.
  *
  * A group without keys is ONE round trip: begin, lock, insert, read the highest access_ended
  * row, commit. A group with idempotency keys reads them after the lock, in a first round trip
@@ -114,6 +119,8 @@ export function eventInserts (increment: number) {
     const rest: string[] = []
     const values: unknown[] = []
     if (keyRows.length > 0) {
+      // (VALUES() in the update is deprecated since MySQL 8.0.20 but accepted; MariaDB has no
+      // row alias, the replacement)
       rest.push(`insert into idempotency_keys (apikey_id, \`key\`, event_id, created) values ${keyRows.map(() => '(?, ?, ?, ?)').join(', ')}
         on duplicate key update event_id = values(event_id), created = values(created)`)
       for (const row of keyRows) values.push(row.apikeyId, row.key, row.eventId, time)

@@ -1,10 +1,10 @@
-import { and, gt, lte, max, sql } from 'drizzle-orm'
+import { and, gt, lt, lte, max, sql } from 'drizzle-orm'
 import type { MySqlTable } from 'drizzle-orm/mysql-core'
 import { drizzle, type MySql2Database } from 'drizzle-orm/mysql2'
 import type mysql from 'mysql2/promise'
 import { AccessListeners } from '../access.js'
 import { afterPendingIo, groupCommit } from '../batch.js'
-import type { QueuedEvent } from '../idempotency.js'
+import { purgeSchedule, type QueuedEvent } from '../idempotency.js'
 import { replaceablePool } from '../pool.js'
 import { NotifiedRecentEvents } from '../recent-events.js'
 import type { AccessEnded, ClockOption, IdempotencyKey, NewClient, NewEventRecord, PostedEvent, Repositories, RevokeResult } from '../repositories.js'
@@ -12,7 +12,7 @@ import { hashSecret, newSessionKey } from '../secrets.js'
 import { SessionCache } from '../session-cache.js'
 import { isRowId, prepareAll, readiness, revokeUnderLock, sharedRepositories, withWrites } from '../shared-repositories.js'
 import { pageValues, statements, subscriptionsInsert } from '../statements.js'
-import { PolledChanges, type Latest } from './changes.js'
+import { ACCESS_ENDED_KEEP_MS, PolledChanges, type Latest } from './changes.js'
 import { connect, defaultTimeouts, describe, endPool, isUnavailable, reason, type MysqlSettings, type MysqlTimeouts } from './connection.js'
 import { eventInserts, lockOrder } from './event-inserts.js'
 import { leadership } from './leadership.js'
@@ -70,8 +70,17 @@ function transactionWrites (call: <T>(work: (pool: Pool) => PromiseLike<T>) => P
       await tx.execute(sql.raw(lockOrder))
       return work(tx, statements<'async', MySqlTable>(tx, schema, mysqlDialect))
     }))
+  const purge = purgeSchedule()
+  /**
+   * Writes the access_ended row of an end; now and then (at most once a minute per instance)
+   * also deletes the rows older than ACCESS_ENDED_KEEP_MS, a range on their `created` index, in
+   * the same transaction: rows are only ever added here, so the table holds those of the last
+   * minutes, whatever the years of use. The row just written is never among them, so the
+   * highest row, which the looks read, stays.
+   */
   const recordEnd = async (tx: MySql2Database, ended: { clientId: number } | { apikeyId: number }, now: number) => {
     const [row] = await tx.insert(schema.accessEnded).values({ ...ended, created: now }).$returningId()
+    if (purge.due(now)) await tx.delete(schema.accessEnded).where(lt(schema.accessEnded.created, now - ACCESS_ENDED_KEEP_MS))
     return row!.id
   }
   return {

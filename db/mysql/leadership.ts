@@ -1,7 +1,7 @@
-import mysql from 'mysql2/promise'
+import type mysql from 'mysql2/promise'
 import { deadline } from '../pool.js'
 import type { Lease } from '../repositories.js'
-import { connectionOptions, targetOf, type MysqlSettings, type MysqlTimeouts } from './connection.js'
+import { openConnection, targetOf, type MysqlSettings, type MysqlTimeouts } from './connection.js'
 
 /** How often a held role checks that its connection still answers (a server gone without closing it). */
 const CHECK_MS = 2000
@@ -23,7 +23,7 @@ export function leadership (settings: MysqlSettings, timeouts: MysqlTimeouts) {
   async function lead (name: string, onLost: () => void): Promise<Lease | undefined> {
     let connection = candidates.get(name)
     if (connection === undefined) {
-      connection = await deadline(mysql.createConnection(connectionOptions(settings, timeouts)), timeouts.callMs, noAnswer)
+      connection = await deadline(openConnection(settings, timeouts), timeouts.callMs, noAnswer)
       // a dropped candidate is simply replaced at the next try
       connection.on('error', () => { if (candidates.get(name) === connection) candidates.delete(name) })
       candidates.set(name, connection)

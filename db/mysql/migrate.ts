@@ -1,10 +1,10 @@
 import { fileURLToPath } from 'node:url'
 import { drizzle } from 'drizzle-orm/mysql2'
 import { migrate } from 'drizzle-orm/mysql2/migrator'
-import mysql from 'mysql2/promise'
+import type mysql from 'mysql2/promise'
 import { deadline } from '../pool.js'
 import { DatabaseUnavailableError } from '../repositories.js'
-import { cannotConnect, connectionOptions, describe, isUnavailable, reason, targetOf, type MysqlSettings, type MysqlTimeouts, type Target } from './connection.js'
+import { cannotConnect, describe, isUnavailable, openConnection, reason, targetOf, type MysqlSettings, type MysqlTimeouts, type Target } from './connection.js'
 
 const migrationsFolder = fileURLToPath(new URL('./migrations', import.meta.url))
 
@@ -36,7 +36,7 @@ const MIGRATION_LOCK_SECONDS = 600
 export async function migrateOnce (settings: MysqlSettings, timeouts: MysqlTimeouts): Promise<ServerFacts> {
   const target = targetOf(settings)
   let connection: mysql.Connection
-  const connecting = mysql.createConnection(connectionOptions(settings, timeouts))
+  const connecting = openConnection(settings, timeouts)
   try {
     // the driver's connectTimeout does not cover a server that accepts and never answers
     connection = await deadline(connecting, timeouts.connectSeconds * 1000 + 500, () =>

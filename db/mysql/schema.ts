@@ -85,14 +85,17 @@ export const idempotencyKeys = mysqlTable('idempotency_keys', {
 /**
  * Sessions ended and keys revoked, in commit order (written under the `order` lock): other
  * instances read the rows above the last one they saw (../mysql/changes.ts), as PostgreSQL's
- * instances hear a notification. Exactly one of `clientId` and `apikeyId` is set.
+ * instances hear a notification. Exactly one of `clientId` and `apikeyId` is set. Rows older
+ * than ACCESS_ENDED_KEEP_MS are purged along `created` (../mysql/index.ts).
  */
 export const accessEnded = mysqlTable('access_ended', {
   id: int('id').primaryKey().autoincrement(),
   clientId: int('client_id'),
   apikeyId: int('apikey_id'),
   created: bigint('created', { mode: 'number' }).notNull()
-})
+}, (table) => [
+  index('access_ended_created_idx').on(table.created)
+])
 
 /**
  * One row per lock cred takes in a transaction (`select … for update`), held until it commits:

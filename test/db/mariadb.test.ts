@@ -9,7 +9,10 @@ import type { Test } from 'tap'
 import { loadConfig } from '../../config/load.js'
 import { resolveConfig } from '../../config/resolve.js'
 import { DatabaseUnavailableError, openDatabase } from '../../db/index.js'
+import { ACCESS_ENDED_KEEP_MS } from '../../db/mysql/changes.js'
+import { connect, endPool, openConnection, SQL_MODE } from '../../db/mysql/connection.js'
 import { openMysql } from '../../db/mysql/index.js'
+import type { AccessEnded } from '../../db/repositories.js'
 import { bearer, capturedLogs, build, mariadbUnavailable, rawSql, tempDir, testDatabase, testMariadb } from '../helper.js'
 import { auth, eventually, handle, instance, postEvent, serverTests } from './servers.js'
 
@@ -131,6 +134,47 @@ if (mariadbUnavailable !== null) {
       while (!text.includes(`"${name}"`)) text += new TextDecoder().decode((await body.read()).value)
       t.ok(Date.now() - started < 300, `${name} reached the stream in ${Date.now() - started} ms`)
     }
+  })
+
+  t.test('access_ended rows older than the keep time go at the next end; another instance is still told of a revocation', async (t) => {
+    const database = await testDatabase(t, 'mariadb')
+    const a = await handle(t, database)
+    // rows of ends long past (as years of DELETE /auth leave), and one of a second ago
+    const old = Date.now() - ACCESS_ENDED_KEEP_MS - 60_000
+    await rawSql(database, `insert into access_ended (client_id, created) values ${Array.from({ length: 50 }, (_, i) => `(${i + 1}, ${old})`).join(', ')}`)
+    await rawSql(database, `insert into access_ended (client_id, created) values (999, ${Date.now() - 1000})`)
+    const b = await handle(t, database)
+    const heard: AccessEnded[] = []
+    const stop = b.access.listen((ended) => heard.push(ended))
+    t.teardown(stop)
+    const listening = await b.notifications.listen(() => {}, () => {})
+    t.teardown(() => listening.close())
+    heard.length = 0
+
+    const key = await a.apikeys.create('write')
+    const client = await a.clients.create({ device: 'dev', location: null, apikeyId: key.id, subscriptions: [] })
+    t.ok(await b.clients.findBySession(client.sessionKey), 'the session works on B')
+    t.match(await a.apikeys.revoke(key.id, Date.now()), { outcome: 'revoked' }, 'revoked on A')
+    const rows = await rawSql(database, 'select client_id, apikey_id from access_ended order by id')
+    t.same(rows.map((row) => [row.client_id, row.apikey_id]), [[999, null], [null, key.id]], 'the old rows are gone; the recent one and the revocation stay')
+    t.ok(await eventually(async () => heard.length > 0), 'B is told')
+    t.same(heard, [{ apikeyIds: [key.id] }], 'of the revocation itself')
+    t.equal(await b.clients.findBySession(client.sessionKey), undefined, 'B refuses the session')
+  })
+
+  t.test('every connection cred opens works in one SQL mode, whatever the server\'s default, as on MySQL 8', async (t) => {
+    const database = await testDatabase(t, 'mariadb')
+    const settings = resolveConfig({ database }, 'test').database
+    const [server] = await rawSql(database, 'select @@global.sql_mode as mode')
+    t.not(server!.mode, SQL_MODE, 'the server\'s own default differs (MariaDB\'s lacks ONLY_FULL_GROUP_BY)')
+    const pool = connect(settings, { connectSeconds: 5, callMs: 5000 }, 2)
+    t.teardown(() => endPool(pool, 1000))
+    const [rows] = await pool.query<mysql.RowDataPacket[]>('select @@session.sql_mode as mode, @@session.tx_isolation as isolation')
+    t.same(rows[0], { mode: SQL_MODE, isolation: 'READ-COMMITTED' }, 'a connection of a pool')
+    const single = await openConnection(settings, { connectSeconds: 5, callMs: 5000 })
+    t.teardown(() => single.end())
+    const [singleRows] = await single.query<mysql.RowDataPacket[]>('select @@session.sql_mode as mode')
+    t.equal(singleRows[0]!.mode, SQL_MODE, 'a connection of its own (migrations, roles)')
   })
 
   t.test('innodb_flush_log_at_trx_commit other than 1: a warning at start naming the setting', async (t) => {

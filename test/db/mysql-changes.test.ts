@@ -1,7 +1,7 @@
 // How a MariaDB / MySQL instance learns of other instances' changes (db/mysql/changes.ts),
 // without a server: the looks it makes, and what it tells, in which order.
 import t from 'tap'
-import { PolledChanges, type Latest } from '../../db/mysql/changes.js'
+import { LOOK_GAP_MS, PolledChanges, type Latest } from '../../db/mysql/changes.js'
 import type { AccessEnded, CommittedEvents } from '../../db/repositories.js'
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -88,4 +88,32 @@ t.test('a failed look: not listening; the next good one tells that anything may 
   t.same(heard, ['"unknown"', 'connected'])
   changes.lost()
   t.notOk(changes.listening(), 'a lost connection: not listening until the next look')
+})
+
+t.test('rows read more than LOOK_GAP_MS after the look before may have been purged: anything may have ended', async (t) => {
+  const { state, reads } = fakeDatabase()
+  const heard: string[] = []
+  const clock = { now: 0 }
+  const changes = new PolledChanges(reads, 20, { events: () => {}, ended: (ended) => heard.push(JSON.stringify(ended)), connected: () => {} }, () => clock.now)
+  const listener = await changes.listen(() => {}, () => {})
+  t.teardown(() => listener.close())
+  heard.length = 0
+  // a look half a gap later: the rows above the last seen are all there
+  clock.now += LOOK_GAP_MS / 2
+  state.ended = [{ clientIds: [7] }]
+  state.latest = { events: 0, access: 1 }
+  await delay(60)
+  t.same(heard, ['{"clientIds":[7]}'], 'the row as written')
+  heard.length = 0
+  // the process stalled for longer than the gap (no look meanwhile): a row may be gone
+  clock.now += LOOK_GAP_MS + 1
+  state.ended.push({ clientIds: [8] })
+  state.latest = { events: 0, access: 2 }
+  await delay(60)
+  t.same(heard, ['"unknown"'], 'not the rows: whoever holds sessions re-checks them')
+  heard.length = 0
+  state.ended.push({ apikeyIds: [3] })
+  state.latest = { events: 0, access: 3 }
+  await delay(60)
+  t.same(heard, ['{"apikeyIds":[3]}'], 'the next look reads the rows again')
 })

@@ -1,0 +1,1 @@
+CREATE INDEX `access_ended_created_idx` ON `access_ended` (`created`);
