@@ -1,9 +1,8 @@
 #!/usr/bin/env node
 // `npm run bench`: cred-server's HTTP throughput, a script per question on one harness.
-import { cpus } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import { flatness } from './flatness.js'
-import { cleanUp, cleanUpOnSignals, commandLine, formatTable, postgresProblem, progress } from './harness.js'
+import { cleanUp, cleanUpOnSignals, commandLine, formatTable, kindLabels, machine, machineLine, progress, reachable } from './harness.js'
 import { newReport, type Options, type Report } from './http-load.js'
 import { metricsCost } from './metrics-cost.js'
 import { throughput } from './throughput.js'
@@ -13,8 +12,9 @@ const questions = { throughput, flatness, metrics: metricsCost }
 const usage = `Usage: npm run bench -- [QUESTION...] [options]   (node dist/scripts/bench/bench.js after npm run build)
 
 Loads cred-server with autocannon, each row in turns with what it is compared with, on a
-fresh SQLite file and, when it answers, a fresh PostgreSQL database (cred_bench_http_*, dropped
-afterwards); cred-server runs at --log-level warn unless said otherwise. The workloads:
+fresh SQLite file and, when they answer, a fresh PostgreSQL and a fresh MariaDB database
+(cred_bench_http_*, dropped afterwards); cred-server runs at --log-level warn unless said
+otherwise. The workloads:
   1  GET /events?full=true&limit=10                     (--small events in the table)
   2  POST /events
   3  GET /clients/{id}/subscribedevents?full=true&after=<latest>  (5 subscriptions, nothing new)
@@ -35,7 +35,9 @@ The questions (all by default):
   --big N               events for flatness (default 1000000)
   --clients N           clients for workload 4 (default 500)
   --postgres URL        PostgreSQL server (default postgres://postgres@127.0.0.1:5432/postgres)
-  --no-postgres         SQLite only
+  --no-postgres         skip PostgreSQL
+  --mariadb URL         MariaDB / MySQL server (default mysql://root@127.0.0.1:3306)
+  --no-mariadb          skip MariaDB
   --time-limit S        give up (and clean up) after S seconds (default 1200)
   --json                print JSON instead of a table
   -h, --help            show this help
@@ -54,6 +56,8 @@ const { values, number, positionals, fail } = commandLine('bench', usage, {
   clients: '500',
   postgres: 'postgres://postgres@127.0.0.1:5432/postgres',
   'no-postgres': '',
+  mariadb: 'mysql://root@127.0.0.1:3306',
+  'no-mariadb': '',
   'time-limit': '1200',
   json: ''
 }, true)
@@ -68,21 +72,18 @@ const options: Options = {
   small: Math.floor(number('small', 20)),
   big: Math.floor(number('big', 100)),
   clients: Math.floor(number('clients', 2)),
-  postgres: values['no-postgres'] === true ? null : String(values.postgres)
+  kinds: ['sqlite'],
+  urls: { postgresql: String(values.postgres), mariadb: String(values.mariadb) }
 }
 cleanUpOnSignals(() => {}, number('time-limit', 1))
 
 const servers: Record<string, string> = {
   baseline: 'baseline (bare Fastify)',
-  sqlite: 'cred, SQLite',
   'sqlite-logging': 'cred, SQLite, default logging',
-  'durable-sqlite': 'durable-write baseline, SQLite',
-  postgresql: 'cred, PostgreSQL',
-  'durable-postgresql': 'durable-write baseline, PostgreSQL',
-  'sqlite-big': 'cred, SQLite, --big events',
-  'postgresql-big': 'cred, PostgreSQL, --big events',
   'sqlite-metrics-on': 'cred, SQLite, metrics on',
-  'sqlite-metrics-off': 'cred, SQLite, metrics off'
+  'sqlite-metrics-off': 'cred, SQLite, metrics off',
+  ...Object.fromEntries(Object.entries(kindLabels).flatMap(([kind, label]) =>
+    [[kind, `cred, ${label}`], [`durable-${kind}`, `durable-write baseline, ${label}`], [`${kind}-big`, `cred, ${label}, --big events`]]))
 }
 const workloads: Record<string, string> = { events: '1 GET /events', post: '2 POST /events', poll: '3 GET subscribedevents', clients: '4 GET /clients' }
 const percent = (value: number | undefined) => value === undefined ? '' : `${Math.round(value * 1000) / 10} %`
@@ -95,7 +96,7 @@ function table (reports: Record<string, Report>): string {
     percent(row.ratios.baseline), percent(row.ratios[`durable-${row.server}`])
   ]))
   return [
-    `cred HTTP throughput: ${cpus().length} cores (${cpus()[0]?.model.trim() ?? 'unknown CPU'}), Node ${process.version}; ` +
+    `cred HTTP throughput: ${machineLine}; ` +
       `${options.small.toLocaleString('en-US')} events, --big ${options.big.toLocaleString('en-US')}, ${options.clients} clients; ${options.duration} s per cred row`,
     '',
     ...formatTable([['question', 'server', 'workload', 'conns', 'req/s', 'p50', 'p99', 'errors', 'CPU/req', 'vs bare', 'vs durable'], ...rows], 3),
@@ -108,10 +109,9 @@ function table (reports: Record<string, Report>): string {
 }
 
 const started = performance.now()
-const problem = options.postgres === null ? null : await postgresProblem(options.postgres)
-if (problem !== null) {
-  progress(`PostgreSQL is not reachable (${problem}): SQLite only`)
-  options.postgres = null
+const skip = { postgresql: values['no-postgres'] === true, mariadb: values['no-mariadb'] === true }
+for (const kind of ['postgresql', 'mariadb'] as const) {
+  if (!skip[kind] && await reachable(kind, options.urls[kind])) options.kinds.push(kind)
 }
 const reports: Record<string, Report> = {}
 for (const name of (positionals.length === 0 ? Object.keys(questions) : positionals) as Array<keyof typeof questions>) {
@@ -122,6 +122,6 @@ await cleanUp()
 const seconds = Math.round((performance.now() - started) / 1000)
 progress(`done in ${seconds} s`)
 process.stdout.write(values.json === true
-  ? `${JSON.stringify({ machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model.trim() ?? null, node: process.version }, options, seconds, ...reports }, null, 2)}\n`
+  ? `${JSON.stringify({ machine, options, seconds, ...reports }, null, 2)}\n`
   : table(reports))
 process.exit(Object.values(reports).some((report) => report.problems.length > 0) ? 1 : 0)

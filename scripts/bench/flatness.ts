@@ -1,14 +1,14 @@
 // Whether reads stay flat as the table grows: workloads 1 and 3 on a cred-server with `big`
 // events in turns with one set up alike with `small`, their p99 compared through the same moments.
 import { cleanUp } from './harness.js'
-import { freshDatabase, inTurns, startCred, type Options, type Report } from './http-load.js'
+import { freshBenchDatabase, inTurns, startCred, type Options, type Report } from './http-load.js'
 
 export async function flatness (options: Options, report: Report): Promise<void> {
   const growth: Record<string, Record<string, number>> = report.p99Growth = {}
   try {
-    for (const kind of options.postgres === null ? ['sqlite'] : ['sqlite', 'postgresql']) {
+    for (const kind of options.kinds) {
       // (a server that fails to start is stopped at clean-up)
-      const start = async (name: string) => startCred(report, name, await freshDatabase(kind, options), { small: options.small, clients: 2 })
+      const start = async (name: string) => startCred(report, name, await freshBenchDatabase(kind, options), { small: options.small, clients: 2 })
       const [small, big] = await Promise.all([start(kind), start(`${kind}-big`)])
       try {
         await big.seedUpTo(options.big)

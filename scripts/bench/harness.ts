@@ -5,10 +5,13 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { request, type ClientRequest, type IncomingMessage } from 'node:http'
+import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import Database from 'better-sqlite3'
+import { createParser, type EventSourceMessage } from 'eventsource-parser'
 import mysql from 'mysql2/promise'
 import postgres from 'postgres'
 
@@ -139,72 +142,95 @@ export function cleanUpOnSignals (stopping: () => void = () => {}, seconds?: num
 }
 
 // ---------------------------------------------------------------------------------------------
-// PostgreSQL
+// databases: a SQLite file, or a fresh database on a PostgreSQL or MariaDB / MySQL server
 
-export async function postgresAdmin<T> (url: string, work: (sql: postgres.Sql) => Promise<T>): Promise<T> {
-  const sql = postgres(url, { max: 1, connect_timeout: 3, onnotice: () => {} })
+export type Kind = 'sqlite' | 'postgresql' | 'mariadb'
+export type ServerKind = Exclude<Kind, 'sqlite'>
+
+export const kindLabels: Record<Kind, string> = { sqlite: 'SQLite', postgresql: 'PostgreSQL', mariadb: 'MariaDB' }
+
+export interface DatabaseConfig { type: 'sqlite3' | ServerKind, database: string, host?: string, port?: number, user?: string, password?: string }
+
+export type Query = (text: string, params?: unknown[]) => Promise<Array<Record<string, unknown>>>
+
+const kindOf = (url: string): Kind => /^(mysql|mariadb):/.test(url) ? 'mariadb' : /^postgres(ql)?:/.test(url) ? 'postgresql' : 'sqlite'
+
+/** Runs `work` with queries on one short-lived connection to `url`: a SQLite file, postgres:// or mysql://. */
+export async function withConnection<T> (url: string, work: (query: Query) => Promise<T>): Promise<T> {
+  const kind = kindOf(url)
+  if (kind === 'postgresql') {
+    const sql = postgres(url, { max: 1, connect_timeout: 3, onnotice: () => {} })
+    try {
+      return await work((text, params) => sql.unsafe(text, params as postgres.ParameterOrJSON<never>[]))
+    } finally {
+      await sql.end({ timeout: 1 })
+    }
+  }
+  if (kind === 'mariadb') {
+    const connection = await mysql.createConnection({ uri: url, connectTimeout: 3000 })
+    try {
+      return await work(async (text, params) => (await connection.query(text, params))[0] as Array<Record<string, unknown>>)
+    } finally {
+      await connection.end().catch(() => connection.destroy())
+    }
+  }
+  const db = new Database(url)
   try {
-    return await work(sql)
+    db.pragma('busy_timeout = 30000')
+    return await work(async (text, params = []) => {
+      const statement = db.prepare(text)
+      if (statement.reader) return statement.all(params) as Array<Record<string, unknown>>
+      statement.run(params)
+      return []
+    })
   } finally {
-    await sql.end({ timeout: 1 })
+    db.close()
   }
 }
 
-/** null when the server answers, else why not. */
-export const postgresProblem = (url: string): Promise<string | null> =>
-  postgresAdmin(url, async (sql) => { await sql`select 1` }).then(() => null, (err: unknown) => (err as Error).message)
+/** null when the server of `url` answers, else why not. */
+export const serverProblem = (url: string): Promise<string | null> =>
+  withConnection(url, (query) => query('select 1')).then(() => null, (err: unknown) => (err as Error).message)
 
-export interface DatabaseConfig { type: 'sqlite3' | 'postgresql' | 'mariadb', database: string, host?: string, port?: number, user?: string, password?: string }
-
-// ---------------------------------------------------------------------------------------------
-// MariaDB / MySQL (a URL mysql://user:password@host:port)
-
-const isMariadb = (url: string) => /^(mysql|mariadb):/.test(url)
-
-export async function mariadbAdmin<T> (url: string, work: (connection: mysql.Connection) => Promise<T>): Promise<T> {
-  const server = new URL(url)
-  const connection = await mysql.createConnection({
-    host: server.hostname,
-    port: Number(server.port === '' ? 3306 : server.port),
-    user: decodeURIComponent(server.username),
-    password: decodeURIComponent(server.password),
-    connectTimeout: 3000
-  })
-  try {
-    return await work(connection)
-  } finally {
-    await connection.end().catch(() => connection.destroy())
-  }
+/** Whether the server of `kind` answers at `url`; says so when it does not. */
+export async function reachable (kind: ServerKind, url: string): Promise<boolean> {
+  const problem = await serverProblem(url)
+  if (problem !== null) progress(`${kindLabels[kind]} is not reachable (${problem}): skipping it`)
+  return problem === null
 }
 
-/** null when the server answers, else why not. */
-export const mariadbProblem = (url: string): Promise<string | null> =>
-  mariadbAdmin(url, async (connection) => { await connection.query('select 1') }).then(() => null, (err: unknown) => (err as Error).message)
+const quoted = (url: string, name: string) => kindOf(url) === 'mariadb' ? `\`${name}\`` : `"${name}"`
 
-const dropDatabase = (url: string, name: string) => isMariadb(url)
-  ? mariadbAdmin(url, (connection) => connection.query(`drop database if exists \`${name}\``))
-  : postgresAdmin(url, (sql) => sql.unsafe(`drop database if exists "${name}" with (force)`))
+const dropDatabase = (url: string, name: string) =>
+  withConnection(url, (query) => query(`drop database if exists ${quoted(url, name)}${kindOf(url) === 'postgresql' ? ' with (force)' : ''}`))
 
-/** A fresh database `<prefix><random>` on the server of `url` (PostgreSQL, or MariaDB for mysql://), dropped at clean-up. */
+/** A fresh database `<prefix><random>` on the server of `url` (mysql:// for MariaDB), dropped at clean-up. */
 export async function createDatabase (url: string, prefix = 'cred_bench_'): Promise<DatabaseConfig> {
   const name = `${prefix}${randomBytes(6).toString('hex')}`
-  if (isMariadb(url)) await mariadbAdmin(url, (connection) => connection.query(`create database \`${name}\``))
-  else await postgresAdmin(url, (sql) => sql.unsafe(`create database "${name}"`))
+  await withConnection(url, (query) => query(`create database ${quoted(url, name)}`))
   databases.set(name, url)
   const server = new URL(url)
+  const type = kindOf(url) as ServerKind
   return {
-    type: isMariadb(url) ? 'mariadb' : 'postgresql',
+    type,
     host: server.hostname,
-    port: Number(server.port === '' ? (isMariadb(url) ? 3306 : 5432) : server.port),
+    port: Number(server.port === '' ? (type === 'mariadb' ? 3306 : 5432) : server.port),
     user: decodeURIComponent(server.username),
     password: decodeURIComponent(server.password),
     database: name
   }
 }
 
-/** The URL of a PostgreSQL database config. */
-export const postgresUrl = ({ user = 'postgres', password = '', host = '127.0.0.1', port = 5432, database }: DatabaseConfig): string =>
-  `postgres://${encodeURIComponent(user)}${password === '' ? '' : `:${encodeURIComponent(password)}`}@${host}:${port}/${database}`
+/** A fresh database of `kind`: a temporary SQLite file, or one on its server in `urls`. */
+export const freshDatabase = async (kind: Kind, urls: Record<ServerKind, string>, prefix: string): Promise<DatabaseConfig> =>
+  kind === 'sqlite' ? { type: 'sqlite3', database: join(tempDir(), 'cred.db') } : await createDatabase(urls[kind], prefix)
+
+/** The URL of a database config (a SQLite file's path). */
+export function databaseUrl ({ type, user = '', password = '', host = '127.0.0.1', port, database }: DatabaseConfig): string {
+  if (type === 'sqlite3') return database
+  const credentials = `${encodeURIComponent(user)}${password === '' ? '' : `:${encodeURIComponent(password)}`}`
+  return `${type === 'mariadb' ? 'mysql' : 'postgres'}://${credentials}@${host}:${port ?? (type === 'mariadb' ? 3306 : 5432)}/${database}`
+}
 
 // ---------------------------------------------------------------------------------------------
 // cred processes
@@ -382,6 +408,59 @@ export async function inParallel<T, R> (items: T[], concurrency: number, work: (
 export const formatTable = (lines: string[][], left: number, gap = '  '): string[] => {
   const widths = lines[0]!.map((_, col) => Math.max(...lines.map((line) => line[col]!.length)))
   return lines.map((line) => line.map((cell, col) => col < left ? cell.padEnd(widths[col]!) : cell.padStart(widths[col]!)).join(gap).trimEnd())
+}
+
+/** The machine the figures come from, for the JSON and the table's first line. */
+export const machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model.trim() ?? null, node: process.version }
+export const machineLine = `${machine.cpus} cores (${machine.cpuModel ?? 'unknown CPU'}), Node ${machine.node}`
+
+/** Latencies (or any samples) in a growing Float64Array; `sorted()` is a sorted copy. */
+export class Samples {
+  private values = new Float64Array(1 << 16)
+  count = 0
+
+  add (value: number): void {
+    if (this.count === this.values.length) {
+      const grown = new Float64Array(this.count * 2)
+      grown.set(this.values)
+      this.values = grown
+    }
+    this.values[this.count++] = value
+  }
+
+  sorted (): Float64Array {
+    return this.values.slice(0, this.count).sort()
+  }
+}
+
+/** Sorted samples of several runs together. */
+export function mergeSorted (parts: Float64Array[]): Float64Array {
+  const all = new Float64Array(parts.reduce((sum, part) => sum + part.length, 0))
+  parts.reduce((at, part) => { all.set(part, at); return at + part.length }, 0)
+  return all.sort()
+}
+
+/** The `q` quantile of sorted samples, to two decimals. */
+export const quantile = (sorted: Float64Array, q: number): number =>
+  sorted.length === 0 ? 0 : Math.round(sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]! * 100) / 100
+
+/**
+ * Opens an event stream (no keep-alive agent: each its own connection) and feeds its messages
+ * and comments to `on`; `answered` gets the response, whatever its status.
+ */
+export function openStream (url: string, headers: Record<string, string>,
+  on: { answered: (res: IncomingMessage) => void, event: (message: EventSourceMessage) => void, comment?: () => void }): ClientRequest {
+  const req = request(url, { agent: false, headers: { accept: 'text/event-stream', ...headers } }, (res) => {
+    on.answered(res)
+    if (res.statusCode !== 200) {
+      res.resume()
+      return
+    }
+    const parser = createParser({ onEvent: on.event, onComment: on.comment })
+    res.setEncoding('utf8').on('data', (chunk: string) => parser.feed(chunk))
+  })
+  req.end()
+  return req
 }
 
 // ---------------------------------------------------------------------------------------------

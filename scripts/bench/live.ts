@@ -5,15 +5,14 @@
 // same run. On SQLite one instance; on PostgreSQL two, the streams split between them and the
 // events posted to the first, so half the deliveries go through LISTEN/NOTIFY.
 import { fork, type ChildProcess } from 'node:child_process'
-import { cpus } from 'node:os'
-import { join, resolve } from 'node:path'
+import { resolve } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import {
-  cleanUp, cleanUpOnSignals, commandLine, cpuSeconds, createDatabase, createKey, expectJson, formatTable, inParallel, machineBusySeconds, openFiles,
-  mariadbProblem, openFilesLimit, postgresProblem, progress, rssKb, sleep, startServer, stopProcess, tempDir, track, writeConfig, type DatabaseConfig, type ServerProcess
+  cleanUp, cleanUpOnSignals, commandLine, cpuSeconds, createKey, expectJson, formatTable, freshDatabase, inParallel, kindLabels, machine, machineLine, machineBusySeconds, mergeSorted,
+  openFiles, openFilesLimit, progress, quantile, reachable, rssKb, sleep, startServer, stopProcess, tempDir, track, writeConfig, type DatabaseConfig, type Kind, type ServerProcess
 } from './harness.js'
-import { newReport, quantile, startBaseline } from './http-load.js'
+import { newReport, startBaseline } from './http-load.js'
 import type { FromClient, StreamSpec, Tally, ToClient } from './live-client.js'
 
 const usage = `Usage: npm run bench:live -- [options]   (node dist/scripts/bench/live.js after npm run build)
@@ -68,15 +67,14 @@ const options = {
   warmup: Math.floor(number('warmup', 0)),
   perClient: Math.floor(number('per-client', 1)),
   drainMs: number('drain', 0) * 1000,
-  postgres: values['no-postgres'] === true ? null : String(values.postgres),
-  mariadb: values['no-mariadb'] === true ? null : String(values.mariadb),
-  sqlite: values['no-sqlite'] !== true,
+  urls: { postgresql: String(values.postgres), mariadb: String(values.mariadb) },
+  skip: { sqlite: values['no-sqlite'] === true, postgresql: values['no-postgres'] === true, mariadb: values['no-mariadb'] === true },
   nodeArgs: typeof values['cpu-prof'] === 'string' ? ['--cpu-prof', '--cpu-prof-dir', resolve(values['cpu-prof'])] : []
 }
 
 /** One server (cred, or the raw broadcast) holding the streams and delivering the events. */
 interface Phase {
-  run: 'sqlite' | 'postgresql' | 'mariadb'
+  run: Kind
   server: 'cred' | 'raw'
   streams: { opened: number, failed: number, perInstance: number, openSeconds: number }
   events: { posted: number, failed: number }
@@ -159,9 +157,7 @@ async function measure (run: Phase['run'], server: Phase['server'], layout: Layo
     await sleep(500)
     const afterEvents = await Promise.all(instances.map((instance) => instance.rss()))
 
-    const latencies = new Float64Array(results.reduce((sum, result) => sum + result.latencies.length, 0))
-    results.reduce((at, result) => { latencies.set(result.latencies, at); return at + result.latencies.length }, 0)
-    latencies.sort()
+    const latencies = mergeSorted(results.map((result) => result.latencies))
     const tally = (key: keyof Tally) => results.reduce((sum, result) => sum + result.tally[key], 0)
     const deliveries = { expected: 0, received: tally('received'), lost: tally('lost'), duplicates: tally('duplicates'), outOfOrder: tally('outOfOrder'), unexpected: tally('unexpected'), closedEarly: tally('closedEarly') }
     const subscribers = (name: string) => plan.filter((wanted) => wanted === null || wanted === name).length
@@ -258,9 +254,9 @@ function table (phases: Phase[], note: string): string {
     ['other CPU meanwhile', (p) => `${p.cpuPercent.other} % of a core`],
     ['server open files', (p) => p.serverOpenFiles.join(' / ')]
   ]
-  const header = ['', ...phases.map((p) => `${{ sqlite: 'SQLite', postgresql: 'PostgreSQL, 2 instances', mariadb: 'MariaDB, 2 instances' }[p.run]}: ${p.server === 'cred' ? 'cred' : 'raw node:http'}`)]
+  const header = ['', ...phases.map((p) => `${kindLabels[p.run]}${p.run === 'sqlite' ? '' : ', 2 instances'}: ${p.server === 'cred' ? 'cred' : 'raw node:http'}`)]
   const out = [
-    `cred live delivery: ${cpus().length} cores (${cpus()[0]?.model.trim() ?? 'unknown CPU'}), Node ${process.version}; ${note}`,
+    `cred live delivery: ${machineLine}; ${note}`,
     'cred\'s RSS is read after a full GC; the raw broadcast\'s without. Other CPU: the rest of the machine (PostgreSQL, anything else).',
     '',
     ...formatTable([header, ...rows.map(([label, cell]) => [label, ...phases.map(cell)])], 1, '   '),
@@ -278,27 +274,24 @@ cleanUpOnSignals(() => {}, number('time-limit', 1))
 
 // Node raises its soft limit of open files to the hard one: that is what counts, per process
 const limit = openFilesLimit()
-const note = `open files: at most ${limit} per process; the busiest server needs about ${Math.ceil(options.streams / (options.sqlite ? 1 : 2)) + 64}, ` +
-  `each client process about ${Math.min(options.perClient, options.streams) + 64}`
-if (limit < Math.ceil(options.streams / (options.sqlite ? 1 : 2)) + 64) progress(`${note}: TOO FEW, raise the hard limit (ulimit -Hn, LimitNOFILE=)`)
+const busiest = Math.ceil(options.streams / (options.skip.sqlite ? 2 : 1)) + 64
+const note = `open files: at most ${limit} per process; the busiest server needs about ${busiest}, each client process about ${Math.min(options.perClient, options.streams) + 64}`
+if (limit < busiest) progress(`${note}: TOO FEW, raise the hard limit (ulimit -Hn, LimitNOFILE=)`)
 const phases: Phase[] = []
-const failed = (run: Phase['run'], err: unknown) => { progress(`${run}: run failed: ${(err as Error).stack ?? String(err)}`); process.exitCode = 1 }
 try {
-  if (options.sqlite) phases.push(...await runOn('sqlite', { type: 'sqlite3', database: join(tempDir(), 'cred.db') }).catch((err: unknown) => { failed('sqlite', err); return [] }))
-  if (options.postgres !== null) {
-    const problem = await postgresProblem(options.postgres)
-    if (problem !== null) progress(`PostgreSQL is not reachable (${problem}): skipping it`)
-    else phases.push(...await createDatabase(options.postgres, 'cred_bench_live_').then((database) => runOn('postgresql', database)).catch((err: unknown) => { failed('postgresql', err); return [] }))
-  }
-  if (options.mariadb !== null) {
-    const problem = await mariadbProblem(options.mariadb)
-    if (problem !== null) progress(`MariaDB is not reachable (${problem}): skipping it`)
-    else phases.push(...await createDatabase(options.mariadb, 'cred_bench_live_').then((database) => runOn('mariadb', database)).catch((err: unknown) => { failed('mariadb', err); return [] }))
+  for (const run of ['sqlite', 'postgresql', 'mariadb'] as const) {
+    if (options.skip[run] || (run !== 'sqlite' && !await reachable(run, options.urls[run]))) continue
+    try {
+      phases.push(...await runOn(run, await freshDatabase(run, options.urls, 'cred_bench_live_')))
+    } catch (err) {
+      progress(`${run}: run failed: ${(err as Error).stack ?? String(err)}`)
+      process.exitCode = 1
+    }
   }
 } finally {
   await cleanUp()
 }
 process.stdout.write(values.json === true
-  ? `${JSON.stringify({ machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model.trim() ?? null, node: process.version }, options, openFilesLimit: limit, phases }, null, 2)}\n`
+  ? `${JSON.stringify({ machine, options, openFilesLimit: limit, phases }, null, 2)}\n`
   : table(phases, note))
 process.exit(process.exitCode === 1 || phases.some((phase) => phase.problems.length > 0) ? 1 : 0)

@@ -1,10 +1,10 @@
 // What the Prometheus metrics cost: workload 1 on two fresh cred-servers on one SQLite file,
 // one with `metrics: false`, warmed up alike, then in turns.
 import { cleanUp } from './harness.js'
-import { cpuPerRequest, freshDatabase, inTurns, startCred, startCredServer, type Options, type Report } from './http-load.js'
+import { cpuPerRequest, freshBenchDatabase, inTurns, startCred, startCredServer, type Options, type Report } from './http-load.js'
 
 export async function metricsCost (options: Options, report: Report): Promise<void> {
-  const database = await freshDatabase('sqlite', options)
+  const database = await freshBenchDatabase('sqlite', options)
   try {
     // sets up the database and the sessions the other two use
     const setUp = await startCred(report, 'sqlite', database, { small: options.small, clients: 2 })
