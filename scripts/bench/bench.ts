@@ -2,14 +2,14 @@
 // `npm run bench`: cred-server's HTTP throughput, a script per question on one harness.
 import { performance } from 'node:perf_hooks'
 import { flatness } from './flatness.js'
-import { cleanUp, cleanUpOnSignals, commandLine, formatTable, kindLabels, machine, machineLine, progress, reachable } from './harness.js'
+import { cleanUp, cleanUpOnSignals, commandLine, databasesToRun, formatTable, kindLabels, machine, machineLine, progress, serverOptions } from './harness.js'
 import { newReport, type Options, type Report } from './http-load.js'
 import { metricsCost } from './metrics-cost.js'
 import { throughput } from './throughput.js'
 
 const questions = { throughput, flatness, metrics: metricsCost }
 
-const usage = `Usage: npm run bench -- [QUESTION...] [options]   (node dist/scripts/bench/bench.js after npm run build)
+const { values, number, positionals, fail } = commandLine('bench', `Usage: npm run bench -- [QUESTION...] [options]   (node dist/scripts/bench/bench.js after npm run build)
 
 Loads cred-server with autocannon, each row in turns with what it is compared with, on a
 fresh SQLite file and, when they answer, a fresh PostgreSQL and a fresh MariaDB database
@@ -25,55 +25,32 @@ The questions (all by default):
               each of --post-connections; workload 1 also on cred-server with its default logging
   flatness    workloads 1 and 3 with --big events against --small, p99 through the same turns
   metrics     workload 1 with metrics on and off: two fresh servers on one SQLite file
-
-  --connections N       concurrent connections (default 10)
-  --post-connections L  workload 2's, comma-separated (default 10,40)
-  --duration S          seconds of each cred row (default 10)
-  --turns N             turns each row is split into (default 6)
-  --warmup N            requests before each row, not counted (default 1000)
-  --small N             events for workloads 1-4 (default 10000)
-  --big N               events for flatness (default 1000000)
-  --clients N           clients for workload 4 (default 500)
-  --postgres URL        PostgreSQL server (default postgres://postgres@127.0.0.1:5432/postgres)
-  --no-postgres         skip PostgreSQL
-  --mariadb URL         MariaDB / MySQL server (default mysql://root@127.0.0.1:3306)
-  --no-mariadb          skip MariaDB
-  --time-limit S        give up (and clean up) after S seconds (default 1200)
-  --json                print JSON instead of a table
-  -h, --help            show this help
-
-Exits 1 when a request failed (non-2xx answers count) or a run failed.
-`
-
-const { values, number, positionals, fail } = commandLine('bench', usage, {
-  connections: '10',
-  'post-connections': '10,40',
-  duration: '10',
-  turns: '6',
-  warmup: '1000',
-  small: '10000',
-  big: '1000000',
-  clients: '500',
-  postgres: 'postgres://postgres@127.0.0.1:5432/postgres',
-  'no-postgres': '',
-  mariadb: 'mysql://root@127.0.0.1:3306',
-  'no-mariadb': '',
-  'time-limit': '1200',
-  json: ''
-}, true)
+`, {
+  connections: ['N', '10', 'concurrent connections'],
+  'post-connections': ['L', '10,40', 'workload 2\'s, comma-separated'],
+  duration: ['S', '10', 'seconds of each cred row'],
+  turns: ['N', '6', 'turns each row is split into'],
+  warmup: ['N', '1000', 'requests before each row, not counted'],
+  small: ['N', '10000', 'events for workloads 1-4'],
+  big: ['N', '1000000', 'events for flatness'],
+  clients: ['N', '500', 'clients for workload 4'],
+  ...serverOptions,
+  'time-limit': ['S', '1200', 'give up (and clean up) after S seconds'],
+  json: ['', null, 'print JSON instead of a table']
+}, { positionals: true, tail: 'Exits 1 when a request failed (non-2xx answers count) or a run failed.' })
 const unknown = positionals.find((name) => !(name in questions))
 if (unknown !== undefined) fail(`no question ${unknown}: ${Object.keys(questions).join(', ')}`)
+const whole = (name: Parameters<typeof number>[0], min: number, text?: string) => Math.floor(number(name, min, text))
 const options: Options = {
-  connections: Math.floor(number('connections', 1)),
-  postConnections: String(values['post-connections']).split(',').map((text) => Math.floor(number('post-connections', 1, text))),
+  connections: whole('connections', 1),
+  postConnections: String(values['post-connections']).split(',').map((text) => whole('post-connections', 1, text)),
   duration: number('duration', 0.1),
-  turns: Math.floor(number('turns', 1)),
-  warmup: Math.floor(number('warmup', 0)),
-  small: Math.floor(number('small', 20)),
-  big: Math.floor(number('big', 100)),
-  clients: Math.floor(number('clients', 2)),
-  kinds: ['sqlite'],
-  urls: { postgresql: String(values.postgres), mariadb: String(values.mariadb) }
+  turns: whole('turns', 1),
+  warmup: whole('warmup', 0),
+  small: whole('small', 20),
+  big: whole('big', 100),
+  clients: whole('clients', 2),
+  ...await databasesToRun(values)
 }
 cleanUpOnSignals(() => {}, number('time-limit', 1))
 
@@ -109,19 +86,14 @@ function table (reports: Record<string, Report>): string {
 }
 
 const started = performance.now()
-const skip = { postgresql: values['no-postgres'] === true, mariadb: values['no-mariadb'] === true }
-for (const kind of ['postgresql', 'mariadb'] as const) {
-  if (!skip[kind] && await reachable(kind, options.urls[kind])) options.kinds.push(kind)
-}
 const reports: Record<string, Report> = {}
 for (const name of (positionals.length === 0 ? Object.keys(questions) : positionals) as Array<keyof typeof questions>) {
   const report = reports[name] = newReport()
   await questions[name](options, report).catch((err: unknown) => { report.problems.push(`run failed: ${(err as Error).stack ?? String(err)}`) })
+  // what a failed run left behind, and its databases
+  await cleanUp()
 }
-await cleanUp()
 const seconds = Math.round((performance.now() - started) / 1000)
 progress(`done in ${seconds} s`)
-process.stdout.write(values.json === true
-  ? `${JSON.stringify({ machine, options, seconds, ...reports }, null, 2)}\n`
-  : table(reports))
+process.stdout.write(values.json === true ? `${JSON.stringify({ machine, options, seconds, ...reports }, null, 2)}\n` : table(reports))
 process.exit(Object.values(reports).some((report) => report.problems.length > 0) ? 1 : 0)

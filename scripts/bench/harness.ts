@@ -1,13 +1,13 @@
-// Real processes for the benchmarks and the tests: the built bins (dist/) started, waited for,
-// their logs read and their ends awaited; temporary files and PostgreSQL / MariaDB databases; command
-// lines; what /proc says about a process. Whatever is started here is cleaned up on success,
-// error and Ctrl-C, and (what can be done at once) on exit.
+// Real processes for the benchmarks and the tests: the built bins (dist/) started, their logs
+// read; temporary files and databases; command lines; what /proc says about a process. Whatever
+// is started here is cleaned up on success, error and Ctrl-C, and (what can be at once) on exit.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
 import { request, type ClientRequest, type IncomingMessage } from 'node:http'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import Database from 'better-sqlite3'
@@ -37,19 +37,31 @@ export const progress = (message: string): void => { process.stderr.write(`# ${m
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
+/** An option: the name of its argument ('' for a flag), its default (null: none), what it does. */
+export type Option = [arg: string, fallback: string | null, help: string]
+
 /**
- * Parses the command line by `options` (name → default: '' for a flag, null for a string without
- * one), with -h for `usage`. Exits 2 with the usage on a mistake, and so does `number()`.
+ * Parses the command line by `options`, with -h for the usage: `head`, then the options written
+ * from the same table (so that the help and the defaults agree), then `tail`. Exits 2 with the
+ * usage on a mistake, and so does `number()`.
  */
-export function commandLine<T extends Record<string, string | null>> (command: string, usage: string, options: T, positionals = false) {
+export function commandLine<T extends Record<string, Option>> (command: string, head: string, options: T, { positionals = false, tail = '' } = {}) {
+  const names = Object.entries(options).map(([name, [arg]]) => `--${name}${arg === '' ? '' : ` ${arg}`}`)
+  const width = Math.max(...names.map((name) => name.length)) + 2
+  const lines = Object.values(options).map(([, fallback, help], i) => `  ${names[i]!.padEnd(width)}${help}${fallback === null ? '' : ` (default ${fallback})`}`)
+  const usage = `${head}\n${lines.join('\n')}\n  ${'-h, --help'.padEnd(width)}show this help\n${tail === '' ? '' : `\n${tail}\n`}`
+  const fail = (message: string): never => {
+    process.stderr.write(`${command}: ${message}\n${usage}`)
+    process.exit(2)
+  }
   try {
     const parsed = parseArgs({
       strict: true,
       allowPositionals: positionals,
       options: {
         help: { type: 'boolean', short: 'h' },
-        ...Object.fromEntries(Object.entries(options).map(([name, fallback]) =>
-          [name, fallback === '' ? { type: 'boolean' } : { type: 'string', ...(fallback === null ? {} : { default: fallback }) }]))
+        ...Object.fromEntries(Object.entries(options).map(([name, [arg, fallback]]) =>
+          [name, arg === '' ? { type: 'boolean' } : { type: 'string', ...(fallback === null ? {} : { default: fallback }) }]))
       }
     })
     if (parsed.values.help === true) {
@@ -59,18 +71,13 @@ export function commandLine<T extends Record<string, string | null>> (command: s
     const values = parsed.values as Record<keyof T, string | boolean | undefined>
     const number = (name: keyof T & string, min: number, text = String(values[name])): number => {
       const value = Number(text)
-      if (!Number.isFinite(value) || value < min) usageError(command, usage, `--${name} must be a number >= ${min}`)
+      if (!Number.isFinite(value) || value < min) fail(`--${name} must be a number >= ${min}`)
       return value
     }
-    return { values, number, positionals: parsed.positionals, fail: (message: string) => usageError(command, usage, message) }
+    return { values, number, positionals: parsed.positionals, fail }
   } catch (err) {
-    return usageError(command, usage, (err as Error).message)
+    return fail((err as Error).message)
   }
-}
-
-function usageError (command: string, usage: string, message: string): never {
-  process.stderr.write(`${command}: ${message}\n${usage}`)
-  process.exit(2)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -151,7 +158,7 @@ export const kindLabels: Record<Kind, string> = { sqlite: 'SQLite', postgresql: 
 
 export interface DatabaseConfig { type: 'sqlite3' | ServerKind, database: string, host?: string, port?: number, user?: string, password?: string }
 
-export type Query = (text: string, params?: unknown[]) => Promise<Array<Record<string, unknown>>>
+type Query = (text: string) => Promise<Array<Record<string, unknown>>>
 
 const kindOf = (url: string): Kind => /^(mysql|mariadb):/.test(url) ? 'mariadb' : /^postgres(ql)?:/.test(url) ? 'postgresql' : 'sqlite'
 
@@ -161,7 +168,7 @@ export async function withConnection<T> (url: string, work: (query: Query) => Pr
   if (kind === 'postgresql') {
     const sql = postgres(url, { max: 1, connect_timeout: 3, onnotice: () => {} })
     try {
-      return await work((text, params) => sql.unsafe(text, params as postgres.ParameterOrJSON<never>[]))
+      return await work((text) => sql.unsafe(text))
     } finally {
       await sql.end({ timeout: 1 })
     }
@@ -169,7 +176,7 @@ export async function withConnection<T> (url: string, work: (query: Query) => Pr
   if (kind === 'mariadb') {
     const connection = await mysql.createConnection({ uri: url, connectTimeout: 3000 })
     try {
-      return await work(async (text, params) => (await connection.query(text, params))[0] as Array<Record<string, unknown>>)
+      return await work(async (text) => (await connection.query(text))[0] as Array<Record<string, unknown>>)
     } finally {
       await connection.end().catch(() => connection.destroy())
     }
@@ -177,10 +184,10 @@ export async function withConnection<T> (url: string, work: (query: Query) => Pr
   const db = new Database(url)
   try {
     db.pragma('busy_timeout = 30000')
-    return await work(async (text, params = []) => {
+    return await work(async (text) => {
       const statement = db.prepare(text)
-      if (statement.reader) return statement.all(params) as Array<Record<string, unknown>>
-      statement.run(params)
+      if (statement.reader) return statement.all() as Array<Record<string, unknown>>
+      statement.run()
       return []
     })
   } finally {
@@ -192,12 +199,28 @@ export async function withConnection<T> (url: string, work: (query: Query) => Pr
 export const serverProblem = (url: string): Promise<string | null> =>
   withConnection(url, (query) => query('select 1')).then(() => null, (err: unknown) => (err as Error).message)
 
-/** Whether the server of `kind` answers at `url`; says so when it does not. */
-export async function reachable (kind: ServerKind, url: string): Promise<boolean> {
-  const problem = await serverProblem(url)
-  if (problem !== null) progress(`${kindLabels[kind]} is not reachable (${problem}): skipping it`)
-  return problem === null
+/** The options of bench and bench:live that choose the database servers. */
+export const serverOptions = {
+  postgres: ['URL', 'postgres://postgres@127.0.0.1:5432/postgres', 'PostgreSQL server'],
+  'no-postgres': ['', null, 'skip PostgreSQL'],
+  mariadb: ['URL', 'mysql://root@127.0.0.1:3306', 'MariaDB / MySQL server'],
+  'no-mariadb': ['', null, 'skip MariaDB']
+} satisfies Record<string, Option>
+
+/** The databases to run on by `serverOptions`: SQLite unless left out, and the servers wanted that answer. */
+export async function databasesToRun (values: Record<keyof typeof serverOptions, string | boolean | undefined>, sqlite = true) {
+  const urls: Record<ServerKind, string> = { postgresql: String(values.postgres), mariadb: String(values.mariadb) }
+  const kinds: Kind[] = sqlite ? ['sqlite'] : []
+  for (const [kind, skip] of [['postgresql', values['no-postgres']], ['mariadb', values['no-mariadb']]] as const) {
+    if (skip === true) continue
+    const problem = await serverProblem(urls[kind])
+    if (problem === null) kinds.push(kind)
+    else progress(`${kindLabels[kind]} is not reachable (${problem}): skipping it`)
+  }
+  return { kinds, urls }
 }
+
+const defaultPorts = { postgresql: 5432, mariadb: 3306 }
 
 const quoted = (url: string, name: string) => kindOf(url) === 'mariadb' ? `\`${name}\`` : `"${name}"`
 
@@ -209,16 +232,9 @@ export async function createDatabase (url: string, prefix = 'cred_bench_'): Prom
   const name = `${prefix}${randomBytes(6).toString('hex')}`
   await withConnection(url, (query) => query(`create database ${quoted(url, name)}`))
   databases.set(name, url)
-  const server = new URL(url)
+  const { hostname: host, port, username, password } = new URL(url)
   const type = kindOf(url) as ServerKind
-  return {
-    type,
-    host: server.hostname,
-    port: Number(server.port === '' ? (type === 'mariadb' ? 3306 : 5432) : server.port),
-    user: decodeURIComponent(server.username),
-    password: decodeURIComponent(server.password),
-    database: name
-  }
+  return { type, host, port: Number(port === '' ? defaultPorts[type] : port), user: decodeURIComponent(username), password: decodeURIComponent(password), database: name }
 }
 
 /** A fresh database of `kind`: a temporary SQLite file, or one on its server in `urls`. */
@@ -229,7 +245,7 @@ export const freshDatabase = async (kind: Kind, urls: Record<ServerKind, string>
 export function databaseUrl ({ type, user = '', password = '', host = '127.0.0.1', port, database }: DatabaseConfig): string {
   if (type === 'sqlite3') return database
   const credentials = `${encodeURIComponent(user)}${password === '' ? '' : `:${encodeURIComponent(password)}`}`
-  return `${type === 'mariadb' ? 'mysql' : 'postgres'}://${credentials}@${host}:${port ?? (type === 'mariadb' ? 3306 : 5432)}/${database}`
+  return `${type === 'mariadb' ? 'mysql' : 'postgres'}://${credentials}@${host}:${port ?? defaultPorts[type]}/${database}`
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -311,7 +327,6 @@ const gcPreload = ['--expose-gc', '--import', 'data:text/javascript,process.on("
 export function startServer ({ args = [], cwd, env, nodeArgs = [], label = 'cred-server', keepLogs = true, gc = false }: StartOptions = {}): Promise<ServerProcess> {
   const child = node(bin('cred-server'), args, [...(gc ? gcPreload : []), ...nodeArgs], { cwd, env })
   const lines: LogLine[] = []
-  let pending = ''
   let stderr = ''
   const gcDone: Array<() => void> = []
   const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })))
@@ -340,24 +355,18 @@ export function startServer ({ args = [], cwd, env, nodeArgs = [], label = 'cred
         stop: () => stopProcess(child)
       })
     }
-    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      pending += chunk
-      let newline: number
-      while ((newline = pending.indexOf('\n')) !== -1) {
-        const text = pending.slice(0, newline)
-        pending = pending.slice(newline + 1)
-        // a line below warn ({"level":30…) is skipped unparsed when not kept: a busy server logs thousands a second
-        if (text.trim() === '' || (!keepLogs && listening && text.startsWith('{"level":') && text.charCodeAt(9) < 52)) continue
-        let line: LogLine
-        try {
-          line = JSON.parse(text) as LogLine
-        } catch {
-          line = { level: 50, msg: text }
-        }
-        if (keepLogs || line.level >= 40) lines.push(line)
-        const serving = listening ? null : servingLine.exec(line.msg)
-        if (serving !== null) ready(serving[1] as 'http' | 'https', Number(serving[2]))
+    createInterface({ input: child.stdout! }).on('line', (text) => {
+      // a line below warn ({"level":30…) is skipped unparsed when not kept: a busy server logs thousands a second
+      if (text.trim() === '' || (!keepLogs && listening && text.startsWith('{"level":') && text.charCodeAt(9) < 52)) return
+      let line: LogLine
+      try {
+        line = JSON.parse(text) as LogLine
+      } catch {
+        line = { level: 50, msg: text }
       }
+      if (keepLogs || line.level >= 40) lines.push(line)
+      const serving = listening ? null : servingLine.exec(line.msg)
+      if (serving !== null) ready(serving[1] as 'http' | 'https', Number(serving[2]))
     })
     child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
       if (chunk.includes('bench: gc done\n')) {
@@ -377,13 +386,12 @@ export function startServer ({ args = [], cwd, env, nodeArgs = [], label = 'cred
     exited.then(({ code, signal }) => {
       clearInterval(probe)
       const logged = lines.map((line) => JSON.stringify(line)).join('\n')
-      reject(new Error(`${label}: cred-server exited (code ${code}, signal ${signal}) before serving\nstdout: ${logged}${pending}\nstderr: ${stderr}`))
+      reject(new Error(`${label}: cred-server exited (code ${code}, signal ${signal}) before serving\nstdout: ${logged}\nstderr: ${stderr}`))
     })
   })
 }
 
-/** A request that must answer `status`: its JSON body, or an error naming the answer. */
-
+/** A request that must answer `status`: its JSON body (any: each caller knows the answer it asked for), or an error naming the answer. */
 export async function expectJson (status: number, url: string, { method = 'GET', body, headers = {} }: { method?: string, body?: unknown, headers?: Record<string, string> } = {}): Promise<any> {
   const res = await fetch(url, { method, headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers }, body: body === undefined ? undefined : JSON.stringify(body) })
   const text = await res.text()
@@ -414,31 +422,9 @@ export const formatTable = (lines: string[][], left: number, gap = '  '): string
 export const machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model.trim() ?? null, node: process.version }
 export const machineLine = `${machine.cpus} cores (${machine.cpuModel ?? 'unknown CPU'}), Node ${machine.node}`
 
-/** Latencies (or any samples) in a growing Float64Array; `sorted()` is a sorted copy. */
-export class Samples {
-  private values = new Float64Array(1 << 16)
-  count = 0
-
-  add (value: number): void {
-    if (this.count === this.values.length) {
-      const grown = new Float64Array(this.count * 2)
-      grown.set(this.values)
-      this.values = grown
-    }
-    this.values[this.count++] = value
-  }
-
-  sorted (): Float64Array {
-    return this.values.slice(0, this.count).sort()
-  }
-}
-
-/** Sorted samples of several runs together. */
-export function mergeSorted (parts: Float64Array[]): Float64Array {
-  const all = new Float64Array(parts.reduce((sum, part) => sum + part.length, 0))
-  parts.reduce((at, part) => { all.set(part, at); return at + part.length }, 0)
-  return all.sort()
-}
+/** Samples (latencies), of one run or several, sorted. */
+export const sorted = (...parts: Array<ArrayLike<number>>): Float64Array =>
+  Float64Array.from(parts.flatMap((part) => Array.from(part))).sort()
 
 /** The `q` quantile of sorted samples, to two decimals. */
 export const quantile = (sorted: Float64Array, q: number): number =>

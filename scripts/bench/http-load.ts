@@ -5,21 +5,19 @@ import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import autocannon from 'autocannon'
 import {
-  cpuSeconds, createKey, databaseUrl, expectJson, freshDatabase, inParallel, mergeSorted, progress, quantile, rssKb, runBin, Samples, startServer, stopProcess, tempDir, withConnection, writeConfig,
+  cpuSeconds, createKey, databaseUrl, expectJson, freshDatabase, inParallel, progress, quantile, rssKb, runBin, sorted, startServer, stopProcess, tempDir, withConnection, writeConfig,
   type DatabaseConfig, type Kind, type ServerKind
 } from './harness.js'
 
+/** What bench.ts's usage describes; turns: this VM's speed changes for seconds at a time, and short turns spread such spells over every server alike. */
 export interface Options {
   connections: number
-  /** turns per row: this VM's speed changes for seconds at a time, and shorter turns spread such spells over every server alike */
-  turns: number
-  /** workload 2's connection counts */
   postConnections: number[]
   duration: number
+  turns: number
   warmup: number
   small: number
   big: number
-  /** clients listed by workload 4 */
   clients: number
   /** the databases to run on, and the servers of those that need one */
   kinds: Kind[]
@@ -68,25 +66,25 @@ const settings = ({ url, method = 'GET', headers, body }: Target, connections: n
  */
 function cannon (target: Target, seconds: number, connections: number): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const latencies = new Samples()
+    const latencies: number[] = []
     const started = performance.now()
     const cpuBefore = cpuSeconds(target.pid)
     autocannon({ ...settings(target, connections), duration: seconds }, (err: Error | null, result: autocannon.Result) => {
       if (err !== null && err !== undefined) return reject(err)
       resolve({
-        count: latencies.count,
+        count: latencies.length,
         seconds: (performance.now() - started) / 1000,
-        latencies: latencies.sorted(),
+        latencies: sorted(latencies),
         errors: result.errors + result.non2xx,
         cpuSeconds: cpuSeconds(target.pid) - cpuBefore
       })
-    }).on('response', (_client, _status, _bytes, responseTime) => latencies.add(responseTime))
+    }).on('response', (_client, _status, _bytes, responseTime) => latencies.push(responseTime))
   })
 }
 
 function merged (runs: Run[]): Run {
   const sum = (pick: (run: Run) => number) => runs.reduce((total, run) => total + pick(run), 0)
-  const latencies = mergeSorted(runs.map((run) => run.latencies))
+  const latencies = sorted(...runs.map((run) => run.latencies))
   return {
     count: latencies.length,
     seconds: sum((run) => run.seconds),

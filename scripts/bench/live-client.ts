@@ -3,7 +3,7 @@
 // over several such processes: each may open only so many files, and their parsing uses both cores.
 import type { ClientRequest } from 'node:http'
 import { performance } from 'node:perf_hooks'
-import { openStream, Samples } from './harness.js'
+import { inParallel, openStream } from './harness.js'
 
 export interface StreamSpec { url: string, headers: Record<string, string>, name: string | null }
 export type ToClient = { type: 'open', streams: StreamSpec[] } | { type: 'finish', posted: Array<[number, string]>, drainMs: number } | { type: 'close' }
@@ -14,7 +14,7 @@ interface Stream { name: string | null, seen: Set<number>, lastId: number, req?:
 
 const streams: Stream[] = []
 const tally: Tally = { received: 0, lost: 0, duplicates: 0, outOfOrder: 0, unexpected: 0, closedEarly: 0 }
-const latencies = new Samples()
+const latencies: number[] = []
 let closing = false
 const send = (message: FromClient) => process.send!(message)
 
@@ -34,7 +34,7 @@ function onEvent (stream: Stream, data: string): void {
     return
   }
   tally.received++
-  latencies.add(now - Number(event.value))
+  latencies.push(now - Number(event.value))
 }
 
 function open (spec: StreamSpec): Promise<Stream> {
@@ -56,13 +56,7 @@ function open (spec: StreamSpec): Promise<Stream> {
 process.on('message', async (message: ToClient) => {
   if (message.type === 'open') {
     const failed: string[] = []
-    let next = 0
-    await Promise.all(Array.from({ length: 50 }, async () => {
-      while (next < message.streams.length) {
-        const spec = message.streams[next++]!
-        await open(spec).then((stream) => streams.push(stream), (err: Error) => failed.push(err.message))
-      }
-    }))
+    await inParallel(message.streams, 50, (spec) => open(spec).then((stream) => streams.push(stream), (err: Error) => failed.push(err.message)))
     send({ type: 'opened', opened: streams.length, failed })
   } else if (message.type === 'finish') {
     const wanted = (stream: Stream) => message.posted.filter(([, name]) => stream.name === null || stream.name === name)
@@ -70,7 +64,7 @@ process.on('message', async (message: ToClient) => {
     const deadline = Date.now() + message.drainMs
     while (tally.received < expected && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
     tally.lost = streams.reduce((sum, stream) => sum + wanted(stream).filter(([id]) => !stream.seen.has(id)).length, 0)
-    send({ type: 'result', latencies: latencies.sorted(), tally })
+    send({ type: 'result', latencies: Float64Array.from(latencies), tally })
   } else {
     closing = true
     for (const stream of streams) stream.req?.destroy()

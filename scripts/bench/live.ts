@@ -9,56 +9,32 @@ import { resolve } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import {
-  cleanUp, cleanUpOnSignals, commandLine, cpuSeconds, createKey, expectJson, formatTable, freshDatabase, inParallel, kindLabels, machine, machineLine, machineBusySeconds, mergeSorted,
-  openFiles, openFilesLimit, progress, quantile, reachable, rssKb, sleep, startServer, stopProcess, tempDir, track, writeConfig, type DatabaseConfig, type Kind, type ServerProcess
+  cleanUp, cleanUpOnSignals, commandLine, cpuSeconds, createKey, databasesToRun, expectJson, formatTable, freshDatabase, inParallel, kindLabels, machine, machineLine, machineBusySeconds,
+  openFiles, openFilesLimit, progress, serverOptions, quantile, rssKb, sleep, sorted, startServer, stopProcess, tempDir, track, writeConfig, type DatabaseConfig, type Kind, type ServerProcess
 } from './harness.js'
 import { newReport, startBaseline } from './http-load.js'
 import type { FromClient, StreamSpec, Tally, ToClient } from './live-client.js'
 
-const usage = `Usage: npm run bench:live -- [options]   (node dist/scripts/bench/live.js after npm run build)
+const { values, number } = commandLine('bench:live', `Usage: npm run bench:live -- [options]   (node dist/scripts/bench/live.js after npm run build)
 
 Opens event streams on cred-server (one on SQLite; two on PostgreSQL and two on MariaDB, the
 streams split between them, the events posted to the first), 1 % of them on /events/stream, the others
 subscribed to one name each; posts events at a steady rate and times every delivery; then the
 same with a raw node:http SSE broadcast. Reports latency, loss, the servers' RSS and CPU.
-
-  --streams N       streams to open in all (default 1000)
-  --names N         event names, one per subscribed stream in turn (default 4)
-  --events N        events to post (default 100)
-  --rate N          events posted per second (default 10)
-  --warmup N        events posted first at the same rate, not measured (default 10)
-  --per-client N    streams per client process (default 5000)
-  --drain S         seconds to wait for the last deliveries (default 10)
-  --postgres URL    PostgreSQL server (default postgres://postgres@127.0.0.1:5432/postgres)
-  --no-postgres     skip the PostgreSQL run
-  --mariadb URL     MariaDB / MySQL server (default mysql://root@127.0.0.1:3306)
-  --no-mariadb      skip the MariaDB run
-  --no-sqlite       skip the SQLite run
-  --cpu-prof DIR    run the cred-servers with node --cpu-prof, writing profiles to DIR
-  --time-limit S    give up (and clean up) after S seconds (default 600)
-  --json            print JSON instead of a table
-  -h, --help        show this help
-
-Exits 1 when a delivery is lost or duplicated, or something failed.
-`
-
-const { values, number } = commandLine('bench:live', usage, {
-  streams: '1000',
-  names: '4',
-  events: '100',
-  rate: '10',
-  warmup: '10',
-  'per-client': '5000',
-  drain: '10',
-  postgres: 'postgres://postgres@127.0.0.1:5432/postgres',
-  'no-postgres': '',
-  mariadb: 'mysql://root@127.0.0.1:3306',
-  'no-mariadb': '',
-  'no-sqlite': '',
-  'cpu-prof': null,
-  'time-limit': '600',
-  json: ''
-})
+`, {
+  streams: ['N', '1000', 'streams to open in all'],
+  names: ['N', '4', 'event names, one per subscribed stream in turn'],
+  events: ['N', '100', 'events to post'],
+  rate: ['N', '10', 'events posted per second'],
+  warmup: ['N', '10', 'events posted first at the same rate, not measured'],
+  'per-client': ['N', '5000', 'streams per client process'],
+  drain: ['S', '10', 'seconds to wait for the last deliveries'],
+  ...serverOptions,
+  'no-sqlite': ['', null, 'skip SQLite'],
+  'cpu-prof': ['DIR', null, 'run the cred-servers with node --cpu-prof, writing profiles to DIR'],
+  'time-limit': ['S', '600', 'give up (and clean up) after S seconds'],
+  json: ['', null, 'print JSON instead of a table']
+}, { tail: 'Exits 1 when a delivery is lost or duplicated, or something failed.' })
 const options = {
   streams: Math.floor(number('streams', 1)),
   names: Math.floor(number('names', 1)),
@@ -67,10 +43,10 @@ const options = {
   warmup: Math.floor(number('warmup', 0)),
   perClient: Math.floor(number('per-client', 1)),
   drainMs: number('drain', 0) * 1000,
-  urls: { postgresql: String(values.postgres), mariadb: String(values.mariadb) },
-  skip: { sqlite: values['no-sqlite'] === true, postgresql: values['no-postgres'] === true, mariadb: values['no-mariadb'] === true },
   nodeArgs: typeof values['cpu-prof'] === 'string' ? ['--cpu-prof', '--cpu-prof-dir', resolve(values['cpu-prof'])] : []
 }
+cleanUpOnSignals(() => {}, number('time-limit', 1))
+const { kinds, urls } = await databasesToRun(values, values['no-sqlite'] !== true)
 
 /** One server (cred, or the raw broadcast) holding the streams and delivering the events. */
 interface Phase {
@@ -157,7 +133,7 @@ async function measure (run: Phase['run'], server: Phase['server'], layout: Layo
     await sleep(500)
     const afterEvents = await Promise.all(instances.map((instance) => instance.rss()))
 
-    const latencies = mergeSorted(results.map((result) => result.latencies))
+    const latencies = sorted(...results.map((result) => result.latencies))
     const tally = (key: keyof Tally) => results.reduce((sum, result) => sum + result.tally[key], 0)
     const deliveries = { expected: 0, received: tally('received'), lost: tally('lost'), duplicates: tally('duplicates'), outOfOrder: tally('outOfOrder'), unexpected: tally('unexpected'), closedEarly: tally('closedEarly') }
     const subscribers = (name: string) => plan.filter((wanted) => wanted === null || wanted === name).length
@@ -270,19 +246,16 @@ function table (phases: Phase[], note: string): string {
   return `${out.join('\n')}\n`
 }
 
-cleanUpOnSignals(() => {}, number('time-limit', 1))
-
 // Node raises its soft limit of open files to the hard one: that is what counts, per process
 const limit = openFilesLimit()
-const busiest = Math.ceil(options.streams / (options.skip.sqlite ? 2 : 1)) + 64
+const busiest = Math.ceil(options.streams / (kinds.includes('sqlite') ? 1 : 2)) + 64
 const note = `open files: at most ${limit} per process; the busiest server needs about ${busiest}, each client process about ${Math.min(options.perClient, options.streams) + 64}`
 if (limit < busiest) progress(`${note}: TOO FEW, raise the hard limit (ulimit -Hn, LimitNOFILE=)`)
 const phases: Phase[] = []
 try {
-  for (const run of ['sqlite', 'postgresql', 'mariadb'] as const) {
-    if (options.skip[run] || (run !== 'sqlite' && !await reachable(run, options.urls[run]))) continue
+  for (const run of kinds) {
     try {
-      phases.push(...await runOn(run, await freshDatabase(run, options.urls, 'cred_bench_live_')))
+      phases.push(...await runOn(run, await freshDatabase(run, urls, 'cred_bench_live_')))
     } catch (err) {
       progress(`${run}: run failed: ${(err as Error).stack ?? String(err)}`)
       process.exitCode = 1

@@ -5,42 +5,32 @@
 // failed and every subscriber received every event it subscribed to, once and unaltered.
 import type { ClientRequest } from 'node:http'
 import {
-  cleanUp, cleanUpOnSignals, commandLine, createKey, expectJson, freshDatabase, openStream, progress, quantile, rssKb, Samples, sleep, startServer, tempDir, writeConfig,
+  cleanUp, cleanUpOnSignals, commandLine, createKey, expectJson, freshDatabase, openStream, progress, quantile, rssKb, sleep, sorted, startServer, tempDir, writeConfig,
   type ServerProcess
 } from './harness.js'
 
-const usage = `Usage: npm run soak -- [options]   (node dist/scripts/bench/soak.js after npm run build)
+const { values, number, fail: usageError } = commandLine('soak', `Usage: npm run soak -- [options]   (node dist/scripts/bench/soak.js after npm run build)
 
 Starts a cred-server on a temporary SQLite file (or a fresh PostgreSQL or MariaDB database) and simulates
 devices: each authenticates with subscriptions, posts events now and then, and receives the
 events it subscribed to, half by polling subscribedevents with after=, half over an event
 stream. Exits 0 when no request failed and nothing was lost, duplicated or altered.
-
-  --devices N          simulated devices, at least 2 (default 200)
-  --seconds S          how long the devices post (default 60)
-  --post-interval S    mean seconds between two posts of a device (default 2)
-  --poll-interval S    seconds between two polls of a polling device (default 1)
-  --drain S            at most this long for the subscribers to catch up afterwards (default 15)
-  --postgres           on a fresh PostgreSQL database (dropped afterwards) instead of SQLite
-  --postgres-url URL   its server (default $SOAK_POSTGRES_URL or postgres://postgres@127.0.0.1:5432/postgres)
-  --mariadb            on a fresh MariaDB database (dropped afterwards) instead of SQLite
-  --mariadb-url URL    its server (default $SOAK_MARIADB_URL or mysql://root@127.0.0.1:3306)
-  --json               print the results as JSON
-  -h, --help           show this help
-`
-
-const { values, number, fail: usageError } = commandLine('soak', usage, {
-  devices: '200',
-  seconds: '60',
-  'post-interval': '2',
-  'poll-interval': '1',
-  drain: '15',
-  postgres: '',
-  'postgres-url': process.env.SOAK_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
-  mariadb: '',
-  'mariadb-url': process.env.SOAK_MARIADB_URL ?? 'mysql://root@127.0.0.1:3306',
-  json: ''
+`, {
+  devices: ['N', '200', 'simulated devices, at least 2'],
+  seconds: ['S', '60', 'how long the devices post'],
+  'post-interval': ['S', '2', 'mean seconds between two posts of a device'],
+  'poll-interval': ['S', '1', 'seconds between two polls of a polling device'],
+  drain: ['S', '15', 'at most this long for the subscribers to catch up afterwards'],
+  postgres: ['', null, 'on a fresh PostgreSQL database (dropped afterwards) instead of SQLite'],
+  'postgres-url': ['URL', process.env.SOAK_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres', 'its server, $SOAK_POSTGRES_URL when set'],
+  mariadb: ['', null, 'on a fresh MariaDB database (dropped afterwards) instead of SQLite'],
+  'mariadb-url': ['URL', process.env.SOAK_MARIADB_URL ?? 'mysql://root@127.0.0.1:3306', 'its server, $SOAK_MARIADB_URL when set'],
+  json: ['', null, 'print the results as JSON']
 })
+for (const flag of ['postgres', 'mariadb'] as const) {
+  if (process.argv.includes(`--${flag}-url`) && values[flag] !== true) usageError(`--${flag}-url goes with --${flag}`)
+}
+if (values.postgres === true && values.mariadb === true) usageError('--postgres or --mariadb, not both')
 const options = {
   devices: Math.floor(number('devices', 2)),
   seconds: number('seconds', 0.1),
@@ -49,10 +39,6 @@ const options = {
   drainMs: number('drain', 0) * 1000,
   kind: values.postgres === true ? 'postgresql' as const : values.mariadb === true ? 'mariadb' as const : 'sqlite' as const
 }
-for (const flag of ['postgres', 'mariadb'] as const) {
-  if (process.argv.includes(`--${flag}-url`) && values[flag] !== true) usageError(`--${flag}-url goes with --${flag}`)
-}
-if (values.postgres === true && values.mariadb === true) usageError('--postgres or --mariadb, not both')
 
 interface Event { id: number, device: string, name: string, location: string, action: string, value: string }
 
@@ -72,8 +58,8 @@ const fields = ['device', 'name', 'location', 'action', 'value'] as const
 const counts = { auth: 0, post: 0, poll: 0, stream: 0 }
 const errors: string[] = []
 const posted: Event[] = []
-const postMs = new Samples()
-const deliveryMs = new Samples()
+const postMs: number[] = []
+const deliveryMs: number[] = []
 const sentAt = new Map<string, number>()
 let closing = false
 
@@ -99,7 +85,7 @@ function stream (origin: string, device: Device): Promise<void> {
       event: ({ data }) => {
         const event = JSON.parse(data) as Event
         const sent = sentAt.get(event.value)
-        if (sent !== undefined) deliveryMs.add(Date.now() - sent)
+        if (sent !== undefined) deliveryMs.push(Date.now() - sent)
         receive(device, event)
       }
     }).on('error', (err) => failed(err.message))
@@ -112,9 +98,9 @@ async function call (device: Device, method: 'GET' | 'POST', url: string, body?:
   return expectJson(method === 'POST' ? 201 : 200, url, { method, body, headers: device.auth }).catch((err: Error) => { fail(err.message); return null })
 }
 
-const percentiles = (samples: Samples) => {
-  const sorted = samples.sorted()
-  return { p50: quantile(sorted, 0.5), p99: quantile(sorted, 0.99), max: quantile(sorted, 1) }
+const percentiles = (samples: number[]) => {
+  const all = sorted(samples)
+  return { p50: quantile(all, 0.5), p99: quantile(all, 0.99), max: quantile(all, 1) }
 }
 const mb = async (server: ServerProcess, gc: boolean) => {
   if (gc) await server.collectGarbage()
@@ -171,7 +157,7 @@ try {
       sentAt.set(event.value, started)
       const answer = await call(device, 'POST', `${server.origin}/events`, { event })
       if (answer !== null) {
-        postMs.add(Date.now() - started)
+        postMs.push(Date.now() - started)
         posted.push({ id: answer.event.id, device: device.name, ...event })
       }
       await sleep(options.postMs * (0.5 + Math.random()))
