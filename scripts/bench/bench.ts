@@ -35,6 +35,7 @@ The questions (all by default):
   big: ['N', '1000000', 'events for flatness'],
   clients: ['N', '500', 'clients for workload 4'],
   ...serverOptions,
+  'no-sqlite': ['', null, 'skip SQLite (but for metrics, which runs on SQLite)'],
   'time-limit': ['S', '1200', 'give up (and clean up) after S seconds'],
   json: ['', null, 'print JSON instead of a table']
 }, { positionals: true, tail: 'Exits 1 when a request failed (non-2xx answers count) or a run failed.' })
@@ -50,7 +51,7 @@ const options: Options = {
   small: whole('small', 20),
   big: whole('big', 100),
   clients: whole('clients', 2),
-  ...await databasesToRun(values)
+  ...await databasesToRun(values, values['no-sqlite'] !== true)
 }
 cleanUpOnSignals(() => {}, number('time-limit', 1))
 

@@ -399,6 +399,12 @@ export async function expectJson (status: number, url: string, { method = 'GET',
   return JSON.parse(text)
 }
 
+/** A client's session (`POST /auth` as `device`, at location Bench unless `more` says), with its authorization header. */
+export async function authenticate (origin: string, apikey: string, device: string, more: { location?: string, subscribe?: object } = {}) {
+  const { id, sessionKey } = await expectJson(201, `${origin}/auth`, { method: 'POST', body: { apikey, device, location: 'Bench', ...more } }) as { id: number, sessionKey: string }
+  return { id, headers: { authorization: `Bearer ${sessionKey}` } }
+}
+
 /** Runs `work` over `items`, at most `concurrency` at a time. */
 export async function inParallel<T, R> (items: T[], concurrency: number, work: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const results = new Array<R>(items.length)

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import autocannon from 'autocannon'
 import {
-  cpuSeconds, createKey, databaseUrl, expectJson, freshDatabase, inParallel, progress, quantile, rssKb, runBin, sorted, startServer, stopProcess, tempDir, withConnection, writeConfig,
+  authenticate, cpuSeconds, createKey, databaseUrl, expectJson, freshDatabase, inParallel, progress, quantile, rssKb, runBin, sorted, startServer, stopProcess, tempDir, withConnection, writeConfig,
   type DatabaseConfig, type Kind, type ServerKind
 } from './harness.js'
 
@@ -221,12 +221,8 @@ export async function startCred (report: Report, name: string, database: Databas
   const { server, config, stop } = await startCredServer(report, name, database)
   try {
     const [writeKey, readKey] = await Promise.all([createKey(config, 'write'), createKey(config, 'read')])
-    const auth = (apikey: string, device: string, subscribe?: object): Promise<{ id: number, sessionKey: string }> =>
-      expectJson(201, `${server.origin}/auth`, { method: 'POST', body: { apikey, device, location: 'Bench', ...(subscribe === undefined ? {} : { subscribe }) } })
-    const poster = await auth(writeKey, 'bench poster')
-    const poller = await auth(readKey, 'bench poller', Object.fromEntries([0, 1, 2, 3, 4].map((i) => [`Bench${i}`, {}])))
-    const posterAuth = { authorization: `Bearer ${poster.sessionKey}` }
-    const pollerAuth = { authorization: `Bearer ${poller.sessionKey}` }
+    const poster = await authenticate(server.origin, writeKey, 'bench poster')
+    const poller = await authenticate(server.origin, readKey, 'bench poller', { subscribe: Object.fromEntries([0, 1, 2, 3, 4].map((i) => [`Bench${i}`, {}])) })
     const seedUpTo = async (total: number) => {
       progress(`${name}: seeding events up to ${total.toLocaleString('en-US')}`)
       const started = performance.now()
@@ -234,13 +230,13 @@ export async function startCred (report: Report, name: string, database: Databas
       report.notes.push(`${name}: seeded up to ${total.toLocaleString('en-US')} events in ${Math.round(performance.now() - started) / 1000} s`)
     }
     await seed(database, small - 10, poster.id)
-    for (let i = 0; i < 10; i++) await expectJson(201, `${server.origin}/events`, { method: 'POST', headers: posterAuth, body: postBody(`Bench${5 + i}`, String(i)) })
+    for (let i = 0; i < 10; i++) await expectJson(201, `${server.origin}/events`, { method: 'POST', headers: poster.headers, body: postBody(`Bench${5 + i}`, String(i)) })
     if (clients > 2) progress(`${name}: authenticating ${clients - 2} more clients`)
-    await inParallel(Array.from({ length: Math.max(0, clients - 2) }, (_, i) => i), 8, (i) => auth(readKey, `bench client ${i}`))
+    await inParallel(Array.from({ length: Math.max(0, clients - 2) }, (_, i) => i), 8, (i) => authenticate(server.origin, readKey, `bench client ${i}`))
     const targets = async (as = name, on: { origin: string, pid: number } = server) => {
-      const latest = await expectJson(200, `${on.origin}/events?limit=1`, { headers: pollerAuth })
-      const get = (path: string): Target => ({ server: as, url: `${on.origin}${path}`, pid: on.pid, headers: pollerAuth })
-      const post: Target = { server: as, url: `${on.origin}/events`, pid: on.pid, method: 'POST', headers: { ...posterAuth, 'content-type': 'application/json' }, body: JSON.stringify(postBody('Posted', '42')) }
+      const latest = await expectJson(200, `${on.origin}/events?limit=1`, { headers: poller.headers })
+      const get = (path: string): Target => ({ server: as, url: `${on.origin}${path}`, pid: on.pid, headers: poller.headers })
+      const post: Target = { server: as, url: `${on.origin}/events`, pid: on.pid, method: 'POST', headers: { ...poster.headers, 'content-type': 'application/json' }, body: JSON.stringify(postBody('Posted', '42')) }
       return {
         events: get('/events?full=true&limit=10'),
         poll: get(`/clients/${poller.id}/subscribedevents?full=true&after=${latest.events[0].id}`),

@@ -1,15 +1,13 @@
 #!/usr/bin/env node
-// `npm run bench:live`: live delivery. Opens event streams on cred-server, posts events at a
-// steady rate, each carrying its send time, and times every delivery; then the same with a raw
-// node:http SSE broadcast of the same events to the same streams (baseline.js sse), in the
-// same run. On SQLite one instance; on PostgreSQL two, the streams split between them and the
-// events posted to the first, so half the deliveries go through LISTEN/NOTIFY.
+// `npm run bench:live`: live delivery on cred-server against a raw node:http SSE broadcast
+// (baseline.js sse), as the usage below says. With two instances half the deliveries go from
+// one to the other: through LISTEN/NOTIFY on PostgreSQL, MariaDB's poll for new events.
 import { fork, type ChildProcess } from 'node:child_process'
 import { resolve } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import {
-  cleanUp, cleanUpOnSignals, commandLine, cpuSeconds, createKey, databasesToRun, expectJson, formatTable, freshDatabase, inParallel, kindLabels, machine, machineLine, machineBusySeconds,
+  authenticate, cleanUp, cleanUpOnSignals, commandLine, cpuSeconds, createKey, databasesToRun, expectJson, formatTable, freshDatabase, inParallel, kindLabels, machine, machineLine, machineBusySeconds,
   openFiles, openFilesLimit, progress, serverOptions, quantile, rssKb, sleep, sorted, startServer, stopProcess, tempDir, track, writeConfig, type DatabaseConfig, type Kind, type ServerProcess
 } from './harness.js'
 import { newReport, startBaseline } from './http-load.js'
@@ -172,14 +170,12 @@ async function runOn (run: Phase['run'], database: DatabaseConfig): Promise<Phas
       servers.push(await startServer({ label: `${run} ${i + 1}`, args: ['--config', config, '--log-level', 'warn'], gc: true, nodeArgs: options.nodeArgs }))
     }
     const [writeKey, readKey] = [await createKey(config, 'write'), await createKey(config, 'read')]
-    const poster = await expectJson(201, `${servers[0]!.origin}/auth`, { method: 'POST', body: { apikey: writeKey, device: 'bench poster', location: 'Bench' } })
+    const poster = await authenticate(servers[0]!.origin, writeKey, 'bench poster')
     progress(`${run}: authenticating ${options.streams} clients`)
     const sessions = await inParallel(plan, 16, async (name, i) => {
       const on = servers[i % count]!
-      const session = await expectJson(201, `${on.origin}/auth`, {
-        method: 'POST', body: { apikey: readKey, device: `bench ${i}`, location: 'Bench', ...(name === null ? {} : { subscribe: { [name]: {} } }) }
-      }) as { id: number, sessionKey: string }
-      return { url: `${on.origin}${name === null ? '/events/stream' : `/clients/${session.id}/subscribedevents/stream`}`, headers: { authorization: `Bearer ${session.sessionKey}` }, name }
+      const session = await authenticate(on.origin, readKey, `bench ${i}`, name === null ? {} : { subscribe: { [name]: {} } })
+      return { url: `${on.origin}${name === null ? '/events/stream' : `/clients/${session.id}/subscribedevents/stream`}`, headers: session.headers, name }
     })
     const rss = (server: ServerProcess) => async () => {
       await server.collectGarbage()
@@ -189,7 +185,7 @@ async function runOn (run: Phase['run'], database: DatabaseConfig): Promise<Phas
     phases.push(await measure(run, 'cred', {
       instances: servers.map((server) => ({ origin: server.origin, pid: server.pid, rss: rss(server) })),
       specs: sessions,
-      post: async (body) => (await expectJson(201, `${servers[0]!.origin}/events`, { method: 'POST', body, headers: { authorization: `Bearer ${poster.sessionKey}` } })).event.id
+      post: async (body) => (await expectJson(201, `${servers[0]!.origin}/events`, { method: 'POST', body, headers: poster.headers })).event.id
     }))
     for (const server of servers) for (const line of server.warnings().slice(0, 5)) phases[0]!.problems.push(`server log: ${line.msg}`)
   } finally {

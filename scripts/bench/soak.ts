@@ -1,11 +1,9 @@
 #!/usr/bin/env node
-// `npm run soak`: many simulated devices against one real cred-server for a while. Each
-// authenticates with its subscriptions, posts now and then, and receives what it subscribed to:
-// half poll subscribedevents with after=, half hold an event stream. It passes when no request
-// failed and every subscriber received every event it subscribed to, once and unaltered.
+// `npm run soak`: many simulated devices against one real cred-server for a while (the usage
+// below says what they do and when it passes).
 import type { ClientRequest } from 'node:http'
 import {
-  cleanUp, cleanUpOnSignals, commandLine, createKey, expectJson, freshDatabase, openStream, progress, quantile, rssKb, sleep, sorted, startServer, tempDir, writeConfig,
+  authenticate, cleanUp, cleanUpOnSignals, commandLine, createKey, expectJson, freshDatabase, openStream, progress, quantile, rssKb, sleep, sorted, startServer, tempDir, writeConfig,
   type ServerProcess
 } from './harness.js'
 
@@ -126,10 +124,8 @@ try {
     const name = `Soak device ${index}`
     const room = `Room ${index % rooms}`
     counts.auth++
-    const { id, sessionKey } = await expectJson(201, `${server.origin}/auth`, {
-      method: 'POST', body: { apikey, device: name, location: room, subscribe: { Light: { location: room }, Motion: { location: room }, Alarm: {} } }
-    }) as { id: number, sessionKey: string }
-    devices.push({ name, room, stream: null, auth: { authorization: `Bearer ${sessionKey}` }, clientId: id, received: new Map(), lastId: 0 })
+    const { id, headers } = await authenticate(server.origin, apikey, name, { location: room, subscribe: { Light: { location: room }, Motion: { location: room }, Alarm: {} } })
+    devices.push({ name, room, stream: null, auth: headers, clientId: id, received: new Map(), lastId: 0 })
   }
   const streaming = devices.filter((_, i) => i % 2 === 0)
   await Promise.all(streaming.map((device) => stream(server.origin, device)))

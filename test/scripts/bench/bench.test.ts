@@ -24,16 +24,29 @@ const benchDatabases = async () => {
   return [...postgres, ...mariadb].map((row) => String(row.name))
 }
 
+type Out = {
+  throughput: Report,
+  flatness: Report & { p99Growth: Record<string, Record<string, number>> },
+  metrics: Report & { rounds: Array<{ on: number, off: number, onCpuUs: number | null, offCpuUs: number | null }>, costPercent: number, cpuCostPercent: number }
+}
+/** Two runs' reports of a question as one. */
+const merged = <R extends Report>(a: R, b: R): R => ({
+  ...a, ...b, rows: [...a.rows, ...b.rows], notes: [...a.notes, ...b.notes], problems: [...a.problems, ...b.problems], peakRssKb: { ...a.peakRssKb, ...b.peakRssKb }
+})
+
 t.test('a short run answers every question on every server, in turns', async (t) => {
   const before = await benchDatabases()
-  const { code, stdout, stderr } = await bench(t, ['--json', '--duration', '0.4', '--turns', '2', '--small', '40', '--big', '200', '--clients', '6',
-    '--warmup', '10', '--connections', '4', '--post-connections', '4,8', ...(withPostgres ? [] : ['--no-postgres']), ...(withMariadb ? [] : ['--no-mariadb'])])
-  t.equal(code, 0, 'exits 0', { stderr: stderr.slice(-4000) })
-  const out = JSON.parse(stdout) as {
-    throughput: Report,
-    flatness: Report & { p99Growth: Record<string, Record<string, number>> },
-    metrics: Report & { rounds: Array<{ on: number, off: number, onCpuUs: number | null, offCpuUs: number | null }>, costPercent: number, cpuCostPercent: number }
-  }
+  const args = ['--json', '--duration', '0.4', '--turns', '2', '--small', '40', '--big', '200', '--clients', '6', '--warmup', '10', '--connections', '4', '--post-connections', '4,8']
+  // MariaDB's rows in a second run beside the first, so that the file keeps within tap's time limit
+  const runs = await Promise.all([
+    bench(t, [...args, '--no-mariadb', ...(withPostgres ? [] : ['--no-postgres'])]),
+    ...(withMariadb ? [bench(t, ['throughput', 'flatness', ...args, '--no-sqlite', '--no-postgres'])] : [])
+  ])
+  for (const { code, stderr } of runs) t.equal(code, 0, 'exits 0', { stderr: stderr.slice(-4000) })
+  const [first, second] = runs.map(({ stdout }) => JSON.parse(stdout) as Out) as [Out, Out?]
+  const out = second === undefined
+    ? first
+    : { ...first, throughput: merged(first.throughput, second.throughput), flatness: { ...merged(first.flatness, second.flatness), p99Growth: { ...first.flatness.p99Growth, ...second.flatness.p99Growth } } }
   const kinds = ['sqlite', ...(withPostgres ? ['postgresql'] : []), ...(withMariadb ? ['mariadb'] : [])]
   for (const report of [out.throughput, out.flatness, out.metrics]) {
     t.same(report.problems, [], 'no problems')
