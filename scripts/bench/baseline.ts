@@ -3,11 +3,12 @@
 //
 //   baseline.js http FIXTURES.json   a bare Fastify app answering cred's workloads with cred's own
 //                                    answers from memory: no authentication, database or validation
-//   baseline.js http FIXTURES.json --sqlite FILE | --postgres URL --client-id N
+//   baseline.js http FIXTURES.json --sqlite FILE | --postgres URL | --mariadb URL --client-id N
 //                                    the same, but POST /events makes cred's durable write with the
-//                                    least code: the same events table, the same group commit, SQLite
-//                                    in WAL mode with synchronous = FULL, or PostgreSQL's multi-row
-//                                    insert with synchronous_commit = on
+//                                    least code: the same events table, the same group commit, one
+//                                    multi-row insert per group: SQLite in WAL mode with synchronous =
+//                                    FULL, PostgreSQL with synchronous_commit = on, MariaDB's InnoDB
+//                                    with the server's innodb_flush_log_at_trx_commit (1 by default)
 //   baseline.js sse                  a raw node:http SSE broadcast: GET /stream[?name=N] holds a stream
 //                                    (of the events named N); POST /events sends the posted event to
 //                                    each, written once
@@ -17,6 +18,7 @@ import type { AddressInfo } from 'node:net'
 import { parseArgs } from 'node:util'
 import Database from 'better-sqlite3'
 import Fastify from 'fastify'
+import mysql from 'mysql2/promise'
 import postgres from 'postgres'
 import { afterPendingIo, groupCommit } from '../../db/batch.js'
 import { keepTickObjectShape } from '../../lib/tick-shape.js'
@@ -28,14 +30,16 @@ keepTickObjectShape()
 
 const { positionals: [mode, fixturesFile], values } = parseArgs({
   allowPositionals: true,
-  options: { sqlite: { type: 'string' }, postgres: { type: 'string' }, 'client-id': { type: 'string', default: '1' } }
+  options: { sqlite: { type: 'string' }, postgres: { type: 'string' }, mariadb: { type: 'string' }, 'client-id': { type: 'string', default: '1' } }
 })
 const clientId = Number(values['client-id'])
 const row = (event: Posted, time: number) => [clientId, 'bench poster', event.name, event.location ?? null, event.action ?? null, event.value ?? null, time]
 const columns = 'client_id, device, name, location, action, value, time'
 
+const placeholders = (events: Posted[]) => events.map(() => '(?, ?, ?, ?, ?, ?, ?)').join(', ')
+
 /** The ids of a group of events, durable when resolved; null: none is written. */
-function durableWrite (): ((events: Posted[]) => Promise<number[]> | number[]) | null {
+async function durableWrite (): Promise<((events: Posted[]) => Promise<number[]> | number[]) | null> {
   if (values.sqlite !== undefined) {
     const db = new Database(values.sqlite)
     db.pragma('journal_mode = WAL')
@@ -45,9 +49,7 @@ function durableWrite (): ((events: Posted[]) => Promise<number[]> | number[]) |
     const inserts = new Map<number, Database.Statement>()
     return (events) => {
       let insert = inserts.get(events.length)
-      if (insert === undefined) {
-        inserts.set(events.length, insert = db.prepare(`insert into events (${columns}) values ${events.map(() => '(?, ?, ?, ?, ?, ?, ?)').join(', ')} returning id`).pluck())
-      }
+      if (insert === undefined) inserts.set(events.length, insert = db.prepare(`insert into events (${columns}) values ${placeholders(events)} returning id`).pluck())
       const time = Date.now()
       return (insert.all(events.flatMap((event) => row(event, time))) as number[]).sort((a, b) => a - b)
     }
@@ -60,12 +62,23 @@ function durableWrite (): ((events: Posted[]) => Promise<number[]> | number[]) |
       return (await sql<Array<{ id: number }>>`insert into events ${sql(rows)} returning id`).map((inserted) => inserted.id).sort((a, b) => a - b)
     }
   }
+  if (values.mariadb !== undefined) {
+    const connection = await mysql.createConnection({ uri: values.mariadb })
+    const [settings] = await connection.query<mysql.RowDataPacket[]>('select @@auto_increment_increment as increment')
+    const increment = Number(settings[0]!.increment)
+    // as db/mysql/event-inserts.ts: one insert's rows are numbered consecutively from its first id
+    return async (events) => {
+      const time = Date.now()
+      const [result] = await connection.query<mysql.ResultSetHeader>(`insert into events (${columns}) values ${placeholders(events)}`, events.flatMap((event) => row(event, time)))
+      return events.map((_, i) => result.insertId + i * increment)
+    }
+  }
   return null
 }
 
 async function http (): Promise<number> {
   const fixtures = JSON.parse(readFileSync(fixturesFile!, 'utf8')) as Record<'events' | 'subscribed' | 'clients', unknown> & { created: { event: object } }
-  const write = durableWrite()
+  const write = await durableWrite()
   const insert = write === null ? null : groupCommit(write, { gather: afterPendingIo })
   let nextId = 1
   const app = Fastify({ logger: false })

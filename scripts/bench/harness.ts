@@ -1,14 +1,17 @@
-// Real processes for the benchmarks and the tests: the built bins (dist/) started, waited for,
-// their logs read and their ends awaited; temporary files and PostgreSQL / MariaDB databases; command
-// lines; what /proc says about a process. Whatever is started here is cleaned up on success,
-// error and Ctrl-C, and (what can be done at once) on exit.
+// Real processes for the benchmarks and the tests: the built bins (dist/) started, their logs
+// read; temporary files and databases; command lines; what /proc says about a process. Whatever
+// is started here is cleaned up on success, error and Ctrl-C, and (what can be at once) on exit.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { request, type ClientRequest, type IncomingMessage } from 'node:http'
+import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import Database from 'better-sqlite3'
+import { createParser, type EventSourceMessage } from 'eventsource-parser'
 import mysql from 'mysql2/promise'
 import postgres from 'postgres'
 
@@ -34,19 +37,31 @@ export const progress = (message: string): void => { process.stderr.write(`# ${m
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
+/** An option: the name of its argument ('' for a flag), its default (null: none), what it does. */
+export type Option = [arg: string, fallback: string | null, help: string]
+
 /**
- * Parses the command line by `options` (name → default: '' for a flag, null for a string without
- * one), with -h for `usage`. Exits 2 with the usage on a mistake, and so does `number()`.
+ * Parses the command line by `options`, with -h for the usage: `head`, then the options written
+ * from the same table (so that the help and the defaults agree), then `tail`. Exits 2 with the
+ * usage on a mistake, and so does `number()`.
  */
-export function commandLine<T extends Record<string, string | null>> (command: string, usage: string, options: T, positionals = false) {
+export function commandLine<T extends Record<string, Option>> (command: string, head: string, options: T, { positionals = false, tail = '' } = {}) {
+  const names = Object.entries(options).map(([name, [arg]]) => `--${name}${arg === '' ? '' : ` ${arg}`}`)
+  const width = Math.max(...names.map((name) => name.length)) + 2
+  const lines = Object.values(options).map(([, fallback, help], i) => `  ${names[i]!.padEnd(width)}${help}${fallback === null ? '' : ` (default ${fallback})`}`)
+  const usage = `${head}\n${lines.join('\n')}\n  ${'-h, --help'.padEnd(width)}show this help\n${tail === '' ? '' : `\n${tail}\n`}`
+  const fail = (message: string): never => {
+    process.stderr.write(`${command}: ${message}\n${usage}`)
+    process.exit(2)
+  }
   try {
     const parsed = parseArgs({
       strict: true,
       allowPositionals: positionals,
       options: {
         help: { type: 'boolean', short: 'h' },
-        ...Object.fromEntries(Object.entries(options).map(([name, fallback]) =>
-          [name, fallback === '' ? { type: 'boolean' } : { type: 'string', ...(fallback === null ? {} : { default: fallback }) }]))
+        ...Object.fromEntries(Object.entries(options).map(([name, [arg, fallback]]) =>
+          [name, arg === '' ? { type: 'boolean' } : { type: 'string', ...(fallback === null ? {} : { default: fallback }) }]))
       }
     })
     if (parsed.values.help === true) {
@@ -56,18 +71,13 @@ export function commandLine<T extends Record<string, string | null>> (command: s
     const values = parsed.values as Record<keyof T, string | boolean | undefined>
     const number = (name: keyof T & string, min: number, text = String(values[name])): number => {
       const value = Number(text)
-      if (!Number.isFinite(value) || value < min) usageError(command, usage, `--${name} must be a number >= ${min}`)
+      if (!Number.isFinite(value) || value < min) fail(`--${name} must be a number >= ${min}`)
       return value
     }
-    return { values, number, positionals: parsed.positionals, fail: (message: string) => usageError(command, usage, message) }
+    return { values, number, positionals: parsed.positionals, fail }
   } catch (err) {
-    return usageError(command, usage, (err as Error).message)
+    return fail((err as Error).message)
   }
-}
-
-function usageError (command: string, usage: string, message: string): never {
-  process.stderr.write(`${command}: ${message}\n${usage}`)
-  process.exit(2)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -139,72 +149,104 @@ export function cleanUpOnSignals (stopping: () => void = () => {}, seconds?: num
 }
 
 // ---------------------------------------------------------------------------------------------
-// PostgreSQL
+// databases: a SQLite file, or a fresh database on a PostgreSQL or MariaDB / MySQL server
 
-export async function postgresAdmin<T> (url: string, work: (sql: postgres.Sql) => Promise<T>): Promise<T> {
-  const sql = postgres(url, { max: 1, connect_timeout: 3, onnotice: () => {} })
+export type Kind = 'sqlite' | 'postgresql' | 'mariadb'
+export type ServerKind = Exclude<Kind, 'sqlite'>
+
+export const kindLabels: Record<Kind, string> = { sqlite: 'SQLite', postgresql: 'PostgreSQL', mariadb: 'MariaDB' }
+
+export interface DatabaseConfig { type: 'sqlite3' | ServerKind, database: string, host?: string, port?: number, user?: string, password?: string }
+
+type Query = (text: string) => Promise<Array<Record<string, unknown>>>
+
+const kindOf = (url: string): Kind => /^(mysql|mariadb):/.test(url) ? 'mariadb' : /^postgres(ql)?:/.test(url) ? 'postgresql' : 'sqlite'
+
+/** Runs `work` with queries on one short-lived connection to `url`: a SQLite file, postgres:// or mysql://. */
+export async function withConnection<T> (url: string, work: (query: Query) => Promise<T>): Promise<T> {
+  const kind = kindOf(url)
+  if (kind === 'postgresql') {
+    const sql = postgres(url, { max: 1, connect_timeout: 3, onnotice: () => {} })
+    try {
+      return await work((text) => sql.unsafe(text))
+    } finally {
+      await sql.end({ timeout: 1 })
+    }
+  }
+  if (kind === 'mariadb') {
+    const connection = await mysql.createConnection({ uri: url, connectTimeout: 3000 })
+    try {
+      return await work(async (text) => (await connection.query(text))[0] as Array<Record<string, unknown>>)
+    } finally {
+      await connection.end().catch(() => connection.destroy())
+    }
+  }
+  const db = new Database(url)
   try {
-    return await work(sql)
+    db.pragma('busy_timeout = 30000')
+    return await work(async (text) => {
+      const statement = db.prepare(text)
+      if (statement.reader) return statement.all() as Array<Record<string, unknown>>
+      statement.run()
+      return []
+    })
   } finally {
-    await sql.end({ timeout: 1 })
+    db.close()
   }
 }
 
-/** null when the server answers, else why not. */
-export const postgresProblem = (url: string): Promise<string | null> =>
-  postgresAdmin(url, async (sql) => { await sql`select 1` }).then(() => null, (err: unknown) => (err as Error).message)
+/** null when the server of `url` answers, else why not. */
+export const serverProblem = (url: string): Promise<string | null> =>
+  withConnection(url, (query) => query('select 1')).then(() => null, (err: unknown) => (err as Error).message)
 
-export interface DatabaseConfig { type: 'sqlite3' | 'postgresql' | 'mariadb', database: string, host?: string, port?: number, user?: string, password?: string }
+/** The options of bench and bench:live that choose the database servers. */
+export const serverOptions = {
+  postgres: ['URL', 'postgres://postgres@127.0.0.1:5432/postgres', 'PostgreSQL server'],
+  'no-postgres': ['', null, 'skip PostgreSQL'],
+  mariadb: ['URL', 'mysql://root@127.0.0.1:3306', 'MariaDB / MySQL server'],
+  'no-mariadb': ['', null, 'skip MariaDB']
+} satisfies Record<string, Option>
 
-// ---------------------------------------------------------------------------------------------
-// MariaDB / MySQL (a URL mysql://user:password@host:port)
-
-const isMariadb = (url: string) => /^(mysql|mariadb):/.test(url)
-
-export async function mariadbAdmin<T> (url: string, work: (connection: mysql.Connection) => Promise<T>): Promise<T> {
-  const server = new URL(url)
-  const connection = await mysql.createConnection({
-    host: server.hostname,
-    port: Number(server.port === '' ? 3306 : server.port),
-    user: decodeURIComponent(server.username),
-    password: decodeURIComponent(server.password),
-    connectTimeout: 3000
-  })
-  try {
-    return await work(connection)
-  } finally {
-    await connection.end().catch(() => connection.destroy())
+/** The databases to run on by `serverOptions`: SQLite unless left out, and the servers wanted that answer. */
+export async function databasesToRun (values: Record<keyof typeof serverOptions, string | boolean | undefined>, sqlite = true) {
+  const urls: Record<ServerKind, string> = { postgresql: String(values.postgres), mariadb: String(values.mariadb) }
+  const kinds: Kind[] = sqlite ? ['sqlite'] : []
+  for (const [kind, skip] of [['postgresql', values['no-postgres']], ['mariadb', values['no-mariadb']]] as const) {
+    if (skip === true) continue
+    const problem = await serverProblem(urls[kind])
+    if (problem === null) kinds.push(kind)
+    else progress(`${kindLabels[kind]} is not reachable (${problem}): skipping it`)
   }
+  return { kinds, urls }
 }
 
-/** null when the server answers, else why not. */
-export const mariadbProblem = (url: string): Promise<string | null> =>
-  mariadbAdmin(url, async (connection) => { await connection.query('select 1') }).then(() => null, (err: unknown) => (err as Error).message)
+const defaultPorts = { postgresql: 5432, mariadb: 3306 }
 
-const dropDatabase = (url: string, name: string) => isMariadb(url)
-  ? mariadbAdmin(url, (connection) => connection.query(`drop database if exists \`${name}\``))
-  : postgresAdmin(url, (sql) => sql.unsafe(`drop database if exists "${name}" with (force)`))
+const quoted = (url: string, name: string) => kindOf(url) === 'mariadb' ? `\`${name}\`` : `"${name}"`
 
-/** A fresh database `<prefix><random>` on the server of `url` (PostgreSQL, or MariaDB for mysql://), dropped at clean-up. */
+const dropDatabase = (url: string, name: string) =>
+  withConnection(url, (query) => query(`drop database if exists ${quoted(url, name)}${kindOf(url) === 'postgresql' ? ' with (force)' : ''}`))
+
+/** A fresh database `<prefix><random>` on the server of `url` (mysql:// for MariaDB), dropped at clean-up. */
 export async function createDatabase (url: string, prefix = 'cred_bench_'): Promise<DatabaseConfig> {
   const name = `${prefix}${randomBytes(6).toString('hex')}`
-  if (isMariadb(url)) await mariadbAdmin(url, (connection) => connection.query(`create database \`${name}\``))
-  else await postgresAdmin(url, (sql) => sql.unsafe(`create database "${name}"`))
+  await withConnection(url, (query) => query(`create database ${quoted(url, name)}`))
   databases.set(name, url)
-  const server = new URL(url)
-  return {
-    type: isMariadb(url) ? 'mariadb' : 'postgresql',
-    host: server.hostname,
-    port: Number(server.port === '' ? (isMariadb(url) ? 3306 : 5432) : server.port),
-    user: decodeURIComponent(server.username),
-    password: decodeURIComponent(server.password),
-    database: name
-  }
+  const { hostname: host, port, username, password } = new URL(url)
+  const type = kindOf(url) as ServerKind
+  return { type, host, port: Number(port === '' ? defaultPorts[type] : port), user: decodeURIComponent(username), password: decodeURIComponent(password), database: name }
 }
 
-/** The URL of a PostgreSQL database config. */
-export const postgresUrl = ({ user = 'postgres', password = '', host = '127.0.0.1', port = 5432, database }: DatabaseConfig): string =>
-  `postgres://${encodeURIComponent(user)}${password === '' ? '' : `:${encodeURIComponent(password)}`}@${host}:${port}/${database}`
+/** A fresh database of `kind`: a temporary SQLite file, or one on its server in `urls`. */
+export const freshDatabase = async (kind: Kind, urls: Record<ServerKind, string>, prefix: string): Promise<DatabaseConfig> =>
+  kind === 'sqlite' ? { type: 'sqlite3', database: join(tempDir(), 'cred.db') } : await createDatabase(urls[kind], prefix)
+
+/** The URL of a database config (a SQLite file's path). */
+export function databaseUrl ({ type, user = '', password = '', host = '127.0.0.1', port, database }: DatabaseConfig): string {
+  if (type === 'sqlite3') return database
+  const credentials = `${encodeURIComponent(user)}${password === '' ? '' : `:${encodeURIComponent(password)}`}`
+  return `${type === 'mariadb' ? 'mysql' : 'postgres'}://${credentials}@${host}:${port ?? defaultPorts[type]}/${database}`
+}
 
 // ---------------------------------------------------------------------------------------------
 // cred processes
@@ -285,7 +327,6 @@ const gcPreload = ['--expose-gc', '--import', 'data:text/javascript,process.on("
 export function startServer ({ args = [], cwd, env, nodeArgs = [], label = 'cred-server', keepLogs = true, gc = false }: StartOptions = {}): Promise<ServerProcess> {
   const child = node(bin('cred-server'), args, [...(gc ? gcPreload : []), ...nodeArgs], { cwd, env })
   const lines: LogLine[] = []
-  let pending = ''
   let stderr = ''
   const gcDone: Array<() => void> = []
   const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })))
@@ -314,24 +355,18 @@ export function startServer ({ args = [], cwd, env, nodeArgs = [], label = 'cred
         stop: () => stopProcess(child)
       })
     }
-    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      pending += chunk
-      let newline: number
-      while ((newline = pending.indexOf('\n')) !== -1) {
-        const text = pending.slice(0, newline)
-        pending = pending.slice(newline + 1)
-        // a line below warn ({"level":30…) is skipped unparsed when not kept: a busy server logs thousands a second
-        if (text.trim() === '' || (!keepLogs && listening && text.startsWith('{"level":') && text.charCodeAt(9) < 52)) continue
-        let line: LogLine
-        try {
-          line = JSON.parse(text) as LogLine
-        } catch {
-          line = { level: 50, msg: text }
-        }
-        if (keepLogs || line.level >= 40) lines.push(line)
-        const serving = listening ? null : servingLine.exec(line.msg)
-        if (serving !== null) ready(serving[1] as 'http' | 'https', Number(serving[2]))
+    createInterface({ input: child.stdout! }).on('line', (text) => {
+      // a line below warn ({"level":30…) is skipped unparsed when not kept: a busy server logs thousands a second
+      if (text.trim() === '' || (!keepLogs && listening && text.startsWith('{"level":') && text.charCodeAt(9) < 52)) return
+      let line: LogLine
+      try {
+        line = JSON.parse(text) as LogLine
+      } catch {
+        line = { level: 50, msg: text }
       }
+      if (keepLogs || line.level >= 40) lines.push(line)
+      const serving = listening ? null : servingLine.exec(line.msg)
+      if (serving !== null) ready(serving[1] as 'http' | 'https', Number(serving[2]))
     })
     child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
       if (chunk.includes('bench: gc done\n')) {
@@ -351,18 +386,23 @@ export function startServer ({ args = [], cwd, env, nodeArgs = [], label = 'cred
     exited.then(({ code, signal }) => {
       clearInterval(probe)
       const logged = lines.map((line) => JSON.stringify(line)).join('\n')
-      reject(new Error(`${label}: cred-server exited (code ${code}, signal ${signal}) before serving\nstdout: ${logged}${pending}\nstderr: ${stderr}`))
+      reject(new Error(`${label}: cred-server exited (code ${code}, signal ${signal}) before serving\nstdout: ${logged}\nstderr: ${stderr}`))
     })
   })
 }
 
-/** A request that must answer `status`: its JSON body, or an error naming the answer. */
-
+/** A request that must answer `status`: its JSON body (any: each caller knows the answer it asked for), or an error naming the answer. */
 export async function expectJson (status: number, url: string, { method = 'GET', body, headers = {} }: { method?: string, body?: unknown, headers?: Record<string, string> } = {}): Promise<any> {
   const res = await fetch(url, { method, headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers }, body: body === undefined ? undefined : JSON.stringify(body) })
   const text = await res.text()
   if (res.status !== status) throw new Error(`${method} ${new URL(url).pathname}: ${res.status} ${text.slice(0, 300)}`)
   return JSON.parse(text)
+}
+
+/** A client's session (`POST /auth` as `device`, at location Bench unless `more` says), with its authorization header. */
+export async function authenticate (origin: string, apikey: string, device: string, more: { location?: string, subscribe?: object } = {}) {
+  const { id, sessionKey } = await expectJson(201, `${origin}/auth`, { method: 'POST', body: { apikey, device, location: 'Bench', ...more } }) as { id: number, sessionKey: string }
+  return { id, headers: { authorization: `Bearer ${sessionKey}` } }
 }
 
 /** Runs `work` over `items`, at most `concurrency` at a time. */
@@ -382,6 +422,37 @@ export async function inParallel<T, R> (items: T[], concurrency: number, work: (
 export const formatTable = (lines: string[][], left: number, gap = '  '): string[] => {
   const widths = lines[0]!.map((_, col) => Math.max(...lines.map((line) => line[col]!.length)))
   return lines.map((line) => line.map((cell, col) => col < left ? cell.padEnd(widths[col]!) : cell.padStart(widths[col]!)).join(gap).trimEnd())
+}
+
+/** The machine the figures come from, for the JSON and the table's first line. */
+export const machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model.trim() ?? null, node: process.version }
+export const machineLine = `${machine.cpus} cores (${machine.cpuModel ?? 'unknown CPU'}), Node ${machine.node}`
+
+/** Samples (latencies), of one run or several, sorted. */
+export const sorted = (...parts: Array<ArrayLike<number>>): Float64Array =>
+  Float64Array.from(parts.flatMap((part) => Array.from(part))).sort()
+
+/** The `q` quantile of sorted samples, to two decimals. */
+export const quantile = (sorted: Float64Array, q: number): number =>
+  sorted.length === 0 ? 0 : Math.round(sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]! * 100) / 100
+
+/**
+ * Opens an event stream (no keep-alive agent: each its own connection) and feeds its messages
+ * and comments to `on`; `answered` gets the response, whatever its status.
+ */
+export function openStream (url: string, headers: Record<string, string>,
+  on: { answered: (res: IncomingMessage) => void, event: (message: EventSourceMessage) => void, comment?: () => void }): ClientRequest {
+  const req = request(url, { agent: false, headers: { accept: 'text/event-stream', ...headers } }, (res) => {
+    on.answered(res)
+    if (res.statusCode !== 200) {
+      res.resume()
+      return
+    }
+    const parser = createParser({ onEvent: on.event, onComment: on.comment })
+    res.setEncoding('utf8').on('data', (chunk: string) => parser.feed(chunk))
+  })
+  req.end()
+  return req
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,31 +1,27 @@
 // What `npm run bench`'s questions share: cred-servers set up for the workloads, the baseline
 // processes, and autocannon runs taken in turns, each server's making a row.
-import { spawn } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
-import Database from 'better-sqlite3'
 import {
-  cpuSeconds, createDatabase, createKey, expectJson, inParallel, postgresAdmin, postgresUrl, progress, rssKb, startServer, stopProcess, tempDir, track, writeConfig,
-  type DatabaseConfig
+  authenticate, cpuSeconds, createKey, databaseUrl, expectJson, freshDatabase, inParallel, progress, quantile, rssKb, runBin, sorted, startServer, stopProcess, tempDir, withConnection, writeConfig,
+  type DatabaseConfig, type Kind, type ServerKind
 } from './harness.js'
 
+/** What bench.ts's usage describes; turns: this VM's speed changes for seconds at a time, and short turns spread such spells over every server alike. */
 export interface Options {
   connections: number
-  /** turns per row: this VM's speed changes for seconds at a time, and shorter turns spread such spells over every server alike */
-  turns: number
-  /** workload 2's connection counts */
   postConnections: number[]
   duration: number
+  turns: number
   warmup: number
   small: number
   big: number
-  /** clients listed by workload 4 */
   clients: number
-  /** null: no PostgreSQL */
-  postgres: string | null
+  /** the databases to run on, and the servers of those that need one */
+  kinds: Kind[]
+  urls: Record<ServerKind, string>
 }
 
 /** A server's answers to a workload, measured in turns with the others of its group. */
@@ -51,9 +47,7 @@ export interface Report { rows: Row[], notes: string[], problems: string[], peak
 
 export const newReport = (): Report => ({ rows: [], notes: [], problems: [], peakRssKb: {} })
 
-/** A fresh database of a kind, on the PostgreSQL server of `options` for 'postgresql'. */
-export const freshDatabase = async (kind: string, options: Options): Promise<DatabaseConfig> =>
-  kind === 'sqlite' ? { type: 'sqlite3', database: join(tempDir(), 'cred.db') } : await createDatabase(options.postgres!, 'cred_bench_http_')
+export const freshBenchDatabase = (kind: Kind, options: Options) => freshDatabase(kind, options.urls, 'cred_bench_http_')
 
 // ---------------------------------------------------------------------------------------------
 // autocannon
@@ -72,46 +66,33 @@ const settings = ({ url, method = 'GET', headers, body }: Target, connections: n
  */
 function cannon (target: Target, seconds: number, connections: number): Promise<Run> {
   return new Promise((resolve, reject) => {
-    let latencies = new Float64Array(1 << 16)
-    let count = 0
+    const latencies: number[] = []
     const started = performance.now()
     const cpuBefore = cpuSeconds(target.pid)
     autocannon({ ...settings(target, connections), duration: seconds }, (err: Error | null, result: autocannon.Result) => {
       if (err !== null && err !== undefined) return reject(err)
       resolve({
-        count,
+        count: latencies.length,
         seconds: (performance.now() - started) / 1000,
-        latencies: latencies.subarray(0, count).sort(),
+        latencies: sorted(latencies),
         errors: result.errors + result.non2xx,
         cpuSeconds: cpuSeconds(target.pid) - cpuBefore
       })
-    }).on('response', (_client, _status, _bytes, responseTime) => {
-      if (count === latencies.length) {
-        const grown = new Float64Array(count * 2)
-        grown.set(latencies)
-        latencies = grown
-      }
-      latencies[count++] = responseTime
-    })
+    }).on('response', (_client, _status, _bytes, responseTime) => latencies.push(responseTime))
   })
 }
 
 function merged (runs: Run[]): Run {
   const sum = (pick: (run: Run) => number) => runs.reduce((total, run) => total + pick(run), 0)
-  const latencies = new Float64Array(sum((run) => run.count))
-  runs.reduce((at, run) => { latencies.set(run.latencies, at); return at + run.count }, 0)
+  const latencies = sorted(...runs.map((run) => run.latencies))
   return {
     count: latencies.length,
     seconds: sum((run) => run.seconds),
-    latencies: latencies.sort(),
+    latencies,
     errors: sum((run) => run.errors),
     cpuSeconds: sum((run) => run.cpuSeconds)
   }
 }
-
-/** The `q` quantile of sorted latencies, in ms to two decimals. */
-export const quantile = (sorted: Float64Array, q: number): number =>
-  sorted.length === 0 ? 0 : Math.round(sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]! * 100) / 100
 
 /** CPU µs per response to one decimal (/proc counts 10 ms ticks: fine over a row's turns). */
 export const cpuPerRequest = (run: Run): number => Math.round(run.cpuSeconds / run.count * 1e7) / 10
@@ -163,12 +144,12 @@ export async function inTurns (report: Report, workload: string, entries: Array<
   return runs
 }
 
-/** Samples VmRSS of `pid` every 100 ms; `stop()` returns the peak in KiB. */
-function watchRss (pid: number): { stop: () => number } {
-  let peak = NaN
-  const sample = () => { peak = Math.max(rssKb(pid), Number.isNaN(peak) ? 0 : peak) }
+/** Samples VmRSS of `pid` every 100 ms until `stop()`, which notes the peak in the report. */
+function watchRss (report: Report, name: string, pid: number): { stop: () => void } {
+  let peak = 0
+  const sample = () => { peak = Math.max(peak, rssKb(pid)) }
   const timer = setInterval(sample, 100)
-  return { stop: () => { clearInterval(timer); sample(); return peak } }
+  return { stop: () => { clearInterval(timer); sample(); report.peakRssKb[name] = peak } }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -183,14 +164,52 @@ export async function startCredServer (report: Report, name: string, database: D
   const config = writeConfig(tempDir(), name, database, settings)
   progress(`${name}: starting cred-server`)
   const server = await startServer({ label: name, args: ['--config', config, ...(logLevel === null ? [] : ['--log-level', logLevel])], keepLogs: false })
-  const rss = watchRss(server.pid)
+  const rss = watchRss(report, name, server.pid)
   const stop = async () => {
-    report.peakRssKb[name] = rss.stop()
+    rss.stop()
     for (const line of server.warnings().slice(0, 5)) report.problems.push(`${name}: server log: ${line.msg}`)
     await server.stop()
   }
   return { server, config, stop }
 }
+
+const columns = 'client_id, device, name, location, action, value, time'
+
+/**
+ * Each database's statements inserting `missing` events straight into the table, named and timed
+ * like posted ones (names cycle over 20), then its upkeep after a bulk load.
+ */
+const seeding: Record<Kind, (missing: number, clientId: number, time: number) => string[]> = {
+  sqlite: (missing, clientId, time) => [
+    `insert into events (${columns})
+      with recursive s(i) as (select 1 union all select i + 1 from s where i < ${missing})
+      select ${clientId}, 'bench seed', 'Bench' || (i % 20), 'Bench', 'seed', cast(i as text), ${time} + i from s`,
+    'pragma wal_checkpoint(TRUNCATE)',
+    'analyze'
+  ],
+  postgresql: (missing, clientId, time) => [
+    // a superuser skips the foreign-key trigger on every row (they all name the poster): a third less time
+    "select set_config('session_replication_role', 'replica', false) from pg_roles where rolname = current_user and rolsuper",
+    `insert into events (${columns})
+      select ${clientId}, 'bench seed', 'Bench' || (i % 20), 'Bench', 'seed', i::text, ${time}::bigint + i from generate_series(1, ${missing}) as i`,
+    // as after any bulk load: else autovacuum starts on the new rows in the middle of a row
+    'vacuum (analyze) events'
+  ],
+  mariadb: (missing, clientId, time) => [
+    'set foreign_key_checks = 0',
+    // seq_1_to_N: MariaDB's Sequence engine
+    `insert into events (${columns})
+      select ${clientId}, 'bench seed', concat('Bench', seq % 20), 'Bench', 'seed', seq, ${time} + seq from seq_1_to_${missing}`,
+    'analyze table events'
+  ]
+}
+
+/** Inserts events straight into the table until it holds `total`. */
+const seed = (database: DatabaseConfig, total: number, clientId: number) => withConnection(databaseUrl(database), async (query) => {
+  const missing = total - Number((await query('select count(*) as n from events'))[0]!.n)
+  if (missing <= 0) return
+  for (const statement of seeding[database.type === 'sqlite3' ? 'sqlite' : database.type](missing, clientId, Date.now() - missing)) await query(statement)
+})
 
 /**
  * A cred-server as the workloads expect it: a writing client (the poster), a reading one
@@ -202,27 +221,22 @@ export async function startCred (report: Report, name: string, database: Databas
   const { server, config, stop } = await startCredServer(report, name, database)
   try {
     const [writeKey, readKey] = await Promise.all([createKey(config, 'write'), createKey(config, 'read')])
-    const auth = (apikey: string, device: string, subscribe?: object): Promise<{ id: number, sessionKey: string }> =>
-      expectJson(201, `${server.origin}/auth`, { method: 'POST', body: { apikey, device, location: 'Bench', ...(subscribe === undefined ? {} : { subscribe }) } })
-    const poster = await auth(writeKey, 'bench poster')
-    const poller = await auth(readKey, 'bench poller', Object.fromEntries([0, 1, 2, 3, 4].map((i) => [`Bench${i}`, {}])))
-    const posterAuth = { authorization: `Bearer ${poster.sessionKey}` }
-    const pollerAuth = { authorization: `Bearer ${poller.sessionKey}` }
-    const seed = (total: number) => (database.type === 'sqlite3' ? seedSqlite : seedPostgres)(database, total, poster.id)
+    const poster = await authenticate(server.origin, writeKey, 'bench poster')
+    const poller = await authenticate(server.origin, readKey, 'bench poller', { subscribe: Object.fromEntries([0, 1, 2, 3, 4].map((i) => [`Bench${i}`, {}])) })
     const seedUpTo = async (total: number) => {
       progress(`${name}: seeding events up to ${total.toLocaleString('en-US')}`)
       const started = performance.now()
-      await seed(total)
+      await seed(database, total, poster.id)
       report.notes.push(`${name}: seeded up to ${total.toLocaleString('en-US')} events in ${Math.round(performance.now() - started) / 1000} s`)
     }
-    await seed(small - 10)
-    for (let i = 0; i < 10; i++) await expectJson(201, `${server.origin}/events`, { method: 'POST', headers: posterAuth, body: postBody(`Bench${5 + i}`, String(i)) })
+    await seed(database, small - 10, poster.id)
+    for (let i = 0; i < 10; i++) await expectJson(201, `${server.origin}/events`, { method: 'POST', headers: poster.headers, body: postBody(`Bench${5 + i}`, String(i)) })
     if (clients > 2) progress(`${name}: authenticating ${clients - 2} more clients`)
-    await inParallel(Array.from({ length: Math.max(0, clients - 2) }, (_, i) => i), 8, (i) => auth(readKey, `bench client ${i}`))
+    await inParallel(Array.from({ length: Math.max(0, clients - 2) }, (_, i) => i), 8, (i) => authenticate(server.origin, readKey, `bench client ${i}`))
     const targets = async (as = name, on: { origin: string, pid: number } = server) => {
-      const latest = await expectJson(200, `${on.origin}/events?limit=1`, { headers: pollerAuth })
-      const get = (path: string): Target => ({ server: as, url: `${on.origin}${path}`, pid: on.pid, headers: pollerAuth })
-      const post: Target = { server: as, url: `${on.origin}/events`, pid: on.pid, method: 'POST', headers: { ...posterAuth, 'content-type': 'application/json' }, body: JSON.stringify(postBody('Posted', '42')) }
+      const latest = await expectJson(200, `${on.origin}/events?limit=1`, { headers: poller.headers })
+      const get = (path: string): Target => ({ server: as, url: `${on.origin}${path}`, pid: on.pid, headers: poller.headers })
+      const post: Target = { server: as, url: `${on.origin}/events`, pid: on.pid, method: 'POST', headers: { ...poster.headers, 'content-type': 'application/json' }, body: JSON.stringify(postBody('Posted', '42')) }
       return {
         events: get('/events?full=true&limit=10'),
         poll: get(`/clients/${poller.id}/subscribedevents?full=true&after=${latest.events[0].id}`),
@@ -239,59 +253,29 @@ export async function startCred (report: Report, name: string, database: Databas
 
 const postBody = (name: string, value: string) => ({ event: { name, location: 'Bench', action: 'bench', value } })
 
-/** Inserts events straight into the table until it holds `total`, named and timed like posted ones (names cycle over 20). */
-async function seedSqlite (database: DatabaseConfig, total: number, clientId: number): Promise<void> {
-  const db = new Database(database.database)
-  try {
-    db.pragma('busy_timeout = 30000')
-    const missing = total - (db.prepare('select count(*) as n from events').get() as { n: number }).n
-    if (missing <= 0) return
-    db.prepare(`insert into events (client_id, device, name, location, action, value, time)
-      with recursive s(i) as (select 1 union all select i + 1 from s where i < ?)
-      select ?, 'bench seed', 'Bench' || (i % 20), 'Bench', 'seed', cast(i as text), ? + i from s`).run(missing, clientId, Date.now() - missing)
-    db.pragma('wal_checkpoint(TRUNCATE)')
-    db.exec('analyze')
-  } finally {
-    db.close()
-  }
-}
-
-async function seedPostgres (database: DatabaseConfig, total: number, clientId: number): Promise<void> {
-  await postgresAdmin(postgresUrl(database), async (sql) => {
-    const missing = total - (await sql<Array<{ n: number }>>`select count(*)::int as n from events`)[0]!.n
-    if (missing <= 0) return
-    // a superuser skips the foreign-key trigger on every row (they all name the poster): a third less time
-    const [role] = await sql<Array<{ super: boolean }>>`select rolsuper as super from pg_roles where rolname = current_user`
-    await sql.begin(async (tx) => {
-      if (role?.super === true) await tx`set local session_replication_role = replica`
-      await tx`insert into events (client_id, device, name, location, action, value, time)
-        select ${clientId}, 'bench seed', 'Bench' || (i % 20), 'Bench', 'seed', i::text, ${Date.now() - missing}::bigint + i
-        from generate_series(1, ${missing}::int) as i`
-    })
-    // as after any bulk load: else autovacuum starts on the new rows in the middle of a row
-    await sql`vacuum (analyze) events`
-  })
-}
-
 /** Starts baseline.js (see there) with `args`, once it listens; stopped by `stop()` or at clean-up. */
 export async function startBaseline (report: Report, name: string, args: string[]) {
   progress(`${name}: starting`)
-  const child = track(spawn(process.execPath, [fileURLToPath(new URL('./baseline.js', import.meta.url)), ...args], { stdio: ['ignore', 'pipe', 'inherit'] }))
+  const { child, done } = runBin('bench/baseline', args)
   const port = await new Promise<number>((resolve, reject) => {
     let out = ''
-    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    child.stdout!.on('data', (chunk: string) => {
       const listening = /^listening (\d+)$/m.exec(out += chunk)
       if (listening !== null) resolve(Number(listening[1]))
     })
-    child.once('exit', (code) => reject(new Error(`${name} exited (${code}) before listening`)))
+    void done.then((ran) => reject(new Error(`${name} exited (${ran.code}) before listening: ${ran.stderr}`)))
   })
-  const rss = watchRss(child.pid!)
+  const rss = watchRss(report, name, child.pid!)
   const stop = async () => {
-    report.peakRssKb[name] = rss.stop()
+    rss.stop()
     await stopProcess(child)
   }
   return { pid: child.pid!, origin: `http://127.0.0.1:${port}`, stop }
 }
+
+/** The durable-write baseline's arguments for a database. */
+export const durableArgs = (database: DatabaseConfig) =>
+  [`--${{ sqlite3: 'sqlite', postgresql: 'postgres', mariadb: 'mariadb' }[database.type]}`, databaseUrl(database)]
 
 /** Writes what the bare baseline answers (cred's own answers) to a file for it. */
 export function fixturesFile (fixtures: Record<string, unknown>): string {

@@ -1,9 +1,9 @@
 // One of live.js's client processes (forked): opens the event streams it is given, times each
 // delivery from the send time the event carries, and reports what arrived. Streams are spread
 // over several such processes: each may open only so many files, and their parsing uses both cores.
-import { request, type ClientRequest } from 'node:http'
+import type { ClientRequest } from 'node:http'
 import { performance } from 'node:perf_hooks'
-import { createParser } from 'eventsource-parser'
+import { inParallel, openStream } from './harness.js'
 
 export interface StreamSpec { url: string, headers: Record<string, string>, name: string | null }
 export type ToClient = { type: 'open', streams: StreamSpec[] } | { type: 'finish', posted: Array<[number, string]>, drainMs: number } | { type: 'close' }
@@ -14,7 +14,7 @@ interface Stream { name: string | null, seen: Set<number>, lastId: number, req?:
 
 const streams: Stream[] = []
 const tally: Tally = { received: 0, lost: 0, duplicates: 0, outOfOrder: 0, unexpected: 0, closedEarly: 0 }
-let latencies = new Float64Array(1 << 16)
+const latencies: number[] = []
 let closing = false
 const send = (message: FromClient) => process.send!(message)
 
@@ -33,43 +33,30 @@ function onEvent (stream: Stream, data: string): void {
     tally.unexpected++
     return
   }
-  if (tally.received === latencies.length) {
-    const grown = new Float64Array(latencies.length * 2)
-    grown.set(latencies)
-    latencies = grown
-  }
-  latencies[tally.received++] = now - Number(event.value)
+  tally.received++
+  latencies.push(now - Number(event.value))
 }
 
 function open (spec: StreamSpec): Promise<Stream> {
   const stream: Stream = { name: spec.name, seen: new Set(), lastId: 0 }
   return new Promise((resolve, reject) => {
-    stream.req = request(spec.url, { agent: false, headers: { accept: 'text/event-stream', ...spec.headers } }, (res) => {
-      if (res.statusCode !== 200) {
-        res.resume()
-        return reject(new Error(`GET ${new URL(spec.url).pathname}: ${res.statusCode}`))
-      }
-      const parser = createParser({ onEvent: (message) => { if (message.event === 'event') onEvent(stream, message.data) } })
-      res.setEncoding('utf8').on('data', (chunk: string) => parser.feed(chunk))
-      res.on('close', () => { if (!closing) tally.closedEarly++ })
-      resolve(stream)
+    stream.req = openStream(spec.url, spec.headers, {
+      answered: (res) => {
+        if (res.statusCode !== 200) return reject(new Error(`GET ${new URL(spec.url).pathname}: ${res.statusCode}`))
+        res.on('close', () => { if (!closing) tally.closedEarly++ })
+        resolve(stream)
+      },
+      event: (message) => { if (message.event === 'event') onEvent(stream, message.data) }
     })
     stream.req.setTimeout(30_000, () => stream.req!.destroy(new Error('no answer within 30 s')))
     stream.req.on('error', reject)
-    stream.req.end()
   })
 }
 
 process.on('message', async (message: ToClient) => {
   if (message.type === 'open') {
     const failed: string[] = []
-    let next = 0
-    await Promise.all(Array.from({ length: 50 }, async () => {
-      while (next < message.streams.length) {
-        const spec = message.streams[next++]!
-        await open(spec).then((stream) => streams.push(stream), (err: Error) => failed.push(err.message))
-      }
-    }))
+    await inParallel(message.streams, 50, (spec) => open(spec).then((stream) => streams.push(stream), (err: Error) => failed.push(err.message)))
     send({ type: 'opened', opened: streams.length, failed })
   } else if (message.type === 'finish') {
     const wanted = (stream: Stream) => message.posted.filter(([, name]) => stream.name === null || stream.name === name)
@@ -77,7 +64,7 @@ process.on('message', async (message: ToClient) => {
     const deadline = Date.now() + message.drainMs
     while (tally.received < expected && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
     tally.lost = streams.reduce((sum, stream) => sum + wanted(stream).filter(([id]) => !stream.seen.has(id)).length, 0)
-    send({ type: 'result', latencies: latencies.slice(0, tally.received), tally })
+    send({ type: 'result', latencies: Float64Array.from(latencies), tally })
   } else {
     closing = true
     for (const stream of streams) stream.req?.destroy()

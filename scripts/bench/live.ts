@@ -1,65 +1,38 @@
 #!/usr/bin/env node
-// `npm run bench:live`: live delivery. Opens event streams on cred-server, posts events at a
-// steady rate, each carrying its send time, and times every delivery; then the same with a raw
-// node:http SSE broadcast of the same events to the same streams (baseline.js sse), in the
-// same run. On SQLite one instance; on PostgreSQL two, the streams split between them and the
-// events posted to the first, so half the deliveries go through LISTEN/NOTIFY.
+// `npm run bench:live`: live delivery on cred-server against a raw node:http SSE broadcast
+// (baseline.js sse), as the usage below says. With two instances half the deliveries go from
+// one to the other: through LISTEN/NOTIFY on PostgreSQL, MariaDB's poll for new events.
 import { fork, type ChildProcess } from 'node:child_process'
-import { cpus } from 'node:os'
-import { join, resolve } from 'node:path'
+import { resolve } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import {
-  cleanUp, cleanUpOnSignals, commandLine, cpuSeconds, createDatabase, createKey, expectJson, formatTable, inParallel, machineBusySeconds, openFiles,
-  mariadbProblem, openFilesLimit, postgresProblem, progress, rssKb, sleep, startServer, stopProcess, tempDir, track, writeConfig, type DatabaseConfig, type ServerProcess
+  authenticate, cleanUp, cleanUpOnSignals, commandLine, cpuSeconds, createKey, databasesToRun, expectJson, formatTable, freshDatabase, inParallel, kindLabels, machine, machineLine, machineBusySeconds,
+  openFiles, openFilesLimit, progress, serverOptions, quantile, rssKb, sleep, sorted, startServer, stopProcess, tempDir, track, writeConfig, type DatabaseConfig, type Kind, type ServerProcess
 } from './harness.js'
-import { newReport, quantile, startBaseline } from './http-load.js'
+import { newReport, startBaseline } from './http-load.js'
 import type { FromClient, StreamSpec, Tally, ToClient } from './live-client.js'
 
-const usage = `Usage: npm run bench:live -- [options]   (node dist/scripts/bench/live.js after npm run build)
+const { values, number } = commandLine('bench:live', `Usage: npm run bench:live -- [options]   (node dist/scripts/bench/live.js after npm run build)
 
 Opens event streams on cred-server (one on SQLite; two on PostgreSQL and two on MariaDB, the
 streams split between them, the events posted to the first), 1 % of them on /events/stream, the others
 subscribed to one name each; posts events at a steady rate and times every delivery; then the
 same with a raw node:http SSE broadcast. Reports latency, loss, the servers' RSS and CPU.
-
-  --streams N       streams to open in all (default 1000)
-  --names N         event names, one per subscribed stream in turn (default 4)
-  --events N        events to post (default 100)
-  --rate N          events posted per second (default 10)
-  --warmup N        events posted first at the same rate, not measured (default 10)
-  --per-client N    streams per client process (default 5000)
-  --drain S         seconds to wait for the last deliveries (default 10)
-  --postgres URL    PostgreSQL server (default postgres://postgres@127.0.0.1:5432/postgres)
-  --no-postgres     skip the PostgreSQL run
-  --mariadb URL     MariaDB / MySQL server (default mysql://root@127.0.0.1:3306)
-  --no-mariadb      skip the MariaDB run
-  --no-sqlite       skip the SQLite run
-  --cpu-prof DIR    run the cred-servers with node --cpu-prof, writing profiles to DIR
-  --time-limit S    give up (and clean up) after S seconds (default 600)
-  --json            print JSON instead of a table
-  -h, --help        show this help
-
-Exits 1 when a delivery is lost or duplicated, or something failed.
-`
-
-const { values, number } = commandLine('bench:live', usage, {
-  streams: '1000',
-  names: '4',
-  events: '100',
-  rate: '10',
-  warmup: '10',
-  'per-client': '5000',
-  drain: '10',
-  postgres: 'postgres://postgres@127.0.0.1:5432/postgres',
-  'no-postgres': '',
-  mariadb: 'mysql://root@127.0.0.1:3306',
-  'no-mariadb': '',
-  'no-sqlite': '',
-  'cpu-prof': null,
-  'time-limit': '600',
-  json: ''
-})
+`, {
+  streams: ['N', '1000', 'streams to open in all'],
+  names: ['N', '4', 'event names, one per subscribed stream in turn'],
+  events: ['N', '100', 'events to post'],
+  rate: ['N', '10', 'events posted per second'],
+  warmup: ['N', '10', 'events posted first at the same rate, not measured'],
+  'per-client': ['N', '5000', 'streams per client process'],
+  drain: ['S', '10', 'seconds to wait for the last deliveries'],
+  ...serverOptions,
+  'no-sqlite': ['', null, 'skip SQLite'],
+  'cpu-prof': ['DIR', null, 'run the cred-servers with node --cpu-prof, writing profiles to DIR'],
+  'time-limit': ['S', '600', 'give up (and clean up) after S seconds'],
+  json: ['', null, 'print JSON instead of a table']
+}, { tail: 'Exits 1 when a delivery is lost or duplicated, or something failed.' })
 const options = {
   streams: Math.floor(number('streams', 1)),
   names: Math.floor(number('names', 1)),
@@ -68,15 +41,14 @@ const options = {
   warmup: Math.floor(number('warmup', 0)),
   perClient: Math.floor(number('per-client', 1)),
   drainMs: number('drain', 0) * 1000,
-  postgres: values['no-postgres'] === true ? null : String(values.postgres),
-  mariadb: values['no-mariadb'] === true ? null : String(values.mariadb),
-  sqlite: values['no-sqlite'] !== true,
   nodeArgs: typeof values['cpu-prof'] === 'string' ? ['--cpu-prof', '--cpu-prof-dir', resolve(values['cpu-prof'])] : []
 }
+cleanUpOnSignals(() => {}, number('time-limit', 1))
+const { kinds, urls } = await databasesToRun(values, values['no-sqlite'] !== true)
 
 /** One server (cred, or the raw broadcast) holding the streams and delivering the events. */
 interface Phase {
-  run: 'sqlite' | 'postgresql' | 'mariadb'
+  run: Kind
   server: 'cred' | 'raw'
   streams: { opened: number, failed: number, perInstance: number, openSeconds: number }
   events: { posted: number, failed: number }
@@ -159,9 +131,7 @@ async function measure (run: Phase['run'], server: Phase['server'], layout: Layo
     await sleep(500)
     const afterEvents = await Promise.all(instances.map((instance) => instance.rss()))
 
-    const latencies = new Float64Array(results.reduce((sum, result) => sum + result.latencies.length, 0))
-    results.reduce((at, result) => { latencies.set(result.latencies, at); return at + result.latencies.length }, 0)
-    latencies.sort()
+    const latencies = sorted(...results.map((result) => result.latencies))
     const tally = (key: keyof Tally) => results.reduce((sum, result) => sum + result.tally[key], 0)
     const deliveries = { expected: 0, received: tally('received'), lost: tally('lost'), duplicates: tally('duplicates'), outOfOrder: tally('outOfOrder'), unexpected: tally('unexpected'), closedEarly: tally('closedEarly') }
     const subscribers = (name: string) => plan.filter((wanted) => wanted === null || wanted === name).length
@@ -200,14 +170,12 @@ async function runOn (run: Phase['run'], database: DatabaseConfig): Promise<Phas
       servers.push(await startServer({ label: `${run} ${i + 1}`, args: ['--config', config, '--log-level', 'warn'], gc: true, nodeArgs: options.nodeArgs }))
     }
     const [writeKey, readKey] = [await createKey(config, 'write'), await createKey(config, 'read')]
-    const poster = await expectJson(201, `${servers[0]!.origin}/auth`, { method: 'POST', body: { apikey: writeKey, device: 'bench poster', location: 'Bench' } })
+    const poster = await authenticate(servers[0]!.origin, writeKey, 'bench poster')
     progress(`${run}: authenticating ${options.streams} clients`)
     const sessions = await inParallel(plan, 16, async (name, i) => {
       const on = servers[i % count]!
-      const session = await expectJson(201, `${on.origin}/auth`, {
-        method: 'POST', body: { apikey: readKey, device: `bench ${i}`, location: 'Bench', ...(name === null ? {} : { subscribe: { [name]: {} } }) }
-      }) as { id: number, sessionKey: string }
-      return { url: `${on.origin}${name === null ? '/events/stream' : `/clients/${session.id}/subscribedevents/stream`}`, headers: { authorization: `Bearer ${session.sessionKey}` }, name }
+      const session = await authenticate(on.origin, readKey, `bench ${i}`, name === null ? {} : { subscribe: { [name]: {} } })
+      return { url: `${on.origin}${name === null ? '/events/stream' : `/clients/${session.id}/subscribedevents/stream`}`, headers: session.headers, name }
     })
     const rss = (server: ServerProcess) => async () => {
       await server.collectGarbage()
@@ -217,7 +185,7 @@ async function runOn (run: Phase['run'], database: DatabaseConfig): Promise<Phas
     phases.push(await measure(run, 'cred', {
       instances: servers.map((server) => ({ origin: server.origin, pid: server.pid, rss: rss(server) })),
       specs: sessions,
-      post: async (body) => (await expectJson(201, `${servers[0]!.origin}/events`, { method: 'POST', body, headers: { authorization: `Bearer ${poster.sessionKey}` } })).event.id
+      post: async (body) => (await expectJson(201, `${servers[0]!.origin}/events`, { method: 'POST', body, headers: poster.headers })).event.id
     }))
     for (const server of servers) for (const line of server.warnings().slice(0, 5)) phases[0]!.problems.push(`server log: ${line.msg}`)
   } finally {
@@ -258,9 +226,9 @@ function table (phases: Phase[], note: string): string {
     ['other CPU meanwhile', (p) => `${p.cpuPercent.other} % of a core`],
     ['server open files', (p) => p.serverOpenFiles.join(' / ')]
   ]
-  const header = ['', ...phases.map((p) => `${{ sqlite: 'SQLite', postgresql: 'PostgreSQL, 2 instances', mariadb: 'MariaDB, 2 instances' }[p.run]}: ${p.server === 'cred' ? 'cred' : 'raw node:http'}`)]
+  const header = ['', ...phases.map((p) => `${kindLabels[p.run]}${p.run === 'sqlite' ? '' : ', 2 instances'}: ${p.server === 'cred' ? 'cred' : 'raw node:http'}`)]
   const out = [
-    `cred live delivery: ${cpus().length} cores (${cpus()[0]?.model.trim() ?? 'unknown CPU'}), Node ${process.version}; ${note}`,
+    `cred live delivery: ${machineLine}; ${note}`,
     'cred\'s RSS is read after a full GC; the raw broadcast\'s without. Other CPU: the rest of the machine (PostgreSQL, anything else).',
     '',
     ...formatTable([header, ...rows.map(([label, cell]) => [label, ...phases.map(cell)])], 1, '   '),
@@ -274,31 +242,25 @@ function table (phases: Phase[], note: string): string {
   return `${out.join('\n')}\n`
 }
 
-cleanUpOnSignals(() => {}, number('time-limit', 1))
-
 // Node raises its soft limit of open files to the hard one: that is what counts, per process
 const limit = openFilesLimit()
-const note = `open files: at most ${limit} per process; the busiest server needs about ${Math.ceil(options.streams / (options.sqlite ? 1 : 2)) + 64}, ` +
-  `each client process about ${Math.min(options.perClient, options.streams) + 64}`
-if (limit < Math.ceil(options.streams / (options.sqlite ? 1 : 2)) + 64) progress(`${note}: TOO FEW, raise the hard limit (ulimit -Hn, LimitNOFILE=)`)
+const busiest = Math.ceil(options.streams / (kinds.includes('sqlite') ? 1 : 2)) + 64
+const note = `open files: at most ${limit} per process; the busiest server needs about ${busiest}, each client process about ${Math.min(options.perClient, options.streams) + 64}`
+if (limit < busiest) progress(`${note}: TOO FEW, raise the hard limit (ulimit -Hn, LimitNOFILE=)`)
 const phases: Phase[] = []
-const failed = (run: Phase['run'], err: unknown) => { progress(`${run}: run failed: ${(err as Error).stack ?? String(err)}`); process.exitCode = 1 }
 try {
-  if (options.sqlite) phases.push(...await runOn('sqlite', { type: 'sqlite3', database: join(tempDir(), 'cred.db') }).catch((err: unknown) => { failed('sqlite', err); return [] }))
-  if (options.postgres !== null) {
-    const problem = await postgresProblem(options.postgres)
-    if (problem !== null) progress(`PostgreSQL is not reachable (${problem}): skipping it`)
-    else phases.push(...await createDatabase(options.postgres, 'cred_bench_live_').then((database) => runOn('postgresql', database)).catch((err: unknown) => { failed('postgresql', err); return [] }))
-  }
-  if (options.mariadb !== null) {
-    const problem = await mariadbProblem(options.mariadb)
-    if (problem !== null) progress(`MariaDB is not reachable (${problem}): skipping it`)
-    else phases.push(...await createDatabase(options.mariadb, 'cred_bench_live_').then((database) => runOn('mariadb', database)).catch((err: unknown) => { failed('mariadb', err); return [] }))
+  for (const run of kinds) {
+    try {
+      phases.push(...await runOn(run, await freshDatabase(run, urls, 'cred_bench_live_')))
+    } catch (err) {
+      progress(`${run}: run failed: ${(err as Error).stack ?? String(err)}`)
+      process.exitCode = 1
+    }
   }
 } finally {
   await cleanUp()
 }
 process.stdout.write(values.json === true
-  ? `${JSON.stringify({ machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model.trim() ?? null, node: process.version }, options, openFilesLimit: limit, phases }, null, 2)}\n`
+  ? `${JSON.stringify({ machine, options, openFilesLimit: limit, phases }, null, 2)}\n`
   : table(phases, note))
 process.exit(process.exitCode === 1 || phases.some((phase) => phase.problems.length > 0) ? 1 : 0)

@@ -1,52 +1,42 @@
 #!/usr/bin/env node
-// `npm run soak`: many simulated devices against one real cred-server for a while. Each
-// authenticates with its subscriptions, posts now and then, and receives what it subscribed to:
-// half poll subscribedevents with after=, half hold an event stream. It passes when no request
-// failed and every subscriber received every event it subscribed to, once and unaltered.
-import { request, type ClientRequest } from 'node:http'
-import { join } from 'node:path'
-import { createParser } from 'eventsource-parser'
+// `npm run soak`: many simulated devices against one real cred-server for a while (the usage
+// below says what they do and when it passes).
+import type { ClientRequest } from 'node:http'
 import {
-  cleanUp, cleanUpOnSignals, commandLine, createDatabase, createKey, expectJson, progress, rssKb, sleep, startServer, tempDir, writeConfig, type ServerProcess
+  authenticate, cleanUp, cleanUpOnSignals, commandLine, createKey, expectJson, freshDatabase, openStream, progress, quantile, rssKb, sleep, sorted, startServer, tempDir, writeConfig,
+  type ServerProcess
 } from './harness.js'
 
-const usage = `Usage: npm run soak -- [options]   (node dist/scripts/bench/soak.js after npm run build)
+const { values, number, fail: usageError } = commandLine('soak', `Usage: npm run soak -- [options]   (node dist/scripts/bench/soak.js after npm run build)
 
-Starts a cred-server on a temporary SQLite file (or a fresh PostgreSQL database) and simulates
+Starts a cred-server on a temporary SQLite file (or a fresh PostgreSQL or MariaDB database) and simulates
 devices: each authenticates with subscriptions, posts events now and then, and receives the
 events it subscribed to, half by polling subscribedevents with after=, half over an event
 stream. Exits 0 when no request failed and nothing was lost, duplicated or altered.
-
-  --devices N          simulated devices, at least 2 (default 200)
-  --seconds S          how long the devices post (default 60)
-  --post-interval S    mean seconds between two posts of a device (default 2)
-  --poll-interval S    seconds between two polls of a polling device (default 1)
-  --drain S            at most this long for the subscribers to catch up afterwards (default 15)
-  --postgres           on a fresh PostgreSQL database (dropped afterwards) instead of SQLite
-  --postgres-url URL   its server (default $SOAK_POSTGRES_URL or postgres://postgres@127.0.0.1:5432/postgres)
-  --json               print the results as JSON
-  -h, --help           show this help
-`
-
-const { values, number, fail: usageError } = commandLine('soak', usage, {
-  devices: '200',
-  seconds: '60',
-  'post-interval': '2',
-  'poll-interval': '1',
-  drain: '15',
-  postgres: '',
-  'postgres-url': process.env.SOAK_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
-  json: ''
+`, {
+  devices: ['N', '200', 'simulated devices, at least 2'],
+  seconds: ['S', '60', 'how long the devices post'],
+  'post-interval': ['S', '2', 'mean seconds between two posts of a device'],
+  'poll-interval': ['S', '1', 'seconds between two polls of a polling device'],
+  drain: ['S', '15', 'at most this long for the subscribers to catch up afterwards'],
+  postgres: ['', null, 'on a fresh PostgreSQL database (dropped afterwards) instead of SQLite'],
+  'postgres-url': ['URL', process.env.SOAK_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres', 'its server, $SOAK_POSTGRES_URL when set'],
+  mariadb: ['', null, 'on a fresh MariaDB database (dropped afterwards) instead of SQLite'],
+  'mariadb-url': ['URL', process.env.SOAK_MARIADB_URL ?? 'mysql://root@127.0.0.1:3306', 'its server, $SOAK_MARIADB_URL when set'],
+  json: ['', null, 'print the results as JSON']
 })
+for (const flag of ['postgres', 'mariadb'] as const) {
+  if (process.argv.includes(`--${flag}-url`) && values[flag] !== true) usageError(`--${flag}-url goes with --${flag}`)
+}
+if (values.postgres === true && values.mariadb === true) usageError('--postgres or --mariadb, not both')
 const options = {
   devices: Math.floor(number('devices', 2)),
   seconds: number('seconds', 0.1),
   postMs: number('post-interval', 0.001) * 1000,
   pollMs: number('poll-interval', 0.001) * 1000,
   drainMs: number('drain', 0) * 1000,
-  postgres: values.postgres === true ? String(values['postgres-url']) : null
+  kind: values.postgres === true ? 'postgresql' as const : values.mariadb === true ? 'mariadb' as const : 'sqlite' as const
 }
-if (values['postgres-url'] !== undefined && process.argv.includes('--postgres-url') && options.postgres === null) usageError('--postgres-url goes with --postgres')
 
 interface Event { id: number, device: string, name: string, location: string, action: string, value: string }
 
@@ -80,25 +70,23 @@ const receive = (device: Device, event: Event) => {
 }
 
 /** Resolves once the stream's first comment has arrived (or it failed). */
-function openStream (origin: string, device: Device): Promise<void> {
+function stream (origin: string, device: Device): Promise<void> {
   counts.stream++
   return new Promise((resolve) => {
     const failed = (what: string) => { if (!closing) fail(`stream of ${device.name}: ${what}`); resolve() }
-    device.stream = request(`${origin}/clients/${device.clientId}/subscribedevents/stream`, { agent: false, headers: { ...device.auth, accept: 'text/event-stream' } }, (res) => {
-      if (res.statusCode !== 200) return failed(`status ${res.statusCode}`)
-      const parser = createParser({
-        onComment: () => resolve(),
-        onEvent: ({ data }) => {
-          const event = JSON.parse(data) as Event
-          const sent = sentAt.get(event.value)
-          if (sent !== undefined) deliveryMs.push(Date.now() - sent)
-          receive(device, event)
-        }
-      })
-      res.setEncoding('utf8').on('data', (chunk: string) => parser.feed(chunk))
-      res.on('end', () => failed('ended by the server')).on('error', (err) => failed(err.message))
+    device.stream = openStream(`${origin}/clients/${device.clientId}/subscribedevents/stream`, device.auth, {
+      answered: (res) => {
+        if (res.statusCode !== 200) return failed(`status ${res.statusCode}`)
+        res.on('end', () => failed('ended by the server')).on('error', (err) => failed(err.message))
+      },
+      comment: resolve,
+      event: ({ data }) => {
+        const event = JSON.parse(data) as Event
+        const sent = sentAt.get(event.value)
+        if (sent !== undefined) deliveryMs.push(Date.now() - sent)
+        receive(device, event)
+      }
     }).on('error', (err) => failed(err.message))
-    device.stream.end()
   })
 }
 
@@ -108,10 +96,9 @@ async function call (device: Device, method: 'GET' | 'POST', url: string, body?:
   return expectJson(method === 'POST' ? 201 : 200, url, { method, body, headers: device.auth }).catch((err: Error) => { fail(err.message); return null })
 }
 
-const percentiles = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const at = (p: number) => sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!
-  return { p50: at(0.5), p99: at(0.99), max: at(1) }
+const percentiles = (samples: number[]) => {
+  const all = sorted(samples)
+  return { p50: quantile(all, 0.5), p99: quantile(all, 0.99), max: quantile(all, 1) }
 }
 const mb = async (server: ServerProcess, gc: boolean) => {
   if (gc) await server.collectGarbage()
@@ -121,7 +108,7 @@ const mb = async (server: ServerProcess, gc: boolean) => {
 cleanUpOnSignals(() => { closing = true })
 let code = 1
 try {
-  const database = options.postgres === null ? { type: 'sqlite3' as const, database: join(tempDir('cred-soak-'), 'soak.db') } : await createDatabase(options.postgres, 'cred_soak_')
+  const database = await freshDatabase(options.kind, { postgresql: String(values['postgres-url']), mariadb: String(values['mariadb-url']) }, 'cred_soak_')
   progress(`starting cred-server on ${database.type}`)
   const config = writeConfig(tempDir('cred-soak-'), 'credrc', database)
   const server = await startServer({ label: 'soak', args: ['--config', config, '--log-level', 'warn'], gc: true })
@@ -137,13 +124,11 @@ try {
     const name = `Soak device ${index}`
     const room = `Room ${index % rooms}`
     counts.auth++
-    const { id, sessionKey } = await expectJson(201, `${server.origin}/auth`, {
-      method: 'POST', body: { apikey, device: name, location: room, subscribe: { Light: { location: room }, Motion: { location: room }, Alarm: {} } }
-    }) as { id: number, sessionKey: string }
-    devices.push({ name, room, stream: null, auth: { authorization: `Bearer ${sessionKey}` }, clientId: id, received: new Map(), lastId: 0 })
+    const { id, headers } = await authenticate(server.origin, apikey, name, { location: room, subscribe: { Light: { location: room }, Motion: { location: room }, Alarm: {} } })
+    devices.push({ name, room, stream: null, auth: headers, clientId: id, received: new Map(), lastId: 0 })
   }
   const streaming = devices.filter((_, i) => i % 2 === 0)
-  await Promise.all(streaming.map((device) => openStream(server.origin, device)))
+  await Promise.all(streaming.map((device) => stream(server.origin, device)))
   rss.connected = await mb(server, true)
   // the peak is the highest reading of all (RSS may shrink when memory goes back to the system)
   rss.peak = rss.connected

@@ -60,10 +60,11 @@ t.test('listeningPort: the port a process listens on, read from /proc', async (t
   t.equal(harness.listeningPort(other.pid!), null, 'a process that has exited')
 })
 
-t.test('postgresUrl: a database config as a URL, its user and password encoded', async (t) => {
-  t.equal(harness.postgresUrl({ type: 'postgresql', host: 'db.example', port: 6543, user: 'bench@lab', password: 'p/w', database: 'cred_bench_1' }),
+t.test('databaseUrl: a database config as a URL, its user and password encoded', async (t) => {
+  t.equal(harness.databaseUrl({ type: 'postgresql', host: 'db.example', port: 6543, user: 'bench@lab', password: 'p/w', database: 'cred_bench_1' }),
     'postgres://bench%40lab:p%2Fw@db.example:6543/cred_bench_1')
-  t.equal(harness.postgresUrl({ type: 'postgresql', database: 'cred_bench_2' }), 'postgres://postgres@127.0.0.1:5432/cred_bench_2', 'the defaults')
+  t.equal(harness.databaseUrl({ type: 'mariadb', user: 'root', database: 'cred_bench_2' }), 'mysql://root@127.0.0.1:3306/cred_bench_2', 'MariaDB, its default host and port')
+  t.equal(harness.databaseUrl({ type: 'sqlite3', database: '/tmp/cred.db' }), '/tmp/cred.db', 'a SQLite file: its path')
 })
 
 t.test('on SIGINT a benchmark stops its servers, removes its files and exits with 130', async (t) => {
