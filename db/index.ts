@@ -1,14 +1,15 @@
 import type { CredConfig } from '../schemas/config.js'
-import { openMysql } from './mysql/index.js'
 import type { Repositories } from './repositories.js'
-import { openPostgres } from './postgres/index.js'
-import { openSqlite } from './sqlite/index.js'
 
 export * from './repositories.js'
 
-/** Opens the configured database, applies its migrations, and returns the repositories. */
+/**
+ * Opens the configured database, applies its migrations, and returns the repositories. Only that
+ * database's driver is loaded: the others would cost every process start (cred-server, cred-gen)
+ * CPU for nothing.
+ */
 export async function openDatabase (database: CredConfig['database']): Promise<Repositories> {
-  if (database.kind === 'postgresql') return openPostgres(database)
-  if (database.kind === 'mysql') return openMysql(database)
-  return openSqlite(database.database)
+  if (database.kind === 'postgresql') return (await import('./postgres/index.js')).openPostgres(database)
+  if (database.kind === 'mysql') return (await import('./mysql/index.js')).openMysql(database)
+  return (await import('./sqlite/index.js')).openSqlite(database.database)
 }
