@@ -72,6 +72,20 @@ t.test('ends are told before the events committed after them; a look that finds 
   t.same(heard.slice(0, 3), ['ended {"clientIds":[8]}', 'ended {"clientIds":[9]}', 'events 13'], 'its own commit, after the ends its transaction saw before it')
 })
 
+t.test('an own commit is told at once, without waiting for the next look', async (t) => {
+  const { state, reads } = fakeDatabase()
+  const heard: string[] = []
+  // a look an hour: only the first one happens during the test
+  const changes = new PolledChanges(reads, 3_600_000, { events: (latest) => heard.push(`events ${latest}`), ended: () => {}, connected: () => {} })
+  const listener = await changes.listen(() => {}, () => {})
+  t.teardown(() => listener.close())
+  const looks = state.looks
+  changes.ownCommit({ events: 5, access: 0 })
+  await delay(20)
+  t.same(heard, ['events 5'], 'told')
+  t.equal(state.looks, looks, 'with no look')
+})
+
 t.test('a failed look: not listening; the next good one tells that anything may have changed', async (t) => {
   const { state, reads } = fakeDatabase()
   const heard: string[] = []
