@@ -64,7 +64,15 @@ export function run (t: Test, name: Bin, args: string[], box: Sandbox): Promise<
 /** Runs a benchmark script to its end (in no sandbox: it makes its own). */
 export function runBench (t: Test, name: 'bench' | 'live' | 'soak', args: string[]): Promise<RunResult> {
   const { child, done } = runBin(`bench/${name}`, args)
-  t.teardown(() => { child.kill('SIGKILL') })
+  // SIGTERM: the script stops the servers it started and drops its databases (a SIGKILL would
+  // leave them behind); SIGKILL only if it has not ended 10 s later
+  t.teardown(async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return
+    child.kill('SIGTERM')
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
+    await done.catch(() => {})
+    clearTimeout(timer)
+  })
   return done
 }
 
