@@ -3,7 +3,6 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
-import Database from 'better-sqlite3'
 import Fastify, { type FastifyInstance, type FastifyServerOptions, type LightMyRequestResponse } from 'fastify'
 import mysql from 'mysql2/promise'
 import postgres from 'postgres'
@@ -12,6 +11,7 @@ import cred from '../app.js'
 import { resolveConfig } from '../config/resolve.js'
 import { openDatabase, type Repositories } from '../db/index.js'
 import { CHANGE_CHECK_MS } from '../db/sqlite/index.js'
+import { databaseUrl, withConnection, type DatabaseConfig } from '../scripts/bench/harness.js'
 import type { Permission } from '../schemas/apikeys.js'
 import type { CredConfig, SettingsInput } from '../schemas/config.js'
 
@@ -134,35 +134,14 @@ export async function testDatabase (t: Test, backend: Backend): Promise<TestData
  * double quotes on every backend; MariaDB's text (stored as bytes) reads back as strings.
  */
 export async function rawSql (database: TestDatabase, statement: string): Promise<Array<Record<string, unknown>>> {
-  if (database.type === 'sqlite3') {
-    const db = new Database(database.database)
-    try {
-      const prepared = db.prepare(statement)
-      if (prepared.reader) return prepared.all() as Array<Record<string, unknown>>
-      prepared.run()
-      return []
-    } finally {
-      db.close()
-    }
-  }
-  if (database.type === 'mariadb') {
-    const connection = await mysql.createConnection({ ...testMariadb, database: database.database })
-    try {
-      await connection.query("set session sql_mode = concat(@@sql_mode, ',ANSI_QUOTES')")
-      const [rows] = await connection.query(statement)
-      if (!Array.isArray(rows)) return []
-      return (rows as Array<Record<string, unknown>>).map((row) =>
-        Object.fromEntries(Object.entries(row).map(([column, value]) => [column, Buffer.isBuffer(value) ? value.toString('utf8') : value])))
-    } finally {
-      await connection.end()
-    }
-  }
-  const sql = postgres({ ...testPostgres, database: database.database, max: 1, onnotice: () => {} })
-  try {
-    return [...await sql.unsafe(statement)]
-  } finally {
-    await sql.end({ timeout: 1 })
-  }
+  return withConnection(databaseUrl(database as DatabaseConfig), async (query) => {
+    if (database.type !== 'mariadb') return [...await query(statement)]
+    await query("set session sql_mode = concat(@@sql_mode, ',ANSI_QUOTES')")
+    const rows = await query(statement)
+    if (!Array.isArray(rows)) return []
+    return rows.map((row) =>
+      Object.fromEntries(Object.entries(row).map(([column, value]) => [column, Buffer.isBuffer(value) ? value.toString('utf8') : value])))
+  })
 }
 
 export interface BuildOptions {
